@@ -1,0 +1,529 @@
+//! The command line: parsing (clap) and the commands' output, human and `--json`.
+//!
+//! The contract is DESIGN.md's "command line" section: tests and operators depend on the names, flags and
+//! JSON shapes here. `--json` always prints exactly one JSON document on stdout. Commands that only do
+//! arithmetic (`calendar …`) work without a configuration; the others load and validate it first.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::app::{self, with_store};
+use crate::config::{self, Config};
+use crate::core::calendar::{self, Calendar, Region};
+use crate::core::case::CaseStatus;
+use crate::core::nhs;
+use crate::core::policy::{CountFrom, DayUnit, Policy};
+use crate::core::timeline;
+use crate::store::{CaseFilter, Store};
+
+#[derive(Debug, Parser)]
+#[command(name = "escalation-bot", version, about = "Runs Safeguarding Adults Boards' escalation procedures by email.")]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, global = true, default_value = "config/default.toml", env = "ESCALATION_BOT_CONFIG")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon until interrupted.
+    Run(RunArgs),
+    /// The deadlines and duties a case opened at a given moment would get, each stage running to its limit.
+    Timeline(TimelineArgs),
+    /// Bank holidays and working-day arithmetic.
+    #[command(subcommand)]
+    Calendar(CalendarCommand),
+    /// The boards' policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Cases in the store.
+    #[command(subcommand)]
+    Cases(CasesCommand),
+    /// Load and validate the whole configuration, listing every problem.
+    CheckConfig(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start the daemon's clock at this instant (RFC 3339) instead of the real time; it then runs on.
+    #[arg(long)]
+    pub now: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TimelineArgs {
+    #[arg(long)]
+    pub board: String,
+    /// When the case is opened, RFC 3339 (e.g. 2026-12-23T10:00:00Z).
+    #[arg(long)]
+    pub opened: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CalendarCommand {
+    /// The bank holidays of a year that fall Monday to Friday, substitute days included.
+    Holidays {
+        #[arg(long)]
+        year: i32,
+        #[arg(long, default_value = "england-and-wales")]
+        region: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The N-th working day after a date.
+    AddWorkingDays {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        days: u32,
+        #[arg(long, default_value = "england-and-wales")]
+        region: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// The configured boards and their policies.
+    List(JsonArg),
+    /// One policy in full.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CasesCommand {
+    /// Cases, oldest first.
+    List {
+        #[arg(long)]
+        board: Option<String>,
+        /// open, resolved or withdrawn.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One case with its deadlines, timers and audit trail.
+    Show {
+        reference: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_region(s: &str) -> anyhow::Result<Region> {
+    Region::from_str(s).map_err(anyhow::Error::msg)
+}
+
+fn parse_date(s: &str, what: &str) -> anyhow::Result<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").with_context(|| format!("{what} {s:?} is not a date: use YYYY-MM-DD"))
+}
+
+/// Parse an instant given on the command line (RFC 3339).
+pub fn parse_instant(s: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .with_context(|| format!("{what} {s:?} is not an RFC 3339 time: use e.g. 2026-12-23T10:00:00Z"))
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// Text in aligned columns.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let last = cells.len().saturating_sub(1);
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            s.push_str(c);
+            if i < last {
+                s.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    let mut out = line(headers.to_vec());
+    out.push('\n');
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+fn long_date(d: NaiveDate) -> String {
+    d.format("%a %-d %b %Y").to_string()
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    config::load(&cli.config).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Run the parsed command.
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Calendar(c) => calendar_cmd(c),
+        Command::Timeline(a) => {
+            let config = load_config(&cli)?;
+            timeline_cmd(&config, a)
+        }
+        Command::Policy(p) => {
+            let config = load_config(&cli)?;
+            policy_cmd(&config, p)
+        }
+        Command::CheckConfig(a) => check_config(&cli, a.json),
+        Command::Cases(c) => {
+            let config = load_config(&cli)?;
+            with_store!(&config.settings.database, store => cases_cmd(&store, c).await)
+        }
+        Command::Run(a) => {
+            let config = load_config(&cli)?;
+            let start = a.now.as_deref().map(|s| parse_instant(s, "--now")).transpose()?;
+            app::run(config, start, app::shutdown_signal()).await
+        }
+    }
+}
+
+fn calendar_cmd(c: &CalendarCommand) -> anyhow::Result<()> {
+    match c {
+        CalendarCommand::Holidays { year, region, json } => {
+            let region = parse_region(region)?;
+            if !(calendar::FIRST_YEAR..=calendar::LAST_YEAR).contains(year) {
+                bail!("the calendar knows the years {} to {}: {year} is outside them", calendar::FIRST_YEAR, calendar::LAST_YEAR);
+            }
+            let hols = calendar::bank_holidays(region, *year);
+            if *json {
+                print_json(&json!(hols.iter().map(|h| h.date.to_string()).collect::<Vec<_>>()))
+            } else {
+                let rows: Vec<Vec<String>> =
+                    hols.iter().map(|h| vec![h.date.to_string(), h.date.format("%A").to_string(), h.name.clone()]).collect();
+                println!("Bank holidays in {year} ({region}):\n");
+                print!("{}", table(&["Date", "Day", "Holiday"], &rows));
+                Ok(())
+            }
+        }
+        CalendarCommand::AddWorkingDays { from, days, region } => {
+            let from = parse_date(from, "--from")?;
+            let cal = Calendar::new(parse_region(region)?);
+            println!("{}", cal.add_working_days(from, *days));
+            Ok(())
+        }
+    }
+}
+
+fn timeline_cmd(config: &Config, a: &TimelineArgs) -> anyhow::Result<()> {
+    let board = config.board_or_err(&a.board)?;
+    let opened = parse_instant(&a.opened, "--opened")?;
+    let t = timeline::timeline(&board.rules, opened);
+    if a.json {
+        return print_json(&serde_json::to_value(&t)?);
+    }
+    let policy = board.policy();
+    println!("{} ({}): a case opened {} ({} local date)\n", policy.board_name, board.id(), opened.to_rfc3339(), long_date(t.opened_on));
+    let rows: Vec<Vec<String>> =
+        t.deadlines.iter().map(|d| vec![d.label.clone(), long_date(d.due_date), d.description.clone()]).collect();
+    print!("{}", table(&["Deadline", "Due by end of", "Rule"], &rows));
+    if !t.duties.is_empty() {
+        println!("\nNotification duties:\n");
+        let rows: Vec<Vec<String>> = t
+            .duties
+            .iter()
+            .map(|d| {
+                vec![
+                    d.when.clone(),
+                    d.date.map(long_date).unwrap_or_else(|| "-".into()),
+                    d.notify.iter().map(|r| r.key()).collect::<Vec<_>>().join(", "),
+                ]
+            })
+            .collect();
+        print!("{}", table(&["When", "Date", "Notify"], &rows));
+    }
+    Ok(())
+}
+
+fn deadline_rule(p: &Policy) -> String {
+    let mut parts = Vec::new();
+    if let Some(from) = p.deadlines.stage_limits_count_from {
+        let limits: Vec<String> = p.stages.iter().filter_map(|s| s.limit_working_days.map(|l| l.to_string())).collect();
+        parts.push(format!(
+            "stages {} working days from {}",
+            limits.join("/"),
+            match from {
+                CountFrom::Opening => "opening",
+                CountFrom::StageEntry => "entering each stage",
+            }
+        ));
+    }
+    if let Some(o) = &p.deadlines.overall {
+        parts.push(format!(
+            "overall {} {} days",
+            o.days,
+            match o.unit {
+                DayUnit::Calendar => "calendar",
+                DayUnit::Working => "working",
+            }
+        ));
+    }
+    parts.join("; ")
+}
+
+fn policy_cmd(config: &Config, p: &PolicyCommand) -> anyhow::Result<()> {
+    match p {
+        PolicyCommand::List(a) => {
+            if a.json {
+                let list: Vec<_> = config
+                    .boards
+                    .iter()
+                    .map(|b| {
+                        json!({
+                            "id": b.id(), "board_name": b.policy().board_name, "short_name": b.policy().short_name,
+                            "policy": b.policy().id, "mailbox": b.settings.mailbox, "stages": b.policy().stages.len(),
+                            "deadlines": deadline_rule(b.policy()),
+                        })
+                    })
+                    .collect();
+                return print_json(&json!(list));
+            }
+            let rows: Vec<Vec<String>> = config
+                .boards
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.id().to_string(),
+                        b.policy().short_name.clone(),
+                        b.policy().stages.len().to_string(),
+                        deadline_rule(b.policy()),
+                        b.settings.mailbox.clone(),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["Board", "Name", "Stages", "Deadlines", "Mailbox"], &rows));
+            Ok(())
+        }
+        PolicyCommand::Show { id, json } => {
+            let board = config.board_or_err(id)?;
+            let policy = board.policy();
+            if *json {
+                return print_json(&serde_json::to_value(policy)?);
+            }
+            println!("{} ({})", policy.board_name, policy.short_name);
+            println!("Source: {} [{}]", policy.source.document, policy.source.seed);
+            println!("Deadlines: {}\n", deadline_rule(policy));
+            if !policy.pre_escalation.is_empty() {
+                println!("Before escalating: {}\n", policy.pre_escalation);
+            }
+            for s in &policy.stages {
+                let limit = s.limit_working_days.map(|l| format!(" — within {l} working day(s)")).unwrap_or_default();
+                println!("Stage {}: {}{limit}", s.number, s.name);
+                println!("  Who: {}", s.who);
+                println!("  {}", s.guidance);
+                for (kind, who) in &s.involved {
+                    println!("  {kind}: {who}");
+                }
+                for f in &s.forms {
+                    println!("  Form: {f}");
+                }
+                for a in &s.after_resolution {
+                    println!("  After resolution: {a}");
+                }
+            }
+            println!("\nDuties:");
+            for d in &policy.duties {
+                println!("  {:?} → {}: {}", d.when, d.notify.iter().map(|r| r.key()).collect::<Vec<_>>().join(", "), d.why);
+            }
+            println!("\nSame organisation: {:?}", policy.scope.same_organisation);
+            println!("Immediate risk: {}", policy.immediate_risk.guidance);
+            println!("Extensions: {}", if policy.extensions.allowed { format!("up to {} working days", policy.extensions.max_total_working_days) } else { "not provided for".into() });
+            println!("\nRecord form: {}", policy.form.name);
+            for f in &policy.form.fields {
+                println!("  {:<20} {}{}", f.key, f.label, if f.required { " (required)" } else { "" });
+            }
+            if !policy.readings.is_empty() {
+                println!("\nReadings taken where the policy is silent or ambiguous:");
+                for r in &policy.readings {
+                    println!("  - {r}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check_config(cli: &Cli, as_json: bool) -> anyhow::Result<()> {
+    match config::load(&cli.config) {
+        Ok(c) => {
+            if as_json {
+                print_json(&json!({
+                    "ok": true,
+                    "config": c.path,
+                    "database": c.settings.database.describe(),
+                    "boards": c.boards.iter().map(|b| b.id()).collect::<Vec<_>>(),
+                    "problems": [],
+                    "warnings": c.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+                }))?;
+            } else {
+                println!("{}: OK", c.path.display());
+                println!("Database: {}", c.settings.database.describe());
+                for b in &c.boards {
+                    println!("Board {:<24} policy {:<24} mailbox {}", b.id(), b.policy().id, b.settings.mailbox);
+                }
+                if !c.warnings.is_empty() {
+                    println!("\n{} warning(s):", c.warnings.len());
+                    for w in &c.warnings {
+                        println!("  - {w}");
+                    }
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if as_json {
+                print_json(&json!({
+                    "ok": false,
+                    "config": cli.config,
+                    "problems": e.0.iter().map(|i| json!({"file": i.file, "key": i.key, "message": i.message})).collect::<Vec<_>>(),
+                }))?;
+            }
+            Err(anyhow::anyhow!("{e}"))
+        }
+    }
+}
+
+async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> {
+    match c {
+        CasesCommand::List { board, status, json } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => Some(CaseStatus::parse(s).with_context(|| format!("status {s:?}: use open, resolved or withdrawn"))?),
+            };
+            let cases = store.list_cases(&CaseFilter { board: board.clone(), status }).await?;
+            if *json {
+                return print_json(&serde_json::to_value(&cases)?);
+            }
+            if cases.is_empty() {
+                println!("No cases.");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = cases
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.reference.clone(),
+                        c.board.clone(),
+                        c.status.to_string(),
+                        c.stage.to_string(),
+                        c.opened_at.format("%Y-%m-%d %H:%M").to_string(),
+                        c.next_due.map(long_date).unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            print!("{}", table(&["Reference", "Board", "Status", "Stage", "Opened (UTC)", "Next due"], &rows));
+            Ok(())
+        }
+        CasesCommand::Show { reference, json } => {
+            let Some(stored) = store.load_case(reference).await? else {
+                bail!("no case {reference}: `escalation-bot cases list` shows the references");
+            };
+            let deadlines = store.deadlines(reference).await?;
+            let timers = store.timers(reference).await?;
+            let events = store.events(Some(reference)).await?;
+            if *json {
+                return print_json(&json!({
+                    "case": stored.case, "version": stored.version, "deadlines": deadlines,
+                    "timers": timers, "events": events,
+                }));
+            }
+            let case = &stored.case;
+            println!("{}  ({}, {})", case.reference, case.board, case.status);
+            println!("Stage:   {}", case.stage);
+            println!("Opened:  {} ({})", case.opened_at.to_rfc3339(), long_date(case.opened_on));
+            if let Some(n) = &case.record.adult_name {
+                println!("Adult:   {n}");
+            }
+            if let Some(n) = &case.record.nhs_number {
+                println!("NHS no.: {}", nhs::spaced(n));
+            }
+            if case.immediate_risk {
+                println!("Immediate risk flagged.");
+            }
+            println!("\nParticipants:");
+            for p in &case.participants {
+                println!(
+                    "  {:<10} {} <{}>{}",
+                    format!("{:?}", p.role),
+                    p.name.clone().unwrap_or_default(),
+                    p.email,
+                    p.agency.as_ref().map(|a| format!(", {a}")).unwrap_or_default()
+                );
+            }
+            if let Some(r) = &case.resolution {
+                println!(
+                    "\nResolved at stage {} on {} after {} working day(s): {}",
+                    r.at_stage,
+                    long_date(r.resolved_on),
+                    r.working_days_taken,
+                    r.outcome
+                );
+            }
+            if !deadlines.is_empty() {
+                println!("\nDeadlines:");
+                let rows: Vec<Vec<String>> = deadlines
+                    .iter()
+                    .map(|d| vec![d.label.clone(), long_date(d.due_date), format!("{:?}", d.kind).to_lowercase()])
+                    .collect();
+                print!("{}", table(&["Label", "Due", "Kind"], &rows));
+            }
+            if !timers.is_empty() {
+                println!("\nTimers:");
+                let rows: Vec<Vec<String>> = timers
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.timer.kind.as_str().to_string(),
+                            t.timer.label.clone(),
+                            t.timer.fire_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                            t.fired_at.map(|f| f.format("fired %Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "pending".into()),
+                        ]
+                    })
+                    .collect();
+                print!("{}", table(&["Kind", "Deadline", "Fires at", "State"], &rows));
+            }
+            println!("\nAudit trail:");
+            for e in &events {
+                println!("  {}  {:<20} {}", e.event.at.format("%Y-%m-%d %H:%M"), e.event.kind, e.event.summary);
+            }
+            Ok(())
+        }
+    }
+}

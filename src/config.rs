@@ -1,0 +1,480 @@
+//! Loading and validating configuration: the daemon's settings (`config/default.toml`), each board's own
+//! settings (`config/boards/*.toml`) and each board's policy (`config/policies/*.toml`).
+//!
+//! Order: built-in defaults, then the TOML files, then environment variables (`ESCALATION_BOT_DATABASE_URL`,
+//! or `ESCALATION_BOT_DATABASE_URL_FILE` naming a file that holds it). Loading validates everything and
+//! returns every problem at once, each with its file and key and what to do.
+//! Relative paths in a file are taken relative to the directory of that file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use chrono::{NaiveDate, NaiveTime};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::core::calendar::{Calendar, Region};
+use crate::core::lifecycle::looks_like_email;
+use crate::core::policy::{Policy, Role};
+use crate::core::rules::BoardRules;
+
+/// One problem (or warning) in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub file: PathBuf,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
+        }
+    }
+}
+
+/// Every problem that stops the configuration loading.
+#[derive(Debug, Clone)]
+pub struct ConfigErrors(pub Vec<Issue>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "the configuration has {} problem(s):", self.0.len())?;
+        for i in &self.0 {
+            writeln!(f, "  - {i}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A secret-bearing string whose `Debug` hides it.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<hidden>\"")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseFile {
+    /// `sqlite:PATH` (relative to the config file) or `postgres://…`.
+    pub url: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathFile {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    database: Option<DatabaseFile>,
+    mailbox: Option<PathFile>,
+    outbox: Option<PathFile>,
+    policies_dir: Option<String>,
+    boards_dir: Option<String>,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(Secret),
+}
+
+impl Database {
+    /// Parse a database URL, resolving a relative SQLite path against `base`.
+    pub fn parse(url: &str, base: &Path) -> Result<Database, String> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let p = rest.trim_start_matches("//");
+            let p = p.split('?').next().unwrap_or(p);
+            if p.is_empty() {
+                return Err("give a file path after sqlite:, e.g. sqlite:../data/escalation-bot.sqlite3".into());
+            }
+            let path = Path::new(p);
+            Ok(Database::Sqlite(if path.is_absolute() { path.to_path_buf() } else { base.join(path) }))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Database::Postgres(Secret(url.to_string())))
+        } else {
+            Err("use sqlite:PATH or postgres://USER@HOST:PORT/DATABASE".into())
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Database::Sqlite(p) => format!("SQLite at {}", p.display()),
+            Database::Postgres(_) => "PostgreSQL".to_string(),
+        }
+    }
+}
+
+/// The daemon's settings, after defaults, file and environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: Database,
+    /// The local mailbox folder (Maildir) read when no IMAP server is configured.
+    pub mailbox_dir: PathBuf,
+    /// The folder outgoing mail is written to when no SMTP server is configured.
+    pub outbox_dir: PathBuf,
+    pub policies_dir: PathBuf,
+    pub boards_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    pub start: String,
+    pub end: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HolidayAdjustments {
+    #[serde(default)]
+    pub add: Vec<String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// A board's own settings (`config/boards/ID.toml`), beside its policy.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSettings {
+    pub id: String,
+    /// The id of the policy file this board follows.
+    pub policy: String,
+    /// The board mailbox escalations are sent to.
+    pub mailbox: String,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    #[serde(default = "default_region")]
+    pub region: String,
+    #[serde(default = "default_hours")]
+    pub working_hours: WorkingHours,
+    /// How long raw messages and closed cases are kept, in days.
+    pub retention_days: u32,
+    pub allowed_sender_domains: Vec<String>,
+    #[serde(default = "default_shared")]
+    pub shared_domains: Vec<String>,
+    /// Whether reminders, digests and notifications may carry the adult's name and NHS number.
+    #[serde(default)]
+    pub personal_data_in_notifications: bool,
+    #[serde(default)]
+    pub roles: BTreeMap<Role, Contact>,
+    #[serde(default)]
+    pub holidays: HolidayAdjustments,
+}
+
+fn default_timezone() -> String {
+    "Europe/London".into()
+}
+fn default_region() -> String {
+    "england-and-wales".into()
+}
+fn default_hours() -> WorkingHours {
+    WorkingHours { start: "09:00".into(), end: "17:00".into() }
+}
+fn default_shared() -> Vec<String> {
+    vec!["nhs.net".into()]
+}
+
+/// A board ready to use: its settings, its policy and the rules built from both.
+#[derive(Debug, Clone)]
+pub struct Board {
+    pub settings: BoardSettings,
+    pub rules: BoardRules,
+    pub board_file: PathBuf,
+    pub policy_file: PathBuf,
+}
+
+impl Board {
+    pub fn id(&self) -> &str {
+        &self.settings.id
+    }
+    pub fn policy(&self) -> &Policy {
+        &self.rules.policy
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub settings: Settings,
+    pub boards: Vec<Board>,
+    /// Things that work but need an operator's attention (placeholder addresses…).
+    pub warnings: Vec<Issue>,
+}
+
+impl Config {
+    pub fn board(&self, id: &str) -> Option<&Board> {
+        self.boards.iter().find(|b| b.settings.id == id)
+    }
+
+    /// The board, or an error listing the ones there are.
+    pub fn board_or_err(&self, id: &str) -> anyhow::Result<&Board> {
+        self.board(id).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no board {id:?} is configured; the boards are: {}",
+                self.boards.iter().map(|b| b.settings.id.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+}
+
+fn issue(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Issue {
+    Issue { file: file.to_path_buf(), key: key.into(), message: message.into() }
+}
+
+fn read_toml<T: serde::de::DeserializeOwned>(file: &Path, errors: &mut Vec<Issue>) -> Option<T> {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(issue(file, "", format!("cannot be read ({e})")));
+            return None;
+        }
+    };
+    match toml::from_str::<T>(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let msg = e.message().to_string();
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}")
+                })
+                .unwrap_or_default();
+            errors.push(issue(file, at, msg));
+            None
+        }
+    }
+}
+
+fn toml_files(dir: &Path, errors: &mut Vec<Issue>) -> Vec<PathBuf> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            let mut v: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect();
+            v.sort();
+            v
+        }
+        Err(e) => {
+            errors.push(issue(dir, "", format!("cannot be read ({e}); check policies_dir and boards_dir")));
+            Vec::new()
+        }
+    }
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn parse_hhmm(s: &str) -> Option<NaiveTime> {
+    NaiveTime::parse_from_str(s, "%H:%M").ok()
+}
+
+/// Load the configuration at `path`, reading the process environment for overrides.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    load_with_env(path, &|k| std::env::var(k).ok())
+}
+
+/// Load the configuration at `path`, with `env` standing for the environment.
+pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let file: Option<SettingsFile> = if path.exists() {
+        read_toml(path, &mut errors)
+    } else {
+        errors.push(issue(path, "", "does not exist: pass --config PATH or create it (see README.md)"));
+        None
+    };
+    let file = file.unwrap_or(SettingsFile {
+        database: None,
+        mailbox: None,
+        outbox: None,
+        policies_dir: None,
+        boards_dir: None,
+    });
+
+    let mut url = file
+        .database
+        .and_then(|d| d.url)
+        .map(|s| s.0)
+        .unwrap_or_else(|| "sqlite:../data/escalation-bot.sqlite3".into());
+    let mut url_base = base.clone();
+    if let Some(u) = env("ESCALATION_BOT_DATABASE_URL") {
+        url = u;
+        url_base = PathBuf::from(".");
+    } else if let Some(f) = env("ESCALATION_BOT_DATABASE_URL_FILE") {
+        match std::fs::read_to_string(&f) {
+            Ok(u) => {
+                url = u.trim().to_string();
+                url_base = PathBuf::from(".");
+            }
+            Err(e) => errors.push(issue(Path::new(&f), "ESCALATION_BOT_DATABASE_URL_FILE", format!("cannot be read ({e})"))),
+        }
+    }
+    let database = match Database::parse(&url, &url_base) {
+        Ok(d) => d,
+        Err(m) => {
+            errors.push(issue(path, "database.url", m));
+            Database::Sqlite(base.join("../data/escalation-bot.sqlite3"))
+        }
+    };
+    let settings = Settings {
+        database,
+        mailbox_dir: resolve(&base, file.mailbox.and_then(|m| m.path).as_deref().unwrap_or("../data/mailbox")),
+        outbox_dir: resolve(&base, file.outbox.and_then(|m| m.path).as_deref().unwrap_or("../data/outbox")),
+        policies_dir: resolve(&base, file.policies_dir.as_deref().unwrap_or("policies")),
+        boards_dir: resolve(&base, file.boards_dir.as_deref().unwrap_or("boards")),
+    };
+
+    // Policies, keyed by id.
+    let mut policies: BTreeMap<String, (Policy, PathBuf)> = BTreeMap::new();
+    for f in toml_files(&settings.policies_dir, &mut errors) {
+        let Some(policy) = read_toml::<Policy>(&f, &mut errors) else { continue };
+        for p in policy.validate() {
+            errors.push(issue(&f, p.key, p.message));
+        }
+        let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        if stem != policy.id {
+            errors.push(issue(&f, "id", format!("is {:?} but the file is named {stem}.toml: make them match", policy.id)));
+        }
+        if let Some((_, other)) = policies.get(&policy.id) {
+            errors.push(issue(&f, "id", format!("{:?} is also the id of {}", policy.id, other.display())));
+            continue;
+        }
+        policies.insert(policy.id.clone(), (policy, f));
+    }
+
+    let mut boards = Vec::new();
+    let mut mailboxes: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for f in toml_files(&settings.boards_dir, &mut errors) {
+        let Some(b) = read_toml::<BoardSettings>(&f, &mut errors) else { continue };
+        let before = errors.len();
+        if !ids.insert(b.id.clone()) {
+            errors.push(issue(&f, "id", format!("board {:?} is configured twice", b.id)));
+        }
+        if !looks_like_email(&b.mailbox) {
+            errors.push(issue(&f, "mailbox", format!("{:?} is not an email address", b.mailbox)));
+        } else if let Some(other) = mailboxes.insert(b.mailbox.to_lowercase(), f.clone()) {
+            errors.push(issue(&f, "mailbox", format!("{} is also the mailbox of {}", b.mailbox, other.display())));
+        }
+        let tz = Tz::from_str(&b.timezone);
+        if tz.is_err() {
+            errors.push(issue(&f, "timezone", format!("{:?} is not a timezone name; use e.g. \"Europe/London\"", b.timezone)));
+        }
+        let region = Region::from_str(&b.region);
+        if let Err(e) = &region {
+            errors.push(issue(&f, "region", e.clone()));
+        }
+        let start = parse_hhmm(&b.working_hours.start);
+        let end = parse_hhmm(&b.working_hours.end);
+        match (start, end) {
+            (Some(s), Some(e)) if s < e => {}
+            (Some(_), Some(_)) => errors.push(issue(&f, "working_hours", "start must be before end")),
+            _ => errors.push(issue(&f, "working_hours", "use 24-hour HH:MM times, e.g. start = \"09:00\"")),
+        }
+        if b.retention_days == 0 {
+            errors.push(issue(&f, "retention_days", "must be at least 1 (a day count, e.g. 2190 for six years)"));
+        }
+        if b.allowed_sender_domains.is_empty() {
+            errors.push(issue(&f, "allowed_sender_domains", "list the email domains that may open cases, e.g. [\"nhs.net\", \"gov.uk\"]"));
+        }
+        for (i, d) in b.allowed_sender_domains.iter().enumerate() {
+            if d.contains('@') || !d.contains('.') || d.trim() != d {
+                errors.push(issue(&f, format!("allowed_sender_domains[{i}]"), format!("{d:?} is not a domain: write e.g. \"nhs.net\"")));
+            }
+        }
+        for (role, c) in &b.roles {
+            if !role.is_board_role() {
+                errors.push(issue(&f, format!("roles.{role}"), "is taken from each case, not configured: remove it"));
+            }
+            if !looks_like_email(&c.email) {
+                errors.push(issue(&f, format!("roles.{role}.email"), format!("{:?} is not an email address", c.email)));
+            } else if c.email.to_lowercase().ends_with(".invalid") {
+                warnings.push(issue(&f, format!("roles.{role}.email"), format!("{} is a placeholder: set the real address before going live", c.email)));
+            }
+        }
+        let mut dates = |list: &[String], key: &str| -> Vec<NaiveDate> {
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, s)| match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                    Ok(d) => Some(d),
+                    Err(_) => {
+                        errors.push(issue(&f, format!("holidays.{key}[{i}]"), format!("{s:?} is not a date: use YYYY-MM-DD")));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let add = dates(&b.holidays.add, "add");
+        let remove = dates(&b.holidays.remove, "remove");
+        let Some((policy, policy_file)) = policies.get(&b.policy) else {
+            errors.push(issue(&f, "policy", format!(
+                "no policy {:?} in {}; the policies are: {}",
+                b.policy,
+                settings.policies_dir.display(),
+                policies.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+            continue;
+        };
+        for (i, duty) in policy.duties.iter().enumerate() {
+            for role in duty.notify.iter().filter(|r| r.is_board_role()) {
+                if !b.roles.contains_key(role) {
+                    errors.push(issue(&f, format!("roles.{role}"), format!(
+                        "the policy ({}, duties[{i}]) notifies the {role} but no address is set: add [roles.{role}] with name and email",
+                        policy_file.display()
+                    )));
+                }
+            }
+        }
+        if errors.len() > before {
+            continue;
+        }
+        let (Ok(tz), Ok(region), Some(start)) = (tz, region, start) else { continue };
+        let mut rules = BoardRules::new(b.id.clone(), policy.clone(), Calendar::with_adjustments(region, &add, &remove));
+        rules.timezone = tz;
+        rules.working_day_starts = start;
+        rules.shared_domains = b.shared_domains.clone();
+        boards.push(Board { settings: b, rules, board_file: f, policy_file: policy_file.clone() });
+    }
+    if boards.is_empty() && errors.is_empty() {
+        errors.push(issue(&settings.boards_dir, "", "no board is configured: add a board file (see config/boards/)"));
+    }
+    if errors.is_empty() {
+        Ok(Config { path: path.to_path_buf(), settings, boards, warnings })
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}

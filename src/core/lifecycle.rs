@@ -1,0 +1,624 @@
+//! The case state machine: open, escalate, resolve, extend, withdraw, add a note, record that agreed
+//! actions were implemented — and what a fired timer means.
+//!
+//! Every function here is pure: it takes the board's rules, the case, the command and `now`, and returns a
+//! [`Transition`] — the new case, the event for the audit log, the deadlines that now apply, the timers to
+//! create and cancel, the notification duties that follow and the guidance the policy gives at that point —
+//! or an error that says why the command cannot be applied. Delivering any of it is the shell's job.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::case::{
+    Case, CaseStatus, Extension, Implemented, Note, Participant, ParticipantRole, Person, Record,
+    Resolution, StageEntry, Withdrawal,
+};
+use super::nhs;
+use super::policy::{NoteWhen, Role, SameOrganisation, Trigger};
+use super::rules::BoardRules;
+use super::schedule::{self, Deadline, Schedule, Timer, TimerChanges, TimerKind};
+
+/// A command on an existing case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Move to the next stage, or to `to_stage` where the policy allows skipping for immediate risk.
+    Escalate {
+        to_stage: Option<u8>,
+        /// The people who take the case on at the new stage.
+        people: Vec<Person>,
+        reason: Option<String>,
+        /// The escalation is made because the adult is at immediate risk.
+        immediate_risk: bool,
+    },
+    Resolve {
+        outcome: String,
+        agreed_actions: String,
+        review_date: Option<NaiveDate>,
+    },
+    Extend {
+        working_days: u32,
+        reason: String,
+    },
+    Withdraw {
+        reason: String,
+    },
+    Note {
+        text: String,
+    },
+    ActionsImplemented {
+        text: String,
+    },
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Escalate { .. } => "escalate",
+            Command::Resolve { .. } => "resolve",
+            Command::Extend { .. } => "extend",
+            Command::Withdraw { .. } => "withdraw",
+            Command::Note { .. } => "note",
+            Command::ActionsImplemented { .. } => "actions_implemented",
+        }
+    }
+}
+
+/// What happened, for the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// `opened`, `escalated`, `resolved`, `extended`, `withdrawn`, `note_added`, `actions_implemented`.
+    pub kind: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// One sentence a board manager can read in an audit listing.
+    pub summary: String,
+    pub detail: serde_json::Value,
+}
+
+/// A duty to tell someone, with the policy's reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    pub role: Role,
+    pub why: String,
+    pub trigger: Trigger,
+}
+
+/// Something the policy says to do at this point, for the people on the case.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guidance {
+    pub title: String,
+    pub items: Vec<String>,
+}
+
+/// The result of a transition: everything the shell must store and deliver, together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    pub case: Case,
+    pub event: Event,
+    /// The deadlines of the case after the transition (none once it is closed).
+    pub deadlines: Vec<Deadline>,
+    pub timers: TimerChanges,
+    pub notifications: Vec<Notification>,
+    pub guidance: Vec<Guidance>,
+}
+
+/// Why a case cannot be opened: every problem at once, each one a thing the sender can fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Error)]
+#[error("the escalation cannot be opened: {}", problems.join("; "))]
+pub struct Refusal {
+    pub problems: Vec<String>,
+    /// True when the disagreement is outside the procedure altogether (not a fixable omission).
+    pub out_of_scope: bool,
+}
+
+/// Why a command cannot be applied to a case.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[error("{0}")]
+pub struct TransitionError(pub String);
+
+/// A new escalation as read from an email or a form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewCase {
+    pub record: Record,
+    /// Who sent it: their address stands in for the escalating email when the form leaves it out.
+    pub sender: Person,
+}
+
+fn blank(s: &str) -> bool {
+    s.trim().is_empty()
+}
+
+fn norm_org(s: &str) -> String {
+    s.to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace())
+        .collect::<String>()
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "the" | "ltd" | "limited" | "plc"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn domain(email: &str) -> Option<String> {
+    email.rsplit_once('@').map(|(_, d)| d.trim().to_lowercase())
+}
+
+/// Whether the two parties work for the same organisation, as far as the record shows: the same agency
+/// name, or the same email domain where that domain is not one many organisations share.
+pub fn same_organisation(rules: &BoardRules, record: &Record, sender: &Person) -> bool {
+    if let (Some(a), Some(b)) = (record.get("escalating_agency"), record.get("other_agency")) {
+        let (a, b) = (norm_org(&a), norm_org(&b));
+        if !a.is_empty() && a == b {
+            return true;
+        }
+    }
+    let esc = record.get("escalating_email").unwrap_or_else(|| sender.email.clone());
+    if let (Some(a), Some(b)) = (domain(&esc), record.get("other_email").as_deref().and_then(domain)) {
+        let shared = rules
+            .shared_domains
+            .iter()
+            .any(|s| a == s.to_lowercase() || a.ends_with(&format!(".{}", s.to_lowercase())));
+        if a == b && !shared {
+            return true;
+        }
+    }
+    false
+}
+
+fn stage_guidance(rules: &BoardRules, stage: u8, title: String) -> Vec<Guidance> {
+    let policy = &rules.policy;
+    let mut out = Vec::new();
+    if let Some(s) = policy.stage(stage) {
+        let mut items = vec![format!("Who: {}", s.who), s.guidance.clone()];
+        for (kind, who) in &s.involved {
+            items.push(format!("{kind}: {who}"));
+        }
+        for form in &s.forms {
+            items.push(format!("Complete the {form}."));
+        }
+        out.push(Guidance { title, items });
+    }
+    for n in policy.notes.iter().filter(|n| n.when == NoteWhen::Stage && n.stages.contains(&stage)) {
+        out.push(Guidance { title: n.title.clone(), items: vec![n.text.clone()] });
+    }
+    out
+}
+
+fn duties_for(rules: &BoardRules, matches: impl Fn(&Trigger) -> bool) -> Vec<Notification> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for duty in rules.policy.duties.iter().filter(|d| matches(&d.when)) {
+        for role in &duty.notify {
+            if seen.insert((*role, duty.why.clone())) {
+                out.push(Notification { role: *role, why: duty.why.clone(), trigger: duty.when.clone() });
+            }
+        }
+    }
+    out
+}
+
+fn transition(
+    rules: &BoardRules,
+    before: Option<&Case>,
+    case: Case,
+    event: Event,
+    notifications: Vec<Notification>,
+    guidance: Vec<Guidance>,
+) -> Transition {
+    let old = before.map(|c| schedule::schedule(rules, c)).unwrap_or_default();
+    let new = schedule::schedule(rules, &case);
+    let timers = schedule::diff(&old, &new, event.at);
+    Transition { case, event, deadlines: new.deadlines, timers, notifications, guidance }
+}
+
+/// Open a case under reference `reference`, or refuse with every problem at once.
+pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Utc>) -> Result<Transition, Refusal> {
+    let policy = &rules.policy;
+    let mut record = new.record.clone();
+    let mut problems = Vec::new();
+
+    if record.get("escalating_email").is_none() && !blank(&new.sender.email) {
+        record.escalating_email = Some(new.sender.email.clone());
+    }
+    if record.get("escalating_name").is_none() {
+        if let Some(n) = new.sender.name.clone().filter(|n| !blank(n)) {
+            record.escalating_name = Some(n);
+        }
+    }
+    for field in policy.form.fields.iter().filter(|f| f.required) {
+        if record.get(&field.key).is_none() {
+            problems.push(format!("{} is missing.", field.label.trim_end_matches(':')));
+        }
+    }
+    if let Some(n) = record.get("nhs_number") {
+        match nhs::normalise(&n) {
+            Ok(digits) => record.nhs_number = Some(digits),
+            Err(e) => problems.push(format!("{e}.")),
+        }
+    }
+    for key in ["escalating_email", "other_email"] {
+        if let Some(e) = record.get(key) {
+            if !looks_like_email(&e) {
+                problems.push(format!("{e:?} does not look like an email address."));
+            }
+        }
+    }
+    let immediate_risk = record.immediate_risk.unwrap_or(false);
+    let last = policy.last_stage();
+    let stage = record.stage.unwrap_or(1);
+    if stage < 1 || stage > last {
+        problems.push(format!("Stage {stage} does not exist: {} has stages 1 to {last}.", policy.short_name));
+    } else if stage > 1 && !(immediate_risk && policy.immediate_risk.may_start_at_higher_stage) {
+        problems.push(if policy.immediate_risk.may_start_at_higher_stage {
+            format!("A case starts at stage 1 unless the adult is at immediate risk of harm: mark immediate risk as yes to start at stage {stage}, or leave the stage out.")
+        } else {
+            format!("{}'s procedure starts every case at stage 1; leave the stage out (or write 1).", policy.short_name)
+        });
+    }
+    let mut out_of_scope = false;
+    if policy.scope.same_organisation == SameOrganisation::Refuse && same_organisation(rules, &record, &new.sender) {
+        out_of_scope = true;
+        problems.insert(0, policy.scope.same_organisation_message.clone());
+    }
+    if !problems.is_empty() {
+        return Err(Refusal { problems, out_of_scope });
+    }
+
+    let opened_on = rules.local_date(now);
+    let esc_email = record.get("escalating_email").unwrap_or_default();
+    let mut participants = vec![Participant {
+        email: esc_email.clone(),
+        name: record.get("escalating_name"),
+        agency: record.get("escalating_agency"),
+        role: ParticipantRole::Escalating,
+        stage,
+    }];
+    if let Some(email) = record.get("other_email") {
+        participants.push(Participant {
+            email,
+            name: record.get("other_name"),
+            agency: record.get("other_agency"),
+            role: ParticipantRole::Other,
+            stage,
+        });
+    }
+    let case = Case {
+        reference: reference.to_string(),
+        board: rules.board_id.clone(),
+        status: CaseStatus::Open,
+        stage,
+        opened_at: now,
+        opened_on,
+        immediate_risk,
+        record,
+        participants,
+        stages: vec![StageEntry { stage, entered_at: now, entered_on: opened_on, by: esc_email.clone() }],
+        extensions: Vec::new(),
+        notes: Vec::new(),
+        resolution: None,
+        withdrawal: None,
+        actions_implemented: None,
+    };
+    let notifications = duties_for(rules, |t| matches!(t, Trigger::EnteringStage(n) if *n <= stage));
+    let mut guidance = Vec::new();
+    if immediate_risk {
+        guidance.push(Guidance {
+            title: "The adult is at immediate risk".into(),
+            items: vec![policy.immediate_risk.guidance.clone()],
+        });
+    }
+    guidance.extend(stage_guidance(rules, stage, format!("What to do now: {}", policy.stage_name(stage))));
+    for n in policy.notes.iter().filter(|n| n.when == NoteWhen::Opening) {
+        guidance.push(Guidance { title: n.title.clone(), items: vec![n.text.clone()] });
+    }
+    let event = Event {
+        kind: "opened".into(),
+        at: now,
+        actor: esc_email,
+        summary: format!("{reference} opened at {}", policy.stage_name(stage)),
+        detail: serde_json::json!({ "stage": stage, "immediate_risk": immediate_risk }),
+    };
+    Ok(transition(rules, None, case, event, notifications, guidance))
+}
+
+/// A light check that a string is an address someone could be emailed at.
+pub fn looks_like_email(s: &str) -> bool {
+    let s = s.trim();
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.chars().any(|c| c.is_whitespace() || c == ',' || c == '<' || c == '>')
+                && s.matches('@').count() == 1
+        }
+        None => false,
+    }
+}
+
+fn require_open(case: &Case) -> Result<(), TransitionError> {
+    match case.status {
+        CaseStatus::Open => Ok(()),
+        CaseStatus::Resolved => Err(TransitionError(format!(
+            "Case {} is already resolved{}, so it cannot be changed. If the disagreement has come back, please open a new escalation.",
+            case.reference,
+            case.resolution
+                .as_ref()
+                .map(|r| format!(" (at stage {} on {})", r.at_stage, r.resolved_on.format("%-d %B %Y")))
+                .unwrap_or_default()
+        ))),
+        CaseStatus::Withdrawn => Err(TransitionError(format!(
+            "Case {} was withdrawn, so it cannot be changed. Please open a new escalation if it is needed.",
+            case.reference
+        ))),
+    }
+}
+
+/// Apply `command` to `case`, by `actor`, at `now`.
+pub fn apply(
+    rules: &BoardRules,
+    case: &Case,
+    actor: &Person,
+    command: &Command,
+    now: DateTime<Utc>,
+) -> Result<Transition, TransitionError> {
+    let policy = &rules.policy;
+    let today = rules.local_date(now);
+    let by = actor.email.clone();
+    let mut next = case.clone();
+    let reference = &case.reference;
+    match command {
+        Command::Escalate { to_stage, people, reason, immediate_risk } => {
+            require_open(case)?;
+            let last = policy.last_stage();
+            if case.stage >= last {
+                return Err(TransitionError(format!(
+                    "Case {reference} is already at {}, the last stage of {}'s procedure. {}",
+                    policy.stage_name(case.stage),
+                    policy.short_name,
+                    policy.final_stage_note
+                )
+                .trim_end()
+                .to_string()));
+            }
+            let target = to_stage.unwrap_or(case.stage + 1);
+            if target <= case.stage {
+                return Err(TransitionError(format!(
+                    "Case {reference} is already at {}: escalation moves it to a higher stage (stage {} is next).",
+                    policy.stage_name(case.stage),
+                    case.stage + 1
+                )));
+            }
+            if target > last {
+                return Err(TransitionError(format!(
+                    "Stage {target} does not exist: {}'s procedure has stages 1 to {last}.",
+                    policy.short_name
+                )));
+            }
+            if target > case.stage + 1 {
+                if !policy.immediate_risk.may_start_at_higher_stage {
+                    return Err(TransitionError(format!(
+                        "{}'s procedure goes one stage at a time: case {reference} can move to stage {} next.",
+                        policy.short_name,
+                        case.stage + 1
+                    )));
+                }
+                if !(*immediate_risk || case.immediate_risk) {
+                    return Err(TransitionError(format!(
+                        "Skipping to stage {target} is only for an adult at immediate risk of harm. Say so in your reply to skip stages, or escalate to stage {}.",
+                        case.stage + 1
+                    )));
+                }
+            }
+            for p in people {
+                if !looks_like_email(&p.email) {
+                    return Err(TransitionError(format!("{:?} does not look like an email address.", p.email)));
+                }
+                if !next.is_participant(&p.email) {
+                    next.participants.push(Participant {
+                        email: p.email.trim().to_string(),
+                        name: p.name.clone(),
+                        agency: p.agency.clone(),
+                        role: ParticipantRole::StageLead,
+                        stage: target,
+                    });
+                }
+            }
+            next.stage = target;
+            next.immediate_risk = case.immediate_risk || *immediate_risk;
+            next.stages.push(StageEntry { stage: target, entered_at: now, entered_on: today, by: by.clone() });
+            let from = case.stage;
+            let notifications =
+                duties_for(rules, |t| matches!(t, Trigger::EnteringStage(n) if *n > from && *n <= target));
+            let guidance = stage_guidance(rules, target, format!("What to do now: {}", policy.stage_name(target)));
+            let event = Event {
+                kind: "escalated".into(),
+                at: now,
+                actor: by,
+                summary: format!("{reference} escalated from stage {from} to {}", policy.stage_name(target)),
+                detail: serde_json::json!({
+                    "from": from, "to": target, "reason": reason, "immediate_risk": immediate_risk,
+                    "people": people.iter().map(|p| p.email.clone()).collect::<Vec<_>>(),
+                }),
+            };
+            Ok(transition(rules, Some(case), next, event, notifications, guidance))
+        }
+        Command::Resolve { outcome, agreed_actions, review_date } => {
+            require_open(case)?;
+            if blank(outcome) {
+                return Err(TransitionError(
+                    "Please say what was agreed: the outcome is needed to resolve a case.".into(),
+                ));
+            }
+            if let Some(r) = review_date {
+                if *r < today {
+                    return Err(TransitionError(format!(
+                        "The review date {} is in the past: please give a date from today on.",
+                        r.format("%-d %B %Y")
+                    )));
+                }
+            }
+            let resolution = Resolution {
+                outcome: outcome.trim().to_string(),
+                agreed_actions: agreed_actions.trim().to_string(),
+                review_date: *review_date,
+                at_stage: case.stage,
+                resolved_at: now,
+                resolved_on: today,
+                by: by.clone(),
+                working_days_taken: rules.calendar.working_days_between(case.opened_on, today),
+                calendar_days_taken: (today - case.opened_on).num_days(),
+            };
+            next.status = CaseStatus::Resolved;
+            next.resolution = Some(resolution.clone());
+            let stage = case.stage;
+            let notifications = duties_for(rules, |t| matches!(t, Trigger::ResolvedAtOrAbove(n) if *n <= stage));
+            let mut guidance = Vec::new();
+            if let Some(s) = policy.stage(stage).filter(|s| !s.after_resolution.is_empty()) {
+                guidance.push(Guidance {
+                    title: format!("After resolution at {}", policy.stage_name(stage)),
+                    items: s.after_resolution.clone(),
+                });
+            }
+            for n in policy.notes.iter().filter(|n| n.when == NoteWhen::Resolution) {
+                guidance.push(Guidance { title: n.title.clone(), items: vec![n.text.clone()] });
+            }
+            let event = Event {
+                kind: "resolved".into(),
+                at: now,
+                actor: by,
+                summary: format!(
+                    "{reference} resolved at stage {stage} after {} working day(s)",
+                    resolution.working_days_taken
+                ),
+                detail: serde_json::to_value(&resolution).unwrap_or_default(),
+            };
+            Ok(transition(rules, Some(case), next, event, notifications, guidance))
+        }
+        Command::Extend { working_days, reason } => {
+            require_open(case)?;
+            let ext = &policy.extensions;
+            if !ext.allowed {
+                return Err(TransitionError(
+                    format!("{}'s procedure does not provide for extending its timescales. {}", policy.short_name, ext.note)
+                        .trim_end()
+                        .to_string(),
+                ));
+            }
+            if *working_days == 0 {
+                return Err(TransitionError("An extension must be at least 1 working day.".into()));
+            }
+            if blank(reason) {
+                return Err(TransitionError(
+                    "Please give the reason the timescale cannot be met: an extension needs one.".into(),
+                ));
+            }
+            let total = case.extension_total() + working_days;
+            if total > ext.max_total_working_days {
+                return Err(TransitionError(format!(
+                    "Case {reference} can be extended by at most {} working days in all ({} already agreed).",
+                    ext.max_total_working_days,
+                    case.extension_total()
+                )));
+            }
+            next.extensions.push(Extension {
+                stage: case.stage,
+                working_days: *working_days,
+                reason: reason.trim().to_string(),
+                agreed_at: now,
+                by: by.clone(),
+            });
+            let event = Event {
+                kind: "extended".into(),
+                at: now,
+                actor: by,
+                summary: format!("{reference} extended by {working_days} working day(s) at stage {}", case.stage),
+                detail: serde_json::json!({ "working_days": working_days, "reason": reason, "stage": case.stage }),
+            };
+            Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
+        }
+        Command::Withdraw { reason } => {
+            require_open(case)?;
+            next.status = CaseStatus::Withdrawn;
+            next.withdrawal = Some(Withdrawal { reason: reason.trim().to_string(), at: now, by: by.clone() });
+            let notifications = duties_for(rules, |t| matches!(t, Trigger::Withdrawn(true)));
+            let event = Event {
+                kind: "withdrawn".into(),
+                at: now,
+                actor: by,
+                summary: format!("{reference} withdrawn at stage {}", case.stage),
+                detail: serde_json::json!({ "reason": reason, "stage": case.stage }),
+            };
+            Ok(transition(rules, Some(case), next, event, notifications, Vec::new()))
+        }
+        Command::Note { text } => {
+            if blank(text) {
+                return Err(TransitionError("The note is empty: write it below the word NOTE.".into()));
+            }
+            next.notes.push(Note { at: now, by: by.clone(), text: text.trim().to_string() });
+            let event = Event {
+                kind: "note_added".into(),
+                at: now,
+                actor: by,
+                summary: format!("Note added to {reference}"),
+                detail: serde_json::json!({ "text": text.trim() }),
+            };
+            Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
+        }
+        Command::ActionsImplemented { text } => {
+            if case.status != CaseStatus::Resolved {
+                return Err(TransitionError(format!(
+                    "Case {reference} is {}: agreed actions can be confirmed once it is resolved.",
+                    case.status
+                )));
+            }
+            if case.actions_implemented.is_some() {
+                return Err(TransitionError(format!(
+                    "The agreed actions on case {reference} were already confirmed as implemented."
+                )));
+            }
+            next.actions_implemented = Some(Implemented { at: now, by: by.clone(), text: text.trim().to_string() });
+            let event = Event {
+                kind: "actions_implemented".into(),
+                at: now,
+                actor: by,
+                summary: format!("Agreed actions on {reference} confirmed as implemented"),
+                detail: serde_json::json!({ "text": text.trim() }),
+            };
+            Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
+        }
+    }
+}
+
+/// What a fired timer calls for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerOutcome {
+    /// Whether the people on the case should get the reminder, overdue notice or review prompt.
+    pub tell_participants: bool,
+    pub notifications: Vec<Notification>,
+    /// The timer fired later than it was due (the daemon was down): say so in what is sent.
+    pub late: bool,
+}
+
+/// What `timer` means for `case` when it fires at `now`. A timer whose case has moved on (closed, or the
+/// deadline moved) calls for nothing; the store normally cancels such timers, this is the safety net.
+pub fn on_timer(rules: &BoardRules, case: &Case, timer: &Timer, now: DateTime<Utc>) -> TimerOutcome {
+    let current: Schedule = schedule::schedule(rules, case);
+    let still_due = current.timers.iter().any(|t| t.key == timer.key);
+    let late = rules.local_date(now) > rules.local_date(timer.fire_at);
+    if !still_due {
+        return TimerOutcome { tell_participants: false, notifications: Vec::new(), late };
+    }
+    let notifications = match timer.kind {
+        TimerKind::Overdue => {
+            duties_for(rules, |t| matches!(t, Trigger::DeadlinePassed(l) if l == "any" || *l == timer.label))
+        }
+        TimerKind::Reminder | TimerKind::Review => Vec::new(),
+    };
+    TimerOutcome { tell_participants: true, notifications, late }
+}

@@ -1,0 +1,23 @@
+//! The functional core: pure, synchronous, and free of I/O.
+//!
+//! Everything here takes `now` as an argument and never reads the clock, the network, the filesystem or
+//! the database; nothing here imports sqlx, tokio, lettre or async-imap. Given a case and an event it
+//! returns the new state plus the messages and timers that follow, so almost all behaviour is tested here.
+//!
+//! - [`calendar`]: bank holidays and working-day arithmetic.
+//! - [`policy`]: a board's procedure as data, and its validation.
+//! - [`rules`]: one board's policy, calendar, timezone and working hours together.
+//! - [`case`]: the case record.
+//! - [`lifecycle`]: the transitions (open, escalate, resolve, …) and what a fired timer means.
+//! - [`schedule`]: deadlines and timers as a function of case state.
+//! - [`timeline`]: the deadlines a case opened at a given moment would get.
+//! - [`nhs`]: NHS number validation.
+
+pub mod calendar;
+pub mod case;
+pub mod lifecycle;
+pub mod nhs;
+pub mod policy;
+pub mod rules;
+pub mod schedule;
+pub mod timeline;

@@ -1,0 +1,60 @@
+//! NHS number validation: ten digits, a Modulus 11 check digit, and not all one digit.
+
+/// The NHS number in `input` as ten digits (spaces and dashes removed), or why it is not one.
+pub fn normalise(input: &str) -> Result<String, String> {
+    let digits: String = input.chars().filter(|c| !matches!(c, ' ' | '-' | '\u{a0}')).collect();
+    if digits.len() != 10 || !digits.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "NHS number {:?} should be 10 digits, e.g. 943 476 5919",
+            input.trim()
+        ));
+    }
+    let d: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
+    if d.iter().all(|x| *x == d[0]) {
+        return Err(format!("NHS number {} is not valid (all digits the same)", spaced(&digits)));
+    }
+    let sum: u32 = d[..9].iter().enumerate().map(|(i, x)| x * (10 - i as u32)).sum();
+    let check = match 11 - (sum % 11) {
+        11 => 0,
+        10 => {
+            return Err(format!("NHS number {} is not valid (no check digit fits)", spaced(&digits)));
+        }
+        c => c,
+    };
+    if check != d[9] {
+        return Err(format!(
+            "NHS number {} fails its check digit: please check it against the adult's record",
+            spaced(&digits)
+        ));
+    }
+    Ok(digits)
+}
+
+/// `9434765919` as `943 476 5919`.
+pub fn spaced(digits: &str) -> String {
+    if digits.len() == 10 && digits.is_ascii() {
+        format!("{} {} {}", &digits[..3], &digits[3..6], &digits[6..])
+    } else {
+        digits.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_valid_test_range_numbers() {
+        for n in ["999 000 0018", "9990000018", "999-000-0026", "9990001189"] {
+            assert!(normalise(n).is_ok(), "{n}: {:?}", normalise(n));
+        }
+    }
+
+    #[test]
+    fn rejects_bad_numbers() {
+        assert!(normalise("9990000019").is_err()); // wrong check digit
+        assert!(normalise("1111111111").is_err()); // all one digit
+        assert!(normalise("99900000").is_err()); // too short
+        assert!(normalise("99900000AB").is_err());
+    }
+}

@@ -1,0 +1,20 @@
+//! The `escalation-bot` binary: parse the command line, set up logging, hand over to the library.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("ESCALATION_BOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = escalation_bot::cli::Cli::parse();
+    match escalation_bot::cli::dispatch(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("escalation-bot: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

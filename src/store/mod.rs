@@ -1,0 +1,249 @@
+//! Storage: one [`Store`] trait, with SQLite (the embedded default) and PostgreSQL (scale-out) adapters.
+//!
+//! Both adapters run the same SQL, written once in [`sql`] with `$N` placeholders that both engines accept,
+//! and instantiated per backend by a macro; what differs (connecting, pragmas, migrations, `FOR UPDATE SKIP
+//! LOCKED`) lives in [`sqlite`] and [`postgres`]. Migrations are per backend with matching file names under
+//! `migrations/`. One contract test suite (`tests/store_contract.rs`) runs against both.
+//!
+//! Rules kept here: a case's state, its deadlines, its timers, its audit event and the emails it causes are
+//! written in one transaction ([`Store::create_case`], [`Store::save`]); cases carry a version so that two
+//! instances cannot both apply a change to the same case; the event log is append-only (enforced by the
+//! database); timers and outgoing emails are claimed with a lease, so a crashed worker's claim expires.
+
+pub mod postgres;
+pub mod sql;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::core::case::{Case, CaseStatus};
+use crate::core::lifecycle::{Event, Transition};
+use crate::core::schedule::{Deadline, Timer};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("case {0} was changed by someone else meanwhile; load it again and retry")]
+    Conflict(String),
+    #[error("no case {0}")]
+    NotFound(String),
+    #[error("stored data could not be read: {0}")]
+    Data(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// An email to send, fixed (Message-ID included) when the change that causes it commits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundEmail {
+    pub message_id: String,
+    pub board_id: String,
+    pub case_reference: Option<String>,
+    /// What it is: `acknowledgement`, `reminder`, `notification`…
+    pub kind: String,
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A transition with the emails it causes, written together.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub transition: Transition,
+    pub outbox: Vec<OutboundEmail>,
+}
+
+impl Change {
+    pub fn new(transition: Transition) -> Self {
+        Change { transition, outbox: Vec::new() }
+    }
+}
+
+/// A case as stored, with the version its next save must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCase {
+    pub id: i64,
+    pub version: i64,
+    pub case: Case,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CaseFilter {
+    pub board: Option<String>,
+    pub status: Option<CaseStatus>,
+}
+
+/// One line of `cases list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CaseSummary {
+    pub reference: String,
+    pub board: String,
+    pub status: CaseStatus,
+    pub stage: u8,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The earliest active deadline, while the case is open.
+    pub next_due: Option<NaiveDate>,
+}
+
+/// An audit event as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub id: i64,
+    pub board: String,
+    pub case_reference: Option<String>,
+    pub event: Event,
+}
+
+/// A timer as stored: pending, or fired (and whether late).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimerRecord {
+    pub id: i64,
+    pub case_reference: String,
+    pub timer: Timer,
+    pub fired_at: Option<DateTime<Utc>>,
+    pub late: bool,
+}
+
+/// An outgoing email as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboxRecord {
+    pub id: i64,
+    pub email: OutboundEmail,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+}
+
+/// A raw inbound message, kept until retention ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub board_id: Option<String>,
+    pub mailbox: String,
+    pub uidvalidity: Option<i64>,
+    pub uid: Option<i64>,
+    /// The Message-ID, or a hash of the raw message where there is none.
+    pub message_id: String,
+    pub received_at: DateTime<Utc>,
+    pub raw: Vec<u8>,
+}
+
+/// Whether an inbound message was new, or seen before (and what became of it then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundInsert {
+    New(i64),
+    Seen { id: i64, outcome: Option<String> },
+}
+
+pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Data(format!("timestamp {ms} out of range")))
+}
+
+/// The store interface. Implemented by [`SqliteStore`] and [`PgStore`].
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Bring the schema up to date.
+    fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Record (or update) a configured board.
+    fn upsert_board(&self, id: &str, name: &str, policy_id: &str, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Allocate the next reference of `board` for `year` (`PREFIX-YEAR-NNNN`), call `build` with it and
+    /// write what it returns, all in one transaction. When `build` refuses, nothing is written and the
+    /// number is not used up.
+    fn create_case<F, E>(
+        &self,
+        board: &str,
+        prefix: &str,
+        year: i32,
+        build: F,
+    ) -> impl Future<Output = Result<std::result::Result<StoredCase, E>>> + Send
+    where
+        F: FnOnce(&str) -> std::result::Result<Change, E> + Send,
+        E: Send;
+
+    fn load_case(&self, reference: &str) -> impl Future<Output = Result<Option<StoredCase>>> + Send;
+
+    /// Write a change to a case loaded as `loaded`; [`StoreError::Conflict`] when it changed meanwhile.
+    fn save(&self, loaded: &StoredCase, change: &Change) -> impl Future<Output = Result<StoredCase>> + Send;
+
+    fn list_cases(&self, filter: &CaseFilter) -> impl Future<Output = Result<Vec<CaseSummary>>> + Send;
+
+    /// The references of open cases on which `email` is a participant.
+    fn cases_of_participant(&self, email: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
+
+    fn deadlines(&self, reference: &str) -> impl Future<Output = Result<Vec<Deadline>>> + Send;
+
+    fn timers(&self, reference: &str) -> impl Future<Output = Result<Vec<TimerRecord>>> + Send;
+
+    /// The audit events of a case, oldest first (`None`: every event of every case).
+    fn events(&self, reference: Option<&str>) -> impl Future<Output = Result<Vec<EventRecord>>> + Send;
+
+    /// Append an event not tied to a case transition (a refusal, an ignored message).
+    fn record_event(&self, board: &str, reference: Option<&str>, event: &Event) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Claim up to `limit` pending timers due at `now`, for `lease_ms`.
+    fn claim_due_timers(&self, now: DateTime<Utc>, limit: i64, lease_ms: i64) -> impl Future<Output = Result<Vec<TimerRecord>>> + Send;
+
+    /// Mark a claimed timer fired, writing the emails and event it caused in the same transaction.
+    fn complete_timer(
+        &self,
+        timer_id: i64,
+        now: DateTime<Utc>,
+        late: bool,
+        event: Option<&Event>,
+        outbox: &[OutboundEmail],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Queue emails not tied to a case change (a reply to a refused message).
+    fn enqueue(&self, outbox: &[OutboundEmail], now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Claim up to `limit` emails ready to send at `now`, for `lease_ms`; each claim counts an attempt.
+    fn claim_outbox(&self, now: DateTime<Utc>, limit: i64, lease_ms: i64) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
+
+    fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Record a failed attempt: retry at `retry_at`, or give up when it is `None`.
+    fn outbox_failed(&self, id: i64, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+
+    fn outbox(&self, reference: Option<&str>) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
+
+    /// Keep a raw inbound message, once: the same (mailbox, UIDVALIDITY, UID) or Message-ID is `Seen`.
+    fn record_inbound(&self, msg: &InboundMessage) -> impl Future<Output = Result<InboundInsert>> + Send;
+
+    /// Record what became of an inbound message.
+    fn set_inbound_outcome(
+        &self,
+        id: i64,
+        outcome: &str,
+        reference: Option<&str>,
+        problems: &[String],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+}

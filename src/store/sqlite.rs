@@ -1,0 +1,58 @@
+//! The SQLite adapter: the embedded default. WAL mode, `synchronous=FULL`, foreign keys on, and a single
+//! connection, so there is exactly one writer and never "database is locked".
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the database file at `path`, and its folder.
+    pub async fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Data(format!("cannot create the database folder {}: {e}", dir.display()))
+            })?;
+        }
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(options)
+            .await?;
+        Ok(SqliteStore { pool })
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The pragma values in force, for tests and `check-config`: (journal_mode, synchronous).
+    pub async fn pragmas(&self) -> Result<(String, i64)> {
+        let j: String = sqlx::query("PRAGMA journal_mode").fetch_one(&self.pool).await?.try_get(0)?;
+        let s: i64 = sqlx::query("PRAGMA synchronous").fetch_one(&self.pool).await?.try_get(0)?;
+        Ok((j, s))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+super::sql::impl_store!(SqliteStore, sqlx::Sqlite, backend = "sqlite", skip_locked = "");
