@@ -147,7 +147,7 @@ pub fn parse_instant(s: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
 
 fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
+    serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
 }

@@ -390,6 +390,9 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         } else if let Some(other) = mailboxes.insert(b.mailbox.to_lowercase(), f.clone()) {
             errors.push(issue(&f, "mailbox", format!("{} is also the mailbox of {}", b.mailbox, other.display())));
         }
+        if b.mailbox.to_lowercase().ends_with(".invalid") {
+            warnings.push(issue(&f, "mailbox", format!("{} is a placeholder: set the board's real mailbox before going live", b.mailbox)));
+        }
         let tz = Tz::from_str(&b.timezone);
         if tz.is_err() {
             errors.push(issue(&f, "timezone", format!("{:?} is not a timezone name; use e.g. \"Europe/London\"", b.timezone)));

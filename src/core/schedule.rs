@@ -93,8 +93,9 @@ pub fn apply_limit(rules: &BoardRules, from: NaiveDate, limit: &Limit, extra: u3
     }
 }
 
-/// The deadlines of a case that is open, in date order: the current stage's and the overall limit are
-/// active; later stages are projected as if each ran to its limit.
+/// The deadlines of a case that is open, in date order. Active: the current stage's, the overall limit,
+/// and (when stage limits count from opening) the last stage's. Projected: the other later stages, as if
+/// each ran to its limit, and `overall` when the policy has no overall limit of its own.
 pub fn deadlines(rules: &BoardRules, case: &Case) -> Vec<Deadline> {
     if case.status != CaseStatus::Open {
         return Vec::new();
@@ -120,7 +121,15 @@ pub fn deadlines(rules: &BoardRules, case: &Case) -> Vec<Deadline> {
                 label: format!("stage-{}", stage.number),
                 stage: Some(stage.number),
                 due_date: due,
-                kind: if stage.number == case.stage { DeadlineKind::Active } else { DeadlineKind::Projected },
+                // Counted from opening, the last stage's date binds from the start ("no longer than 5
+                // working days … to be resolved or escalated to stage 4"), whatever the current stage.
+                kind: if stage.number == case.stage
+                    || (count_from == CountFrom::Opening && stage.number == policy.last_stage())
+                {
+                    DeadlineKind::Active
+                } else {
+                    DeadlineKind::Projected
+                },
             });
         }
         chain_end = previous_due;
@@ -143,7 +152,8 @@ pub fn deadlines(rules: &BoardRules, case: &Case) -> Vec<Deadline> {
             }
         }
     }
-    out.sort_by(|a, b| a.due_date.cmp(&b.due_date).then(a.label.cmp(&b.label)));
+    // Date order; on the same date a stage's deadline comes before `overall`.
+    out.sort_by_key(|d| (d.due_date, d.stage.is_none(), d.stage));
     out
 }
 
