@@ -390,7 +390,7 @@ macro_rules! impl_store {
             async fn deadlines(&self, reference: &str) -> Result<Vec<Deadline>> {
                 let rows = sqlx::query(
                     "SELECT d.label, d.stage, d.due_date, d.kind FROM deadlines d JOIN cases c ON c.id = d.case_id \
-                     WHERE c.reference = $1 ORDER BY d.due_date, d.label",
+                     WHERE c.reference = $1 ORDER BY d.due_date, d.stage IS NULL, d.stage",
                 )
                 .bind(reference)
                 .fetch_all(&self.pool)
