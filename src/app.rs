@@ -23,13 +23,19 @@ pub struct Clock {
 impl Clock {
     /// The real time.
     pub fn system() -> Self {
-        Clock { origin: Utc::now(), started: Instant::now() }
+        Clock {
+            origin: Utc::now(),
+            started: Instant::now(),
+        }
     }
 
     /// A clock that reads `at` now and runs on from there (for `run --now` and tests; under tokio's
     /// paused test clock it moves only when the test advances it).
     pub fn starting_at(at: DateTime<Utc>) -> Self {
-        Clock { origin: at, started: Instant::now() }
+        Clock {
+            origin: at,
+            started: Instant::now(),
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -85,7 +91,11 @@ pub async fn shutdown_signal() {
 }
 
 /// Run the daemon on `config` until `shutdown` resolves. `start` sets the clock (`--now`).
-pub async fn run(config: Config, start: Option<DateTime<Utc>>, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    start: Option<DateTime<Utc>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     let clock = start.map(Clock::starting_at).unwrap_or_else(Clock::system);
     match &config.settings.database {
         Database::Sqlite(path) => {
@@ -102,10 +112,17 @@ pub async fn run(config: Config, start: Option<DateTime<Utc>>, shutdown: impl Fu
     Ok(())
 }
 
-async fn serve<S: Store>(config: &Config, store: &S, clock: Clock, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+async fn serve<S: Store>(
+    config: &Config,
+    store: &S,
+    clock: Clock,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
     store.migrate().await?;
     for b in &config.boards {
-        store.upsert_board(b.id(), &b.policy().board_name, &b.policy().id, clock.now()).await?;
+        store
+            .upsert_board(b.id(), &b.policy().board_name, &b.policy().id, clock.now())
+            .await?;
     }
     for w in &config.warnings {
         tracing::warn!("{w}");

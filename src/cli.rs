@@ -23,10 +23,19 @@ use crate::core::timeline;
 use crate::store::{CaseFilter, Store};
 
 #[derive(Debug, Parser)]
-#[command(name = "escalation-bot", version, about = "Runs Safeguarding Adults Boards' escalation procedures by email.")]
+#[command(
+    name = "escalation-bot",
+    version,
+    about = "Runs Safeguarding Adults Boards' escalation procedures by email."
+)]
 pub struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, default_value = "config/default.toml", env = "ESCALATION_BOT_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "config/default.toml",
+        env = "ESCALATION_BOT_CONFIG"
+    )]
     pub config: PathBuf,
     #[command(subcommand)]
     pub command: Command,
@@ -220,14 +229,20 @@ fn calendar_cmd(c: &CalendarCommand) -> anyhow::Result<()> {
         CalendarCommand::Holidays { year, region, json } => {
             let region = parse_region(region)?;
             if !(calendar::FIRST_YEAR..=calendar::LAST_YEAR).contains(year) {
-                bail!("the calendar knows the years {} to {}: {year} is outside them", calendar::FIRST_YEAR, calendar::LAST_YEAR);
+                bail!(
+                    "the calendar knows the years {} to {}: {year} is outside them",
+                    calendar::FIRST_YEAR,
+                    calendar::LAST_YEAR
+                );
             }
             let hols = calendar::bank_holidays(region, *year);
             if *json {
                 print_json(&json!(hols.iter().map(|h| h.date.to_string()).collect::<Vec<_>>()))
             } else {
-                let rows: Vec<Vec<String>> =
-                    hols.iter().map(|h| vec![h.date.to_string(), h.date.format("%A").to_string(), h.name.clone()]).collect();
+                let rows: Vec<Vec<String>> = hols
+                    .iter()
+                    .map(|h| vec![h.date.to_string(), h.date.format("%A").to_string(), h.name.clone()])
+                    .collect();
                 println!("Bank holidays in {year} ({region}):\n");
                 print!("{}", table(&["Date", "Day", "Holiday"], &rows));
                 Ok(())
@@ -250,9 +265,18 @@ fn timeline_cmd(config: &Config, a: &TimelineArgs) -> anyhow::Result<()> {
         return print_json(&serde_json::to_value(&t)?);
     }
     let policy = board.policy();
-    println!("{} ({}): a case opened {} ({} local date)\n", policy.board_name, board.id(), opened.to_rfc3339(), long_date(t.opened_on));
-    let rows: Vec<Vec<String>> =
-        t.deadlines.iter().map(|d| vec![d.label.clone(), long_date(d.due_date), d.description.clone()]).collect();
+    println!(
+        "{} ({}): a case opened {} ({} local date)\n",
+        policy.board_name,
+        board.id(),
+        opened.to_rfc3339(),
+        long_date(t.opened_on)
+    );
+    let rows: Vec<Vec<String>> = t
+        .deadlines
+        .iter()
+        .map(|d| vec![d.label.clone(), long_date(d.due_date), d.description.clone()])
+        .collect();
     print!("{}", table(&["Deadline", "Due by end of", "Rule"], &rows));
     if !t.duties.is_empty() {
         println!("\nNotification duties:\n");
@@ -275,7 +299,11 @@ fn timeline_cmd(config: &Config, a: &TimelineArgs) -> anyhow::Result<()> {
 fn deadline_rule(p: &Policy) -> String {
     let mut parts = Vec::new();
     if let Some(from) = p.deadlines.stage_limits_count_from {
-        let limits: Vec<String> = p.stages.iter().filter_map(|s| s.limit_working_days.map(|l| l.to_string())).collect();
+        let limits: Vec<String> = p
+            .stages
+            .iter()
+            .filter_map(|s| s.limit_working_days.map(|l| l.to_string()))
+            .collect();
         parts.push(format!(
             "stages {} working days from {}",
             limits.join("/"),
@@ -344,7 +372,10 @@ fn policy_cmd(config: &Config, p: &PolicyCommand) -> anyhow::Result<()> {
                 println!("Before escalating: {}\n", policy.pre_escalation);
             }
             for s in &policy.stages {
-                let limit = s.limit_working_days.map(|l| format!(" — within {l} working day(s)")).unwrap_or_default();
+                let limit = s
+                    .limit_working_days
+                    .map(|l| format!(" — within {l} working day(s)"))
+                    .unwrap_or_default();
                 println!("Stage {}: {}{limit}", s.number, s.name);
                 println!("  Who: {}", s.who);
                 println!("  {}", s.guidance);
@@ -360,14 +391,31 @@ fn policy_cmd(config: &Config, p: &PolicyCommand) -> anyhow::Result<()> {
             }
             println!("\nDuties:");
             for d in &policy.duties {
-                println!("  {:?} → {}: {}", d.when, d.notify.iter().map(|r| r.key()).collect::<Vec<_>>().join(", "), d.why);
+                println!(
+                    "  {:?} → {}: {}",
+                    d.when,
+                    d.notify.iter().map(|r| r.key()).collect::<Vec<_>>().join(", "),
+                    d.why
+                );
             }
             println!("\nSame organisation: {:?}", policy.scope.same_organisation);
             println!("Immediate risk: {}", policy.immediate_risk.guidance);
-            println!("Extensions: {}", if policy.extensions.allowed { format!("up to {} working days", policy.extensions.max_total_working_days) } else { "not provided for".into() });
+            println!(
+                "Extensions: {}",
+                if policy.extensions.allowed {
+                    format!("up to {} working days", policy.extensions.max_total_working_days)
+                } else {
+                    "not provided for".into()
+                }
+            );
             println!("\nRecord form: {}", policy.form.name);
             for f in &policy.form.fields {
-                println!("  {:<20} {}{}", f.key, f.label, if f.required { " (required)" } else { "" });
+                println!(
+                    "  {:<20} {}{}",
+                    f.key,
+                    f.label,
+                    if f.required { " (required)" } else { "" }
+                );
             }
             if !policy.readings.is_empty() {
                 println!("\nReadings taken where the policy is silent or ambiguous:");
@@ -396,7 +444,12 @@ fn check_config(cli: &Cli, as_json: bool) -> anyhow::Result<()> {
                 println!("{}: OK", c.path.display());
                 println!("Database: {}", c.settings.database.describe());
                 for b in &c.boards {
-                    println!("Board {:<24} policy {:<24} mailbox {}", b.id(), b.policy().id, b.settings.mailbox);
+                    println!(
+                        "Board {:<24} policy {:<24} mailbox {}",
+                        b.id(),
+                        b.policy().id,
+                        b.settings.mailbox
+                    );
                 }
                 if !c.warnings.is_empty() {
                     println!("\n{} warning(s):", c.warnings.len());
@@ -425,9 +478,16 @@ async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> 
         CasesCommand::List { board, status, json } => {
             let status = match status.as_deref() {
                 None => None,
-                Some(s) => Some(CaseStatus::parse(s).with_context(|| format!("status {s:?}: use open, resolved or withdrawn"))?),
+                Some(s) => Some(
+                    CaseStatus::parse(s).with_context(|| format!("status {s:?}: use open, resolved or withdrawn"))?,
+                ),
             };
-            let cases = store.list_cases(&CaseFilter { board: board.clone(), status }).await?;
+            let cases = store
+                .list_cases(&CaseFilter {
+                    board: board.clone(),
+                    status,
+                })
+                .await?;
             if *json {
                 return print_json(&serde_json::to_value(&cases)?);
             }
@@ -448,7 +508,13 @@ async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> 
                     ]
                 })
                 .collect();
-            print!("{}", table(&["Reference", "Board", "Status", "Stage", "Opened (UTC)", "Next due"], &rows));
+            print!(
+                "{}",
+                table(
+                    &["Reference", "Board", "Status", "Stage", "Opened (UTC)", "Next due"],
+                    &rows
+                )
+            );
             Ok(())
         }
         CasesCommand::Show { reference, json } => {
@@ -467,7 +533,11 @@ async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> 
             let case = &stored.case;
             println!("{}  ({}, {})", case.reference, case.board, case.status);
             println!("Stage:   {}", case.stage);
-            println!("Opened:  {} ({})", case.opened_at.to_rfc3339(), long_date(case.opened_on));
+            println!(
+                "Opened:  {} ({})",
+                case.opened_at.to_rfc3339(),
+                long_date(case.opened_on)
+            );
             if let Some(n) = &case.record.adult_name {
                 println!("Adult:   {n}");
             }
@@ -500,7 +570,13 @@ async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> 
                 println!("\nDeadlines:");
                 let rows: Vec<Vec<String>> = deadlines
                     .iter()
-                    .map(|d| vec![d.label.clone(), long_date(d.due_date), format!("{:?}", d.kind).to_lowercase()])
+                    .map(|d| {
+                        vec![
+                            d.label.clone(),
+                            long_date(d.due_date),
+                            format!("{:?}", d.kind).to_lowercase(),
+                        ]
+                    })
                     .collect();
                 print!("{}", table(&["Label", "Due", "Kind"], &rows));
             }
@@ -513,7 +589,9 @@ async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> 
                             t.timer.kind.as_str().to_string(),
                             t.timer.label.clone(),
                             t.timer.fire_at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                            t.fired_at.map(|f| f.format("fired %Y-%m-%d %H:%M").to_string()).unwrap_or_else(|| "pending".into()),
+                            t.fired_at
+                                .map(|f| f.format("fired %Y-%m-%d %H:%M").to_string())
+                                .unwrap_or_else(|| "pending".into()),
                         ]
                     })
                     .collect();
@@ -521,7 +599,12 @@ async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> 
             }
             println!("\nAudit trail:");
             for e in &events {
-                println!("  {}  {:<20} {}", e.event.at.format("%Y-%m-%d %H:%M"), e.event.kind, e.event.summary);
+                println!(
+                    "  {}  {:<20} {}",
+                    e.event.at.format("%Y-%m-%d %H:%M"),
+                    e.event.kind,
+                    e.event.summary
+                );
             }
             Ok(())
         }

@@ -105,7 +105,11 @@ impl Database {
                 return Err("give a file path after sqlite:, e.g. sqlite:../data/escalation-bot.sqlite3".into());
             }
             let path = Path::new(p);
-            Ok(Database::Sqlite(if path.is_absolute() { path.to_path_buf() } else { base.join(path) }))
+            Ok(Database::Sqlite(if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                base.join(path)
+            }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Database::Postgres(Secret(url.to_string())))
         } else {
@@ -192,7 +196,10 @@ fn default_region() -> String {
     "england-and-wales".into()
 }
 fn default_hours() -> WorkingHours {
-    WorkingHours { start: "09:00".into(), end: "17:00".into() }
+    WorkingHours {
+        start: "09:00".into(),
+        end: "17:00".into(),
+    }
 }
 fn default_shared() -> Vec<String> {
     vec!["nhs.net".into()]
@@ -236,14 +243,22 @@ impl Config {
         self.board(id).ok_or_else(|| {
             anyhow::anyhow!(
                 "no board {id:?} is configured; the boards are: {}",
-                self.boards.iter().map(|b| b.settings.id.as_str()).collect::<Vec<_>>().join(", ")
+                self.boards
+                    .iter()
+                    .map(|b| b.settings.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
     }
 }
 
 fn issue(file: &Path, key: impl Into<String>, message: impl Into<String>) -> Issue {
-    Issue { file: file.to_path_buf(), key: key.into(), message: message.into() }
+    Issue {
+        file: file.to_path_buf(),
+        key: key.into(),
+        message: message.into(),
+    }
 }
 
 fn read_toml<T: serde::de::DeserializeOwned>(file: &Path, errors: &mut Vec<Issue>) -> Option<T> {
@@ -282,7 +297,11 @@ fn toml_files(dir: &Path, errors: &mut Vec<Issue>) -> Vec<PathBuf> {
             v
         }
         Err(e) => {
-            errors.push(issue(dir, "", format!("cannot be read ({e}); check policies_dir and boards_dir")));
+            errors.push(issue(
+                dir,
+                "",
+                format!("cannot be read ({e}); check policies_dir and boards_dir"),
+            ));
             Vec::new()
         }
     }
@@ -314,7 +333,11 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let file: Option<SettingsFile> = if path.exists() {
         read_toml(path, &mut errors)
     } else {
-        errors.push(issue(path, "", "does not exist: pass --config PATH or create it (see README.md)"));
+        errors.push(issue(
+            path,
+            "",
+            "does not exist: pass --config PATH or create it (see README.md)",
+        ));
         None
     };
     let file = file.unwrap_or(SettingsFile {
@@ -340,7 +363,11 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 url = u.trim().to_string();
                 url_base = PathBuf::from(".");
             }
-            Err(e) => errors.push(issue(Path::new(&f), "ESCALATION_BOT_DATABASE_URL_FILE", format!("cannot be read ({e})"))),
+            Err(e) => errors.push(issue(
+                Path::new(&f),
+                "ESCALATION_BOT_DATABASE_URL_FILE",
+                format!("cannot be read ({e})"),
+            )),
         }
     }
     let database = match Database::parse(&url, &url_base) {
@@ -352,8 +379,17 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     };
     let settings = Settings {
         database,
-        mailbox_dir: resolve(&base, file.mailbox.and_then(|m| m.path).as_deref().unwrap_or("../data/mailbox")),
-        outbox_dir: resolve(&base, file.outbox.and_then(|m| m.path).as_deref().unwrap_or("../data/outbox")),
+        mailbox_dir: resolve(
+            &base,
+            file.mailbox
+                .and_then(|m| m.path)
+                .as_deref()
+                .unwrap_or("../data/mailbox"),
+        ),
+        outbox_dir: resolve(
+            &base,
+            file.outbox.and_then(|m| m.path).as_deref().unwrap_or("../data/outbox"),
+        ),
         policies_dir: resolve(&base, file.policies_dir.as_deref().unwrap_or("policies")),
         boards_dir: resolve(&base, file.boards_dir.as_deref().unwrap_or("boards")),
     };
@@ -361,16 +397,26 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     // Policies, keyed by id.
     let mut policies: BTreeMap<String, (Policy, PathBuf)> = BTreeMap::new();
     for f in toml_files(&settings.policies_dir, &mut errors) {
-        let Some(policy) = read_toml::<Policy>(&f, &mut errors) else { continue };
+        let Some(policy) = read_toml::<Policy>(&f, &mut errors) else {
+            continue;
+        };
         for p in policy.validate() {
             errors.push(issue(&f, p.key, p.message));
         }
         let stem = f.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
         if stem != policy.id {
-            errors.push(issue(&f, "id", format!("is {:?} but the file is named {stem}.toml: make them match", policy.id)));
+            errors.push(issue(
+                &f,
+                "id",
+                format!("is {:?} but the file is named {stem}.toml: make them match", policy.id),
+            ));
         }
         if let Some((_, other)) = policies.get(&policy.id) {
-            errors.push(issue(&f, "id", format!("{:?} is also the id of {}", policy.id, other.display())));
+            errors.push(issue(
+                &f,
+                "id",
+                format!("{:?} is also the id of {}", policy.id, other.display()),
+            ));
             continue;
         }
         policies.insert(policy.id.clone(), (policy, f));
@@ -380,7 +426,9 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut mailboxes: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for f in toml_files(&settings.boards_dir, &mut errors) {
-        let Some(b) = read_toml::<BoardSettings>(&f, &mut errors) else { continue };
+        let Some(b) = read_toml::<BoardSettings>(&f, &mut errors) else {
+            continue;
+        };
         let before = errors.len();
         if !ids.insert(b.id.clone()) {
             errors.push(issue(&f, "id", format!("board {:?} is configured twice", b.id)));
@@ -388,14 +436,29 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         if !looks_like_email(&b.mailbox) {
             errors.push(issue(&f, "mailbox", format!("{:?} is not an email address", b.mailbox)));
         } else if let Some(other) = mailboxes.insert(b.mailbox.to_lowercase(), f.clone()) {
-            errors.push(issue(&f, "mailbox", format!("{} is also the mailbox of {}", b.mailbox, other.display())));
+            errors.push(issue(
+                &f,
+                "mailbox",
+                format!("{} is also the mailbox of {}", b.mailbox, other.display()),
+            ));
         }
         if b.mailbox.to_lowercase().ends_with(".invalid") {
-            warnings.push(issue(&f, "mailbox", format!("{} is a placeholder: set the board's real mailbox before going live", b.mailbox)));
+            warnings.push(issue(
+                &f,
+                "mailbox",
+                format!(
+                    "{} is a placeholder: set the board's real mailbox before going live",
+                    b.mailbox
+                ),
+            ));
         }
         let tz = Tz::from_str(&b.timezone);
         if tz.is_err() {
-            errors.push(issue(&f, "timezone", format!("{:?} is not a timezone name; use e.g. \"Europe/London\"", b.timezone)));
+            errors.push(issue(
+                &f,
+                "timezone",
+                format!("{:?} is not a timezone name; use e.g. \"Europe/London\"", b.timezone),
+            ));
         }
         let region = Region::from_str(&b.region);
         if let Err(e) = &region {
@@ -406,27 +469,55 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         match (start, end) {
             (Some(s), Some(e)) if s < e => {}
             (Some(_), Some(_)) => errors.push(issue(&f, "working_hours", "start must be before end")),
-            _ => errors.push(issue(&f, "working_hours", "use 24-hour HH:MM times, e.g. start = \"09:00\"")),
+            _ => errors.push(issue(
+                &f,
+                "working_hours",
+                "use 24-hour HH:MM times, e.g. start = \"09:00\"",
+            )),
         }
         if b.retention_days == 0 {
-            errors.push(issue(&f, "retention_days", "must be at least 1 (a day count, e.g. 2190 for six years)"));
+            errors.push(issue(
+                &f,
+                "retention_days",
+                "must be at least 1 (a day count, e.g. 2190 for six years)",
+            ));
         }
         if b.allowed_sender_domains.is_empty() {
-            errors.push(issue(&f, "allowed_sender_domains", "list the email domains that may open cases, e.g. [\"nhs.net\", \"gov.uk\"]"));
+            errors.push(issue(
+                &f,
+                "allowed_sender_domains",
+                "list the email domains that may open cases, e.g. [\"nhs.net\", \"gov.uk\"]",
+            ));
         }
         for (i, d) in b.allowed_sender_domains.iter().enumerate() {
             if d.contains('@') || !d.contains('.') || d.trim() != d {
-                errors.push(issue(&f, format!("allowed_sender_domains[{i}]"), format!("{d:?} is not a domain: write e.g. \"nhs.net\"")));
+                errors.push(issue(
+                    &f,
+                    format!("allowed_sender_domains[{i}]"),
+                    format!("{d:?} is not a domain: write e.g. \"nhs.net\""),
+                ));
             }
         }
         for (role, c) in &b.roles {
             if !role.is_board_role() {
-                errors.push(issue(&f, format!("roles.{role}"), "is taken from each case, not configured: remove it"));
+                errors.push(issue(
+                    &f,
+                    format!("roles.{role}"),
+                    "is taken from each case, not configured: remove it",
+                ));
             }
             if !looks_like_email(&c.email) {
-                errors.push(issue(&f, format!("roles.{role}.email"), format!("{:?} is not an email address", c.email)));
+                errors.push(issue(
+                    &f,
+                    format!("roles.{role}.email"),
+                    format!("{:?} is not an email address", c.email),
+                ));
             } else if c.email.to_lowercase().ends_with(".invalid") {
-                warnings.push(issue(&f, format!("roles.{role}.email"), format!("{} is a placeholder: set the real address before going live", c.email)));
+                warnings.push(issue(
+                    &f,
+                    format!("roles.{role}.email"),
+                    format!("{} is a placeholder: set the real address before going live", c.email),
+                ));
             }
         }
         let mut dates = |list: &[String], key: &str| -> Vec<NaiveDate> {
@@ -435,7 +526,11 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 .filter_map(|(i, s)| match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
                     Ok(d) => Some(d),
                     Err(_) => {
-                        errors.push(issue(&f, format!("holidays.{key}[{i}]"), format!("{s:?} is not a date: use YYYY-MM-DD")));
+                        errors.push(issue(
+                            &f,
+                            format!("holidays.{key}[{i}]"),
+                            format!("{s:?} is not a date: use YYYY-MM-DD"),
+                        ));
                         None
                     }
                 })
@@ -444,12 +539,16 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         let add = dates(&b.holidays.add, "add");
         let remove = dates(&b.holidays.remove, "remove");
         let Some((policy, policy_file)) = policies.get(&b.policy) else {
-            errors.push(issue(&f, "policy", format!(
-                "no policy {:?} in {}; the policies are: {}",
-                b.policy,
-                settings.policies_dir.display(),
-                policies.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
+            errors.push(issue(
+                &f,
+                "policy",
+                format!(
+                    "no policy {:?} in {}; the policies are: {}",
+                    b.policy,
+                    settings.policies_dir.display(),
+                    policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
             continue;
         };
         for (i, duty) in policy.duties.iter().enumerate() {
@@ -465,18 +564,38 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         if errors.len() > before {
             continue;
         }
-        let (Ok(tz), Ok(region), Some(start)) = (tz, region, start) else { continue };
-        let mut rules = BoardRules::new(b.id.clone(), policy.clone(), Calendar::with_adjustments(region, &add, &remove));
+        let (Ok(tz), Ok(region), Some(start)) = (tz, region, start) else {
+            continue;
+        };
+        let mut rules = BoardRules::new(
+            b.id.clone(),
+            policy.clone(),
+            Calendar::with_adjustments(region, &add, &remove),
+        );
         rules.timezone = tz;
         rules.working_day_starts = start;
         rules.shared_domains = b.shared_domains.clone();
-        boards.push(Board { settings: b, rules, board_file: f, policy_file: policy_file.clone() });
+        boards.push(Board {
+            settings: b,
+            rules,
+            board_file: f,
+            policy_file: policy_file.clone(),
+        });
     }
     if boards.is_empty() && errors.is_empty() {
-        errors.push(issue(&settings.boards_dir, "", "no board is configured: add a board file (see config/boards/)"));
+        errors.push(issue(
+            &settings.boards_dir,
+            "",
+            "no board is configured: add a board file (see config/boards/)",
+        ));
     }
     if errors.is_empty() {
-        Ok(Config { path: path.to_path_buf(), settings, boards, warnings })
+        Ok(Config {
+            path: path.to_path_buf(),
+            settings,
+            boards,
+            warnings,
+        })
     } else {
         Err(ConfigErrors(errors))
     }

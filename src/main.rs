@@ -13,7 +13,10 @@ async fn main() -> std::process::ExitCode {
     match escalation_bot::cli::dispatch(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A reader that stopped reading (`| head`) is not an error worth reporting.
-        Err(e) if e.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) => {
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {

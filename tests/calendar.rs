@@ -10,7 +10,10 @@ fn d(s: &str) -> NaiveDate {
 }
 
 fn dates(region: Region, year: i32) -> Vec<String> {
-    bank_holidays(region, year).into_iter().map(|h| h.date.to_string()).collect()
+    bank_holidays(region, year)
+        .into_iter()
+        .map(|h| h.date.to_string())
+        .collect()
 }
 
 fn list(s: &str) -> Vec<String> {
@@ -39,7 +42,11 @@ fn england_and_wales_published_lists() {
         (2027, "2027-01-01 2027-03-26 2027-03-29 2027-05-03 2027-05-31 2027-08-30 2027-12-27 2027-12-28"),
     ];
     for (year, expected) in cases {
-        assert_eq!(dates(Region::EnglandAndWales, year), list(expected), "England and Wales {year}");
+        assert_eq!(
+            dates(Region::EnglandAndWales, year),
+            list(expected),
+            "England and Wales {year}"
+        );
     }
 }
 
@@ -65,7 +72,9 @@ fn scotland_published_lists() {
         assert_eq!(dates(Region::Scotland, year), list(expected), "Scotland {year}");
     }
     // No St Andrew's Day before the 2007 Act; no Easter Monday in Scotland.
-    assert!(!dates(Region::Scotland, 2005).iter().any(|s| s.starts_with("2005-11-30")));
+    assert!(!dates(Region::Scotland, 2005)
+        .iter()
+        .any(|s| s.starts_with("2005-11-30")));
     assert!(!dates(Region::Scotland, 2024).contains(&"2024-04-01".to_string()));
 }
 
@@ -78,7 +87,11 @@ fn northern_ireland_published_lists() {
         (2026, "2026-01-01 2026-03-17 2026-04-03 2026-04-06 2026-05-04 2026-05-25 2026-07-13 2026-08-31 2026-12-25 2026-12-28"),
     ];
     for (year, expected) in cases {
-        assert_eq!(dates(Region::NorthernIreland, year), list(expected), "Northern Ireland {year}");
+        assert_eq!(
+            dates(Region::NorthernIreland, year),
+            list(expected),
+            "Northern Ireland {year}"
+        );
     }
 }
 
@@ -86,8 +99,19 @@ fn northern_ireland_published_lists() {
 fn policies_md_worked_examples() {
     let cal = Calendar::new(Region::EnglandAndWales);
     let from = d("2026-12-23");
-    for (n, expected) in [(1, "2026-12-24"), (2, "2026-12-29"), (3, "2026-12-30"), (5, "2027-01-04"), (10, "2027-01-11"), (15, "2027-01-18")] {
-        assert_eq!(cal.add_working_days(from, n), d(expected), "{n} working days from 2026-12-23");
+    for (n, expected) in [
+        (1, "2026-12-24"),
+        (2, "2026-12-29"),
+        (3, "2026-12-30"),
+        (5, "2027-01-04"),
+        (10, "2027-01-11"),
+        (15, "2027-01-18"),
+    ] {
+        assert_eq!(
+            cal.add_working_days(from, n),
+            d(expected),
+            "{n} working days from 2026-12-23"
+        );
     }
     let from = d("2027-03-25");
     assert_eq!(cal.add_working_days(from, 1), d("2027-03-30"));
@@ -115,8 +139,13 @@ fn every_year_in_range_has_a_sane_list() {
         for year in 1970..=2100 {
             let h = bank_holidays(region, year);
             assert!((6..=12).contains(&h.len()), "{region} {year}: {} holidays", h.len());
-            assert!(h.windows(2).all(|w| w[0].date < w[1].date), "{region} {year} not sorted");
-            assert!(h.iter().all(|x| !matches!(x.date.weekday(), Weekday::Sat | Weekday::Sun)));
+            assert!(
+                h.windows(2).all(|w| w[0].date < w[1].date),
+                "{region} {year} not sorted"
+            );
+            assert!(h
+                .iter()
+                .all(|x| !matches!(x.date.weekday(), Weekday::Sat | Weekday::Sun)));
             assert!(h.iter().all(|x| x.date.year() == year));
         }
     }

@@ -46,7 +46,10 @@ fn record() -> Record {
 }
 
 fn new_case(r: Record) -> NewCase {
-    NewCase { record: r, sender: Person::email("nia.nurse@nhs.net") }
+    NewCase {
+        record: r,
+        sender: Person::email("nia.nurse@nhs.net"),
+    }
 }
 
 fn opened(rules: &BoardRules, reference: &str, when: &str) -> Transition {
@@ -54,15 +57,27 @@ fn opened(rules: &BoardRules, reference: &str, when: &str) -> Transition {
 }
 
 fn person(email: &str) -> Person {
-    Person { email: email.into(), name: Some("Invented Manager".into()), agency: None }
+    Person {
+        email: email.into(),
+        name: Some("Invented Manager".into()),
+        agency: None,
+    }
 }
 
 fn escalate(to: Option<u8>, risk: bool) -> Command {
-    Command::Escalate { to_stage: to, people: vec![person("manager.one@westshire.gov.uk")], reason: None, immediate_risk: risk }
+    Command::Escalate {
+        to_stage: to,
+        people: vec![person("manager.one@westshire.gov.uk")],
+        reason: None,
+        immediate_risk: risk,
+    }
 }
 
 fn due(t: &Transition, label: &str) -> Option<String> {
-    t.deadlines.iter().find(|d| d.label == label).map(|d| d.due_date.to_string())
+    t.deadlines
+        .iter()
+        .find(|d| d.label == label)
+        .map(|d| d.due_date.to_string())
 }
 
 fn roles(t: &Transition) -> Vec<Role> {
@@ -81,14 +96,22 @@ fn opening_a_bradford_case() {
     let case = &t.case;
     assert_eq!(case.status, CaseStatus::Open);
     assert_eq!(case.stage, 1);
-    assert_eq!(case.record.nhs_number.as_deref(), Some("9990000018"), "NHS number normalised");
+    assert_eq!(
+        case.record.nhs_number.as_deref(),
+        Some("9990000018"),
+        "NHS number normalised"
+    );
     assert_eq!(case.participants.len(), 2);
     assert_eq!(case.referrer().map(|p| p.email.as_str()), Some("nia.nurse@nhs.net"));
     assert_eq!(due(&t, "overall").as_deref(), Some("2027-01-20"));
     assert_eq!(t.event.kind, "opened");
     // Reminders five working days before and on the morning of the due date (09:00 GMT), then overdue.
-    let timers: Vec<(TimerKind, String)> =
-        t.timers.created.iter().map(|x| (x.kind, x.fire_at.to_rfc3339())).collect();
+    let timers: Vec<(TimerKind, String)> = t
+        .timers
+        .created
+        .iter()
+        .map(|x| (x.kind, x.fire_at.to_rfc3339()))
+        .collect();
     assert_eq!(
         timers,
         vec![
@@ -107,7 +130,12 @@ fn reminders_fire_at_nine_local_time_in_summer() {
     let c = cfg();
     let t = opened(rules(&c, "rotherham"), "ROTH-2027-0001", "2027-07-14T23:30:00Z");
     // Due Thursday 22 July; 09:00 BST is 08:00 UTC.
-    let reminder = t.timers.created.iter().find(|x| x.kind == TimerKind::Reminder).expect("reminder");
+    let reminder = t
+        .timers
+        .created
+        .iter()
+        .find(|x| x.kind == TimerKind::Reminder)
+        .expect("reminder");
     assert_eq!(reminder.fire_at, at("2027-07-22T08:00:00Z"));
 }
 
@@ -121,11 +149,25 @@ fn opening_refusals_list_every_problem() {
         summary: Some("   ".into()),
         ..Record::default()
     };
-    let refusal = open(r, &NewCase { record: bad, sender: Person::email("") }, "BRAD-2026-0001", at("2026-12-23T10:00:00Z"))
-        .expect_err("refused");
+    let refusal = open(
+        r,
+        &NewCase {
+            record: bad,
+            sender: Person::email(""),
+        },
+        "BRAD-2026-0001",
+        at("2026-12-23T10:00:00Z"),
+    )
+    .expect_err("refused");
     assert!(!refusal.out_of_scope);
     let all = refusal.problems.join("\n");
-    for expected in ["Name of adult at risk is missing", "Summary of reason for dispute", "check digit", "\"not an address\" does not look like an email address", "Name of the person escalating the dispute is missing"] {
+    for expected in [
+        "Name of adult at risk is missing",
+        "Summary of reason for dispute",
+        "check digit",
+        "\"not an address\" does not look like an email address",
+        "Name of the person escalating the dispute is missing",
+    ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
 }
@@ -135,7 +177,13 @@ fn the_senders_address_stands_in_for_a_missing_escalating_email() {
     let c = cfg();
     let mut r = record();
     r.escalating_email = None;
-    let t = open(rules(&c, "trafford"), &new_case(r), "TRAF-2026-0001", at("2026-12-23T10:00:00Z")).expect("opens");
+    let t = open(
+        rules(&c, "trafford"),
+        &new_case(r),
+        "TRAF-2026-0001",
+        at("2026-12-23T10:00:00Z"),
+    )
+    .expect("opens");
     assert_eq!(t.case.record.escalating_email.as_deref(), Some("nia.nurse@nhs.net"));
 }
 
@@ -146,12 +194,28 @@ fn same_organisation_is_refused_where_the_policy_says_so() {
     r.other_agency = Some("Northfield Community Health NHS Trust".into());
     r.other_email = Some("colleague@nhs.net".into());
     for board in ["bradford", "trafford"] {
-        let refusal = open(rules(&c, board), &new_case(r.clone()), "X-1", at("2026-12-23T10:00:00Z")).expect_err(board);
+        let refusal = open(
+            rules(&c, board),
+            &new_case(r.clone()),
+            "X-1",
+            at("2026-12-23T10:00:00Z"),
+        )
+        .expect_err(board);
         assert!(refusal.out_of_scope, "{board}");
-        assert!(refusal.problems[0].contains(if board == "bradford" { "internal policy" } else { "whistleblowing" }));
+        assert!(refusal.problems[0].contains(if board == "bradford" {
+            "internal policy"
+        } else {
+            "whistleblowing"
+        }));
     }
     // South Gloucestershire's procedure is for workers in the same organisation too.
-    assert!(open(rules(&c, "south-gloucestershire"), &new_case(r), "SGLO-2026-0001", at("2026-12-23T10:00:00Z")).is_ok());
+    assert!(open(
+        rules(&c, "south-gloucestershire"),
+        &new_case(r),
+        "SGLO-2026-0001",
+        at("2026-12-23T10:00:00Z")
+    )
+    .is_ok());
 }
 
 #[test]
@@ -164,7 +228,11 @@ fn a_shared_nhs_domain_is_not_the_same_organisation_but_a_private_domain_is() {
     assert!(open(r, &new_case(rec.clone()), "BRAD-2026-0001", at("2026-12-23T10:00:00Z")).is_ok());
     rec.escalating_email = Some("a@carehome-example.co.uk".into());
     rec.other_email = Some("b@carehome-example.co.uk".into());
-    assert!(open(r, &new_case(rec), "BRAD-2026-0001", at("2026-12-23T10:00:00Z")).unwrap_err().out_of_scope);
+    assert!(
+        open(r, &new_case(rec), "BRAD-2026-0001", at("2026-12-23T10:00:00Z"))
+            .unwrap_err()
+            .out_of_scope
+    );
 }
 
 #[test]
@@ -173,19 +241,32 @@ fn starting_above_stage_one_needs_immediate_risk_and_a_policy_that_allows_it() {
     let when = at("2026-12-23T10:00:00Z");
     let mut rec = record();
     rec.stage = Some(3);
-    let refusal = open(rules(&c, "south-gloucestershire"), &new_case(rec.clone()), "S-1", when).expect_err("no risk flagged");
+    let refusal =
+        open(rules(&c, "south-gloucestershire"), &new_case(rec.clone()), "S-1", when).expect_err("no risk flagged");
     assert!(refusal.problems.iter().any(|p| p.contains("immediate risk")));
     rec.immediate_risk = Some(true);
-    let t = open(rules(&c, "south-gloucestershire"), &new_case(rec.clone()), "SGLO-2026-0001", when).expect("opens at 3");
+    let t = open(
+        rules(&c, "south-gloucestershire"),
+        &new_case(rec.clone()),
+        "SGLO-2026-0001",
+        when,
+    )
+    .expect("opens at 3");
     assert_eq!(t.case.stage, 3);
     assert_eq!(t.guidance[0].title, "The adult is at immediate risk");
     // Counted from opening: stage 3 is due in 3 working days, stage 4 in 5.
     assert_eq!(due(&t, "stage-3").as_deref(), Some("2026-12-30"));
     assert_eq!(due(&t, "stage-4").as_deref(), Some("2027-01-04"));
     let refusal = open(rules(&c, "bradford"), &new_case(rec.clone()), "B-1", when).expect_err("Bradford starts at 1");
-    assert!(refusal.problems.iter().any(|p| p.contains("starts every case at stage 1")));
+    assert!(refusal
+        .problems
+        .iter()
+        .any(|p| p.contains("starts every case at stage 1")));
     rec.stage = Some(9);
-    assert!(open(rules(&c, "trafford"), &new_case(rec), "T-1", when).unwrap_err().problems[0].contains("does not exist"));
+    assert!(open(rules(&c, "trafford"), &new_case(rec), "T-1", when)
+        .unwrap_err()
+        .problems[0]
+        .contains("does not exist"));
 }
 
 #[test]
@@ -193,7 +274,13 @@ fn immediate_risk_guidance_is_prominent_for_bradford() {
     let c = cfg();
     let mut rec = record();
     rec.immediate_risk = Some(true);
-    let t = open(rules(&c, "bradford"), &new_case(rec), "BRAD-2026-0001", at("2026-12-23T10:00:00Z")).expect("opens");
+    let t = open(
+        rules(&c, "bradford"),
+        &new_case(rec),
+        "BRAD-2026-0001",
+        at("2026-12-23T10:00:00Z"),
+    )
+    .expect("opens");
     assert_eq!(t.guidance[0].title, "The adult is at immediate risk");
     assert!(t.guidance[0].items[0].contains("saferbradford.co.uk/adults"));
 }
@@ -203,17 +290,45 @@ fn rotherham_escalation_notifies_the_board_manager_at_stage_three_and_the_chair_
     let c = cfg();
     let r = rules(&c, "rotherham");
     let t1 = opened(r, "ROTH-2026-0001", "2026-12-23T10:00:00Z");
-    let t2 = apply(r, &t1.case, &actor(), &escalate(None, false), at("2026-12-24T10:00:00Z")).expect("to 2");
+    let t2 = apply(
+        r,
+        &t1.case,
+        &actor(),
+        &escalate(None, false),
+        at("2026-12-24T10:00:00Z"),
+    )
+    .expect("to 2");
     assert_eq!(t2.case.stage, 2);
     assert!(t2.notifications.is_empty());
     assert!(t2.case.is_participant("manager.one@westshire.gov.uk"));
-    let t3 = apply(r, &t2.case, &actor(), &escalate(None, false), at("2026-12-29T10:00:00Z")).expect("to 3");
+    let t3 = apply(
+        r,
+        &t2.case,
+        &actor(),
+        &escalate(None, false),
+        at("2026-12-29T10:00:00Z"),
+    )
+    .expect("to 3");
     assert_eq!(roles(&t3), vec![Role::BusinessManager]);
-    let t4 = apply(r, &t3.case, &actor(), &escalate(None, false), at("2026-12-30T10:00:00Z")).expect("to 4");
+    let t4 = apply(
+        r,
+        &t3.case,
+        &actor(),
+        &escalate(None, false),
+        at("2026-12-30T10:00:00Z"),
+    )
+    .expect("to 4");
     assert_eq!(roles(&t4), vec![Role::IndependentChair]);
     assert!(t4.guidance.iter().any(|g| g.title == "The Resolution Panel"));
     // Beyond the last stage: refused, with the policy's word on what happens there.
-    let err = apply(r, &t4.case, &actor(), &escalate(None, false), at("2026-12-30T11:00:00Z")).expect_err("no stage 5");
+    let err = apply(
+        r,
+        &t4.case,
+        &actor(),
+        &escalate(None, false),
+        at("2026-12-30T11:00:00Z"),
+    )
+    .expect_err("no stage 5");
     assert!(err.0.contains("last stage") && err.0.contains("binding"), "{}", err.0);
     // Overall deadline (5 working days) is unchanged by escalation.
     assert_eq!(due(&t4, "overall").as_deref(), Some("2027-01-04"));
@@ -224,7 +339,14 @@ fn skipping_stages_is_refused_unless_the_policy_allows_it_for_immediate_risk() {
     let c = cfg();
     let when = at("2026-12-24T10:00:00Z");
     let roth = opened(rules(&c, "rotherham"), "ROTH-2026-0001", "2026-12-23T10:00:00Z");
-    let err = apply(rules(&c, "rotherham"), &roth.case, &actor(), &escalate(Some(3), true), when).expect_err("one at a time");
+    let err = apply(
+        rules(&c, "rotherham"),
+        &roth.case,
+        &actor(),
+        &escalate(Some(3), true),
+        when,
+    )
+    .expect_err("one at a time");
     assert!(err.0.contains("one stage at a time"), "{}", err.0);
     let r = rules(&c, "trafford");
     let traf = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z");
@@ -233,7 +355,11 @@ fn skipping_stages_is_refused_unless_the_policy_allows_it_for_immediate_risk() {
     let t = apply(r, &traf.case, &actor(), &escalate(Some(5), true), when).expect("skips to 5");
     assert_eq!(t.case.stage, 5);
     assert!(t.case.immediate_risk);
-    assert_eq!(roles(&t), vec![Role::IndependentChair], "entering stage 5 notifies the chair");
+    assert_eq!(
+        roles(&t),
+        vec![Role::IndependentChair],
+        "entering stage 5 notifies the chair"
+    );
     let err = apply(r, &t.case, &actor(), &escalate(Some(2), false), when).expect_err("downwards");
     assert!(err.0.contains("last stage"), "{}", err.0);
     let two = apply(r, &traf.case, &actor(), &escalate(None, false), when).expect("to 2");
@@ -255,7 +381,14 @@ fn trafford_deadlines_rechain_from_the_day_a_stage_is_entered() {
     assert_eq!(due(&early, "stage-4").as_deref(), Some("2027-01-08"));
     assert_eq!(due(&early, "overall").as_deref(), Some("2027-01-15"));
     assert!(early.deadlines.iter().all(|d| d.label != "stage-1"));
-    assert_eq!(early.deadlines.iter().filter(|d| d.kind == DeadlineKind::Active).count(), 1);
+    assert_eq!(
+        early
+            .deadlines
+            .iter()
+            .filter(|d| d.kind == DeadlineKind::Active)
+            .count(),
+        1
+    );
     // Stage 1's timers are cancelled and stage 2's created.
     assert!(early.timers.cancelled.iter().all(|k| k.contains("stage-1")));
     assert!(!early.timers.cancelled.is_empty());
@@ -270,9 +403,18 @@ fn south_gloucestershire_extension_moves_the_deadlines() {
     let c = cfg();
     let r = rules(&c, "south-gloucestershire");
     let t = opened(r, "SGLO-2026-0001", "2026-12-23T10:00:00Z");
-    let extend = |days, reason: &str| Command::Extend { working_days: days, reason: reason.into() };
-    let x = apply(r, &t.case, &actor(), &extend(2, "Senior manager on leave until 30 December"), at("2026-12-24T10:00:00Z"))
-        .expect("extends");
+    let extend = |days, reason: &str| Command::Extend {
+        working_days: days,
+        reason: reason.into(),
+    };
+    let x = apply(
+        r,
+        &t.case,
+        &actor(),
+        &extend(2, "Senior manager on leave until 30 December"),
+        at("2026-12-24T10:00:00Z"),
+    )
+    .expect("extends");
     assert_eq!(due(&x, "stage-1").as_deref(), Some("2026-12-30"));
     assert_eq!(due(&x, "stage-4").as_deref(), Some("2027-01-06"));
     assert!(x.timers.cancelled.iter().any(|k| k.contains("stage-1:2026-12-24")));
@@ -282,10 +424,27 @@ fn south_gloucestershire_extension_moves_the_deadlines() {
     let esc = apply(r, &x.case, &actor(), &escalate(None, false), at("2026-12-29T10:00:00Z")).expect("to 2");
     assert_eq!(due(&esc, "stage-2").as_deref(), Some("2026-12-31"));
     // Refusals: no reason, zero days, over the policy's total.
-    assert!(apply(r, &x.case, &actor(), &extend(1, " "), at("2026-12-24T11:00:00Z")).unwrap_err().0.contains("reason"));
-    assert!(apply(r, &x.case, &actor(), &extend(0, "x"), at("2026-12-24T11:00:00Z")).unwrap_err().0.contains("at least 1"));
-    let err = apply(r, &x.case, &actor(), &extend(9, "more time"), at("2026-12-24T11:00:00Z")).unwrap_err();
-    assert!(err.0.contains("at most 10 working days") && err.0.contains("2 already"), "{}", err.0);
+    assert!(apply(r, &x.case, &actor(), &extend(1, " "), at("2026-12-24T11:00:00Z"))
+        .unwrap_err()
+        .0
+        .contains("reason"));
+    assert!(apply(r, &x.case, &actor(), &extend(0, "x"), at("2026-12-24T11:00:00Z"))
+        .unwrap_err()
+        .0
+        .contains("at least 1"));
+    let err = apply(
+        r,
+        &x.case,
+        &actor(),
+        &extend(9, "more time"),
+        at("2026-12-24T11:00:00Z"),
+    )
+    .unwrap_err();
+    assert!(
+        err.0.contains("at most 10 working days") && err.0.contains("2 already"),
+        "{}",
+        err.0
+    );
 }
 
 #[test]
@@ -293,9 +452,22 @@ fn bradford_does_not_provide_for_extensions() {
     let c = cfg();
     let r = rules(&c, "bradford");
     let t = opened(r, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
-    let err = apply(r, &t.case, &actor(), &Command::Extend { working_days: 2, reason: "leave".into() }, at("2026-12-24T10:00:00Z"))
-        .unwrap_err();
-    assert!(err.0.contains("does not provide for extending") && err.0.contains("28 days"), "{}", err.0);
+    let err = apply(
+        r,
+        &t.case,
+        &actor(),
+        &Command::Extend {
+            working_days: 2,
+            reason: "leave".into(),
+        },
+        at("2026-12-24T10:00:00Z"),
+    )
+    .unwrap_err();
+    assert!(
+        err.0.contains("does not provide for extending") && err.0.contains("28 days"),
+        "{}",
+        err.0
+    );
 }
 
 fn resolve(review: Option<&str>) -> Command {
@@ -311,7 +483,14 @@ fn resolving_a_bradford_case_notifies_business_manager_and_chair_and_records_tim
     let c = cfg();
     let r = rules(&c, "bradford");
     let t = opened(r, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
-    let done = apply(r, &t.case, &actor(), &resolve(Some("2027-02-01")), at("2027-01-05T14:00:00Z")).expect("resolves");
+    let done = apply(
+        r,
+        &t.case,
+        &actor(),
+        &resolve(Some("2027-02-01")),
+        at("2027-01-05T14:00:00Z"),
+    )
+    .expect("resolves");
     assert_eq!(done.case.status, CaseStatus::Resolved);
     let res = done.case.resolution.as_ref().expect("resolution");
     assert_eq!(res.at_stage, 1);
@@ -325,9 +504,18 @@ fn resolving_a_bradford_case_notifies_business_manager_and_chair_and_records_tim
     assert_eq!(done.timers.created[0].kind, TimerKind::Review);
     assert_eq!(done.timers.created[0].fire_at, at("2027-02-01T09:00:00Z"));
     // A resolved case cannot be resolved, escalated, extended or withdrawn again.
-    for cmd in [resolve(None), escalate(None, false), Command::Withdraw { reason: "x".into() }] {
+    for cmd in [
+        resolve(None),
+        escalate(None, false),
+        Command::Withdraw { reason: "x".into() },
+    ] {
         let err = apply(r, &done.case, &actor(), &cmd, at("2027-01-06T10:00:00Z")).unwrap_err();
-        assert!(err.0.contains("BRAD-2026-0001 is already resolved (at stage 1 on 5 January 2027)"), "{}", err.0);
+        assert!(
+            err.0
+                .contains("BRAD-2026-0001 is already resolved (at stage 1 on 5 January 2027)"),
+            "{}",
+            err.0
+        );
     }
 }
 
@@ -336,9 +524,23 @@ fn resolution_refusals() {
     let c = cfg();
     let r = rules(&c, "bradford");
     let t = opened(r, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
-    let empty = Command::Resolve { outcome: " ".into(), agreed_actions: String::new(), review_date: None };
-    assert!(apply(r, &t.case, &actor(), &empty, at("2027-01-05T10:00:00Z")).unwrap_err().0.contains("outcome"));
-    let err = apply(r, &t.case, &actor(), &resolve(Some("2027-01-01")), at("2027-01-05T10:00:00Z")).unwrap_err();
+    let empty = Command::Resolve {
+        outcome: " ".into(),
+        agreed_actions: String::new(),
+        review_date: None,
+    };
+    assert!(apply(r, &t.case, &actor(), &empty, at("2027-01-05T10:00:00Z"))
+        .unwrap_err()
+        .0
+        .contains("outcome"));
+    let err = apply(
+        r,
+        &t.case,
+        &actor(),
+        &resolve(Some("2027-01-01")),
+        at("2027-01-05T10:00:00Z"),
+    )
+    .unwrap_err();
     assert!(err.0.contains("in the past"), "{}", err.0);
 }
 
@@ -348,14 +550,23 @@ fn trafford_resolution_at_stage_three_brings_the_checklist_and_the_business_offi
     let r = rules(&c, "trafford");
     let mut case: Case = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z").case;
     for when in ["2026-12-24T10:00:00Z", "2026-12-29T10:00:00Z"] {
-        case = apply(r, &case, &actor(), &escalate(None, false), at(when)).expect("escalates").case;
+        case = apply(r, &case, &actor(), &escalate(None, false), at(when))
+            .expect("escalates")
+            .case;
     }
     let done = apply(r, &case, &actor(), &resolve(None), at("2026-12-30T10:00:00Z")).expect("resolves");
     let mut got = roles(&done);
     got.sort();
     assert_eq!(got, vec![Role::BusinessOffice, Role::Referrer]);
-    let checklist = done.guidance.iter().find(|g| g.title.contains("After resolution")).expect("checklist");
-    assert!(checklist.items.iter().any(|i| i.contains("Business Office retains a copy")));
+    let checklist = done
+        .guidance
+        .iter()
+        .find(|g| g.title.contains("After resolution"))
+        .expect("checklist");
+    assert!(checklist
+        .items
+        .iter()
+        .any(|i| i.contains("Business Office retains a copy")));
     assert!(done.guidance.iter().any(|g| g.title == "Gaps in policy"));
     // At stage 1 only the referrer is told.
     let one = opened(r, "TRAF-2026-0002", "2026-12-23T10:00:00Z");
@@ -368,13 +579,28 @@ fn withdrawing_cancels_everything_and_cannot_be_repeated() {
     let c = cfg();
     let r = rules(&c, "south-gloucestershire");
     let t = opened(r, "SGLO-2026-0001", "2026-12-23T10:00:00Z");
-    let w = apply(r, &t.case, &actor(), &Command::Withdraw { reason: "Resolved informally by phone".into() }, at("2026-12-24T10:00:00Z"))
-        .expect("withdraws");
+    let w = apply(
+        r,
+        &t.case,
+        &actor(),
+        &Command::Withdraw {
+            reason: "Resolved informally by phone".into(),
+        },
+        at("2026-12-24T10:00:00Z"),
+    )
+    .expect("withdraws");
     assert_eq!(w.case.status, CaseStatus::Withdrawn);
     assert!(w.deadlines.is_empty());
     assert!(w.timers.created.is_empty());
     assert_eq!(w.timers.cancelled.len(), t.timers.created.len());
-    let err = apply(r, &w.case, &actor(), &Command::Withdraw { reason: "again".into() }, at("2026-12-24T11:00:00Z")).unwrap_err();
+    let err = apply(
+        r,
+        &w.case,
+        &actor(),
+        &Command::Withdraw { reason: "again".into() },
+        at("2026-12-24T11:00:00Z"),
+    )
+    .unwrap_err();
     assert!(err.0.contains("was withdrawn"), "{}", err.0);
 }
 
@@ -383,11 +609,27 @@ fn notes_change_no_deadline() {
     let c = cfg();
     let r = rules(&c, "trafford");
     let t = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z");
-    let n = apply(r, &t.case, &actor(), &Command::Note { text: "Spoke to the GP.".into() }, at("2026-12-23T12:00:00Z")).expect("note");
+    let n = apply(
+        r,
+        &t.case,
+        &actor(),
+        &Command::Note {
+            text: "Spoke to the GP.".into(),
+        },
+        at("2026-12-23T12:00:00Z"),
+    )
+    .expect("note");
     assert_eq!(n.case.notes.len(), 1);
     assert_eq!(n.deadlines, t.deadlines);
     assert!(n.timers.created.is_empty() && n.timers.cancelled.is_empty());
-    assert!(apply(r, &t.case, &actor(), &Command::Note { text: "\n".into() }, at("2026-12-23T12:00:00Z")).is_err());
+    assert!(apply(
+        r,
+        &t.case,
+        &actor(),
+        &Command::Note { text: "\n".into() },
+        at("2026-12-23T12:00:00Z")
+    )
+    .is_err());
 }
 
 #[test]
@@ -395,14 +637,26 @@ fn agreed_actions_implemented_closes_the_review() {
     let c = cfg();
     let r = rules(&c, "trafford");
     let t = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z");
-    let implemented = Command::ActionsImplemented { text: "Joint visit done; plan updated.".into() };
+    let implemented = Command::ActionsImplemented {
+        text: "Joint visit done; plan updated.".into(),
+    };
     let err = apply(r, &t.case, &actor(), &implemented, at("2026-12-24T10:00:00Z")).unwrap_err();
     assert!(err.0.contains("once it is resolved"), "{}", err.0);
-    let done = apply(r, &t.case, &actor(), &resolve(Some("2027-01-15")), at("2026-12-24T10:00:00Z")).expect("resolves");
+    let done = apply(
+        r,
+        &t.case,
+        &actor(),
+        &resolve(Some("2027-01-15")),
+        at("2026-12-24T10:00:00Z"),
+    )
+    .expect("resolves");
     let imp = apply(r, &done.case, &actor(), &implemented, at("2027-01-10T10:00:00Z")).expect("implemented");
     assert_eq!(imp.timers.cancelled, vec!["review:2027-01-15".to_string()]);
     assert!(imp.case.actions_implemented.is_some());
-    assert!(apply(r, &imp.case, &actor(), &implemented, at("2027-01-11T10:00:00Z")).unwrap_err().0.contains("already confirmed"));
+    assert!(apply(r, &imp.case, &actor(), &implemented, at("2027-01-11T10:00:00Z"))
+        .unwrap_err()
+        .0
+        .contains("already confirmed"));
 }
 
 #[test]
@@ -410,14 +664,29 @@ fn fired_timers_call_for_the_policys_duties() {
     let c = cfg();
     let sg = rules(&c, "south-gloucestershire");
     let t = opened(sg, "SGLO-2026-0001", "2026-12-23T10:00:00Z");
-    let overdue4 = t.timers.created.iter().find(|x| x.key == "overdue:stage-4:2027-01-04").expect("stage-4 overdue timer");
+    let overdue4 = t
+        .timers
+        .created
+        .iter()
+        .find(|x| x.key == "overdue:stage-4:2027-01-04")
+        .expect("stage-4 overdue timer");
     assert_eq!(overdue4.fire_at, at("2027-01-05T09:00:00Z"));
     let out = on_timer(sg, &t.case, overdue4, overdue4.fire_at);
     assert!(out.tell_participants && !out.late);
-    assert_eq!(out.notifications.iter().map(|n| n.role).collect::<Vec<_>>(), vec![Role::StrategicSafeguardingServiceManager]);
+    assert_eq!(
+        out.notifications.iter().map(|n| n.role).collect::<Vec<_>>(),
+        vec![Role::StrategicSafeguardingServiceManager]
+    );
     // The stage-1 overdue notice tells the participants but notifies no board role.
-    let overdue1 = t.timers.created.iter().find(|x| x.key.starts_with("overdue:stage-1")).expect("timer");
-    assert!(on_timer(sg, &t.case, overdue1, overdue1.fire_at).notifications.is_empty());
+    let overdue1 = t
+        .timers
+        .created
+        .iter()
+        .find(|x| x.key.starts_with("overdue:stage-1"))
+        .expect("timer");
+    assert!(on_timer(sg, &t.case, overdue1, overdue1.fire_at)
+        .notifications
+        .is_empty());
     // Fired two days late (the daemon was down): marked late.
     assert!(on_timer(sg, &t.case, overdue4, at("2027-01-07T09:00:00Z")).late);
     // Once the case is resolved, a stray timer calls for nothing.
@@ -427,8 +696,16 @@ fn fired_timers_call_for_the_policys_duties() {
     // Bradford: 28 days passing unresolved alerts the Business Unit Manager.
     let b = rules(&c, "bradford");
     let bt = opened(b, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
-    let ov = bt.timers.created.iter().find(|x| x.kind == TimerKind::Overdue).expect("timer");
-    assert_eq!(on_timer(b, &bt.case, ov, ov.fire_at).notifications[0].role, Role::BusinessManager);
+    let ov = bt
+        .timers
+        .created
+        .iter()
+        .find(|x| x.kind == TimerKind::Overdue)
+        .expect("timer");
+    assert_eq!(
+        on_timer(b, &bt.case, ov, ov.fire_at).notifications[0].role,
+        Role::BusinessManager
+    );
 }
 
 #[test]

@@ -30,7 +30,13 @@ fn email(id: &str, reference: &str) -> OutboundEmail {
 
 async fn open_case<S: Store>(store: &S, c: &Config, board: &str, when: &str) -> StoredCase {
     let b = c.board(board).expect("board");
-    let year = b.rules.local_date(at(when)).format("%Y").to_string().parse().expect("year");
+    let year = b
+        .rules
+        .local_date(at(when))
+        .format("%Y")
+        .to_string()
+        .parse()
+        .expect("year");
     store
         .create_case(board, &b.policy().reference_prefix, year, |reference| {
             lifecycle::open(&b.rules, &new_case(), reference, at(when)).map(Change::new)
@@ -44,9 +50,25 @@ async fn contract<S: Store>(store: &S) {
     let c = config();
     store.migrate().await.expect("migrating twice is harmless");
     for b in &c.boards {
-        store.upsert_board(b.id(), &b.policy().board_name, &b.policy().id, at("2026-12-01T00:00:00Z")).await.expect("board");
+        store
+            .upsert_board(
+                b.id(),
+                &b.policy().board_name,
+                &b.policy().id,
+                at("2026-12-01T00:00:00Z"),
+            )
+            .await
+            .expect("board");
     }
-    store.upsert_board("bradford", "Bradford SAB (renamed)", "bradford", at("2026-12-02T00:00:00Z")).await.expect("upsert");
+    store
+        .upsert_board(
+            "bradford",
+            "Bradford SAB (renamed)",
+            "bradford",
+            at("2026-12-02T00:00:00Z"),
+        )
+        .await
+        .expect("upsert");
 
     // References: per board and year, in order; a refusal does not use a number up.
     let first = open_case(store, &c, "bradford", "2026-12-23T10:00:00Z").await;
@@ -54,7 +76,10 @@ async fn contract<S: Store>(store: &S) {
     assert_eq!(first.version, 1);
     let refused = store
         .create_case("bradford", "BRAD", 2026, |_reference| -> Result<Change, Refusal> {
-            Err(Refusal { problems: vec!["Name of adult at risk is missing.".into()], out_of_scope: false })
+            Err(Refusal {
+                problems: vec!["Name of adult at risk is missing.".into()],
+                out_of_scope: false,
+            })
         })
         .await
         .expect("store works");
@@ -72,8 +97,18 @@ async fn contract<S: Store>(store: &S) {
     assert!(store.load_case("BRAD-2026-0999").await.expect("load").is_none());
     let deadlines = store.deadlines("TRAF-2026-0001").await.expect("deadlines");
     assert_eq!(
-        deadlines.iter().map(|d| format!("{}={}", d.label, d.due_date)).collect::<Vec<_>>(),
-        ["stage-1=2026-12-24", "stage-2=2026-12-30", "stage-3=2027-01-04", "stage-4=2027-01-11", "stage-5=2027-01-18", "overall=2027-01-18"]
+        deadlines
+            .iter()
+            .map(|d| format!("{}={}", d.label, d.due_date))
+            .collect::<Vec<_>>(),
+        [
+            "stage-1=2026-12-24",
+            "stage-2=2026-12-30",
+            "stage-3=2027-01-04",
+            "stage-4=2027-01-11",
+            "stage-5=2027-01-18",
+            "overall=2027-01-18"
+        ]
     );
     let timers = store.timers("TRAF-2026-0001").await.expect("timers");
     assert_eq!(
@@ -94,19 +129,47 @@ async fn contract<S: Store>(store: &S) {
     let t = apply(&b.rules, &traf.case, &actor, &escalate, at("2026-12-24T10:00:00Z")).expect("escalates");
     let saved = store.save(&traf, &Change::new(t.clone())).await.expect("saves");
     assert_eq!(saved.version, 2);
-    let keys: Vec<String> = store.timers("TRAF-2026-0001").await.expect("timers").into_iter().map(|t| t.timer.key).collect();
+    let keys: Vec<String> = store
+        .timers("TRAF-2026-0001")
+        .await
+        .expect("timers")
+        .into_iter()
+        .map(|t| t.timer.key)
+        .collect();
     assert_eq!(keys, ["reminder:stage-2:2026-12-30:0", "overdue:stage-2:2026-12-30"]);
-    assert_eq!(store.load_case("TRAF-2026-0001").await.expect("load").expect("found").case.stage, 2);
-    assert_eq!(store.cases_of_participant("LINE.MANAGER@westshire.gov.uk").await.expect("lookup"), ["TRAF-2026-0001"]);
+    assert_eq!(
+        store
+            .load_case("TRAF-2026-0001")
+            .await
+            .expect("load")
+            .expect("found")
+            .case
+            .stage,
+        2
+    );
+    assert_eq!(
+        store
+            .cases_of_participant("LINE.MANAGER@westshire.gov.uk")
+            .await
+            .expect("lookup"),
+        ["TRAF-2026-0001"]
+    );
 
     // Saving over a stale version is a conflict and writes nothing.
     let stale = store.save(&traf, &Change::new(t)).await;
-    assert!(matches!(stale, Err(StoreError::Conflict(ref r)) if r == "TRAF-2026-0001"), "{stale:?}");
+    assert!(
+        matches!(stale, Err(StoreError::Conflict(ref r)) if r == "TRAF-2026-0001"),
+        "{stale:?}"
+    );
     assert_eq!(store.events(Some("TRAF-2026-0001")).await.expect("events").len(), 2);
 
     // Resolution with an email, written in the same transaction.
     let br = c.board("bradford").expect("board");
-    let resolve = Command::Resolve { outcome: "Agreed a joint visit.".into(), agreed_actions: "Visit by 8 January.".into(), review_date: None };
+    let resolve = Command::Resolve {
+        outcome: "Agreed a joint visit.".into(),
+        agreed_actions: "Visit by 8 January.".into(),
+        review_date: None,
+    };
     let done = apply(&br.rules, &first.case, &actor, &resolve, at("2026-12-29T10:00:00Z")).expect("resolves");
     let mut change = Change::new(done);
     change.outbox.push(email("resolved-1", "BRAD-2026-0001"));
@@ -119,13 +182,25 @@ async fn contract<S: Store>(store: &S) {
 
     // Listing and filtering.
     let all = store.list_cases(&CaseFilter::default()).await.expect("list");
-    assert_eq!(all.iter().map(|s| s.reference.as_str()).collect::<Vec<_>>(), ["BRAD-2026-0001", "TRAF-2026-0001", "BRAD-2026-0002", "BRAD-2027-0001"]);
+    assert_eq!(
+        all.iter().map(|s| s.reference.as_str()).collect::<Vec<_>>(),
+        ["BRAD-2026-0001", "TRAF-2026-0001", "BRAD-2026-0002", "BRAD-2027-0001"]
+    );
     let open_brad = store
-        .list_cases(&CaseFilter { board: Some("bradford".into()), status: Some(CaseStatus::Open) })
+        .list_cases(&CaseFilter {
+            board: Some("bradford".into()),
+            status: Some(CaseStatus::Open),
+        })
         .await
         .expect("list");
-    assert_eq!(open_brad.iter().map(|s| s.reference.as_str()).collect::<Vec<_>>(), ["BRAD-2026-0002", "BRAD-2027-0001"]);
-    assert_eq!(open_brad[0].next_due.map(|d| d.to_string()).as_deref(), Some("2027-01-20"));
+    assert_eq!(
+        open_brad.iter().map(|s| s.reference.as_str()).collect::<Vec<_>>(),
+        ["BRAD-2026-0002", "BRAD-2027-0001"]
+    );
+    assert_eq!(
+        open_brad[0].next_due.map(|d| d.to_string()).as_deref(),
+        Some("2027-01-20")
+    );
     let resolved = &all[0];
     assert_eq!((resolved.status, resolved.next_due), (CaseStatus::Resolved, None));
 
@@ -138,15 +213,27 @@ async fn contract<S: Store>(store: &S) {
         detail: serde_json::json!({"problems": ["domain"]}),
     };
     store.record_event("bradford", None, &refusal).await.expect("event");
-    assert!(matches!(store.record_event("bradford", Some("BRAD-2026-0999"), &refusal).await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.record_event("bradford", Some("BRAD-2026-0999"), &refusal).await,
+        Err(StoreError::NotFound(_))
+    ));
     let events = store.events(None).await.expect("events");
-    assert_eq!(events.last().map(|e| (e.case_reference.clone(), e.event.kind.as_str())), Some((None, "refused")));
+    assert_eq!(
+        events.last().map(|e| (e.case_reference.clone(), e.event.kind.as_str())),
+        Some((None, "refused"))
+    );
     assert_eq!(events.last().map(|e| e.event.clone()), Some(refusal));
     let brad = store.events(Some("BRAD-2026-0001")).await.expect("events");
-    assert_eq!(brad.iter().map(|e| e.event.kind.as_str()).collect::<Vec<_>>(), ["opened", "resolved"]);
+    assert_eq!(
+        brad.iter().map(|e| e.event.kind.as_str()).collect::<Vec<_>>(),
+        ["opened", "resolved"]
+    );
 
     // Timers: claimed once per lease; completing twice sends once.
-    let before = store.claim_due_timers(at("2026-12-23T12:00:00Z"), 100, 60_000).await.expect("claim");
+    let before = store
+        .claim_due_timers(at("2026-12-23T12:00:00Z"), 100, 60_000)
+        .await
+        .expect("claim");
     assert!(before.is_empty(), "nothing is due yet");
     let now = at("2027-02-01T09:00:00Z");
     let claimed = store.claim_due_timers(now, 100, 60_000).await.expect("claim");
@@ -154,17 +241,48 @@ async fn contract<S: Store>(store: &S) {
     // 2 February), TRAF-2026-0001's two.
     assert_eq!(claimed.len(), 7);
     assert!(claimed.windows(2).all(|w| w[0].timer.fire_at <= w[1].timer.fire_at));
-    assert!(store.claim_due_timers(now, 100, 60_000).await.expect("claim").is_empty(), "claimed timers are leased");
+    assert!(
+        store
+            .claim_due_timers(now, 100, 60_000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "claimed timers are leased"
+    );
     let first_timer = &claimed[0];
     let sent = email("reminder-1", &first_timer.case_reference);
-    store.complete_timer(first_timer.id, now, true, None, std::slice::from_ref(&sent)).await.expect("complete");
-    store.complete_timer(first_timer.id, now, true, None, &[email("reminder-1-again", &first_timer.case_reference)]).await.expect("complete twice");
-    assert!(store.outbox(None).await.expect("outbox").iter().all(|o| o.email.message_id != "<reminder-1-again@escalation-bot.test>"));
+    store
+        .complete_timer(first_timer.id, now, true, None, std::slice::from_ref(&sent))
+        .await
+        .expect("complete");
+    store
+        .complete_timer(
+            first_timer.id,
+            now,
+            true,
+            None,
+            &[email("reminder-1-again", &first_timer.case_reference)],
+        )
+        .await
+        .expect("complete twice");
+    assert!(store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .iter()
+        .all(|o| o.email.message_id != "<reminder-1-again@escalation-bot.test>"));
     let fired = store.timers(&first_timer.case_reference).await.expect("timers");
     let fired = fired.iter().find(|t| t.id == first_timer.id).expect("timer");
     assert!(fired.late && fired.fired_at == Some(now));
-    let after_lease = store.claim_due_timers(at("2027-02-01T09:01:01Z"), 100, 60_000).await.expect("claim");
-    assert_eq!(after_lease.len(), 6, "an expired lease frees the claim; the fired timer stays fired");
+    let after_lease = store
+        .claim_due_timers(at("2027-02-01T09:01:01Z"), 100, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        after_lease.len(),
+        6,
+        "an expired lease frees the claim; the fired timer stays fired"
+    );
 
     // Outbox: lease, retry with backoff, give up, sent.
     let t0 = at("2027-02-01T10:00:00Z");
@@ -172,19 +290,53 @@ async fn contract<S: Store>(store: &S) {
     assert_eq!(batch.len(), 2);
     assert!(batch.iter().all(|o| o.attempts == 1));
     assert!(store.claim_outbox(t0, 10, 30_000).await.expect("claim").is_empty());
-    store.outbox_failed(batch[0].id, "451 try later", Some(at("2027-02-01T10:05:00Z")), t0).await.expect("failed");
-    store.outbox_failed(batch[1].id, "550 no such user", None, t0).await.expect("gave up");
-    assert!(store.claim_outbox(at("2027-02-01T10:04:00Z"), 10, 30_000).await.expect("claim").is_empty());
-    let retry = store.claim_outbox(at("2027-02-01T10:05:00Z"), 10, 30_000).await.expect("claim");
-    assert_eq!((retry.len(), retry[0].attempts, retry[0].last_error.as_deref()), (1, 2, Some("451 try later")));
-    store.outbox_sent(retry[0].id, at("2027-02-01T10:05:01Z")).await.expect("sent");
-    assert!(store.claim_outbox(at("2027-03-01T00:00:00Z"), 10, 30_000).await.expect("claim").is_empty());
+    store
+        .outbox_failed(batch[0].id, "451 try later", Some(at("2027-02-01T10:05:00Z")), t0)
+        .await
+        .expect("failed");
+    store
+        .outbox_failed(batch[1].id, "550 no such user", None, t0)
+        .await
+        .expect("gave up");
+    assert!(store
+        .claim_outbox(at("2027-02-01T10:04:00Z"), 10, 30_000)
+        .await
+        .expect("claim")
+        .is_empty());
+    let retry = store
+        .claim_outbox(at("2027-02-01T10:05:00Z"), 10, 30_000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        (retry.len(), retry[0].attempts, retry[0].last_error.as_deref()),
+        (1, 2, Some("451 try later"))
+    );
+    store
+        .outbox_sent(retry[0].id, at("2027-02-01T10:05:01Z"))
+        .await
+        .expect("sent");
+    assert!(store
+        .claim_outbox(at("2027-03-01T00:00:00Z"), 10, 30_000)
+        .await
+        .expect("claim")
+        .is_empty());
     let all_out = store.outbox(None).await.expect("outbox");
-    assert!(all_out.iter().any(|o| o.failed_at.is_some() && o.last_error.as_deref() == Some("550 no such user")));
+    assert!(all_out
+        .iter()
+        .any(|o| o.failed_at.is_some() && o.last_error.as_deref() == Some("550 no such user")));
     assert!(all_out.iter().any(|o| o.sent_at.is_some()));
     // The same Message-ID queued again is one email.
-    store.enqueue(&[sent.clone()], t0).await.expect("enqueue");
-    assert_eq!(store.outbox(None).await.expect("outbox").iter().filter(|o| o.email.message_id == sent.message_id).count(), 1);
+    store.enqueue(std::slice::from_ref(&sent), t0).await.expect("enqueue");
+    assert_eq!(
+        store
+            .outbox(None)
+            .await
+            .expect("outbox")
+            .iter()
+            .filter(|o| o.email.message_id == sent.message_id)
+            .count(),
+        1
+    );
 
     // Inbound: kept once, by Message-ID or by mailbox/UIDVALIDITY/UID.
     let msg = InboundMessage {
@@ -196,14 +348,48 @@ async fn contract<S: Store>(store: &S) {
         received_at: at("2026-12-23T10:00:00Z"),
         raw: b"From: nia.nurse@nhs.net\r\nSubject: Escalation\r\n\r\nBody\0with NUL\r\n".to_vec(),
     };
-    let InboundInsert::New(id) = store.record_inbound(&msg).await.expect("inbound") else { panic!("first sight is new") };
-    assert_eq!(store.record_inbound(&msg).await.expect("inbound"), InboundInsert::Seen { id, outcome: None });
-    let same_uid = InboundMessage { message_id: "<other@nhs.net>".into(), ..msg.clone() };
-    assert!(matches!(store.record_inbound(&same_uid).await.expect("inbound"), InboundInsert::Seen { .. }));
-    store.set_inbound_outcome(id, "case_opened", Some("BRAD-2026-0002"), &[], at("2026-12-23T10:00:01Z")).await.expect("outcome");
-    let redelivered = InboundMessage { uid: Some(43), uidvalidity: Some(8), ..msg.clone() };
-    assert_eq!(store.record_inbound(&redelivered).await.expect("inbound"), InboundInsert::Seen { id, outcome: Some("case_opened".into()) });
-    let other = InboundMessage { uid: Some(44), message_id: "<new@nhs.net>".into(), ..msg };
+    let InboundInsert::New(id) = store.record_inbound(&msg).await.expect("inbound") else {
+        panic!("first sight is new")
+    };
+    assert_eq!(
+        store.record_inbound(&msg).await.expect("inbound"),
+        InboundInsert::Seen { id, outcome: None }
+    );
+    let same_uid = InboundMessage {
+        message_id: "<other@nhs.net>".into(),
+        ..msg.clone()
+    };
+    assert!(matches!(
+        store.record_inbound(&same_uid).await.expect("inbound"),
+        InboundInsert::Seen { .. }
+    ));
+    store
+        .set_inbound_outcome(
+            id,
+            "case_opened",
+            Some("BRAD-2026-0002"),
+            &[],
+            at("2026-12-23T10:00:01Z"),
+        )
+        .await
+        .expect("outcome");
+    let redelivered = InboundMessage {
+        uid: Some(43),
+        uidvalidity: Some(8),
+        ..msg.clone()
+    };
+    assert_eq!(
+        store.record_inbound(&redelivered).await.expect("inbound"),
+        InboundInsert::Seen {
+            id,
+            outcome: Some("case_opened".into())
+        }
+    );
+    let other = InboundMessage {
+        uid: Some(44),
+        message_id: "<new@nhs.net>".into(),
+        ..msg
+    };
     assert!(matches!(store.record_inbound(&other).await.expect("inbound"), InboundInsert::New(n) if n != id));
 }
 
@@ -245,7 +431,15 @@ async fn postgres_instances_never_share_a_reference_or_a_claim() {
     store.migrate().await.expect("migrates");
     let c = config();
     for b in &c.boards {
-        store.upsert_board(b.id(), &b.policy().board_name, &b.policy().id, at("2026-12-01T00:00:00Z")).await.expect("board");
+        store
+            .upsert_board(
+                b.id(),
+                &b.policy().board_name,
+                &b.policy().id,
+                at("2026-12-01T00:00:00Z"),
+            )
+            .await
+            .expect("board");
     }
     // Twenty cases opened at once, as by several daemons: twenty distinct references, 0001 to 0020.
     let mut tasks = Vec::new();
@@ -254,7 +448,10 @@ async fn postgres_instances_never_share_a_reference_or_a_claim() {
         let c = c.clone();
         tasks.push(tokio::spawn(async move {
             let when = format!("2026-12-23T10:{i:02}:00Z");
-            open_case(&store, &c, "south-gloucestershire", &when).await.case.reference
+            open_case(&store, &c, "south-gloucestershire", &when)
+                .await
+                .case
+                .reference
         }));
     }
     let mut refs = BTreeSet::new();

@@ -8,7 +8,9 @@ use escalation_bot::config;
 use escalation_bot::core::timeline::timeline;
 
 fn opened(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s).expect("test instant").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(s)
+        .expect("test instant")
+        .with_timezone(&Utc)
 }
 
 /// (board, opened, expected "label=date" pairs in date order)
@@ -61,9 +63,16 @@ fn timelines_of_all_five_boards() {
     for (board, at, expected) in CASES {
         let rules = &config.board(board).expect("board configured").rules;
         let t = timeline(rules, opened(at));
-        let got: Vec<String> = t.deadlines.iter().map(|d| format!("{}={}", d.label, d.due_date)).collect();
+        let got: Vec<String> = t
+            .deadlines
+            .iter()
+            .map(|d| format!("{}={}", d.label, d.due_date))
+            .collect();
         if got.join(" ") != *expected {
-            failures.push(format!("{board} opened {at}:\n  expected {expected}\n  got      {}", got.join(" ")));
+            failures.push(format!(
+                "{board} opened {at}:\n  expected {expected}\n  got      {}",
+                got.join(" ")
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -72,11 +81,25 @@ fn timelines_of_all_five_boards() {
 #[test]
 fn timeline_duties_carry_their_dates() {
     let config = config::load(Path::new("config/default.toml")).expect("shipped configuration loads");
-    let t = timeline(&config.board("south-gloucestershire").expect("board").rules, opened("2026-12-23T10:00:00Z"));
-    let passed = t.duties.iter().find(|d| d.when.contains("stage-4")).expect("stage-4 duty");
+    let t = timeline(
+        &config.board("south-gloucestershire").expect("board").rules,
+        opened("2026-12-23T10:00:00Z"),
+    );
+    let passed = t
+        .duties
+        .iter()
+        .find(|d| d.when.contains("stage-4"))
+        .expect("stage-4 duty");
     // The stage-4 deadline is Monday 4 January; the duty arises the next working day.
     assert_eq!(passed.date.map(|d| d.to_string()).as_deref(), Some("2027-01-05"));
-    let t = timeline(&config.board("trafford").expect("board").rules, opened("2026-12-23T10:00:00Z"));
-    let chair = t.duties.iter().find(|d| d.when.contains("stage 5")).expect("stage-5 duty");
+    let t = timeline(
+        &config.board("trafford").expect("board").rules,
+        opened("2026-12-23T10:00:00Z"),
+    );
+    let chair = t
+        .duties
+        .iter()
+        .find(|d| d.when.contains("stage 5"))
+        .expect("stage-5 duty");
     assert_eq!(chair.date.map(|d| d.to_string()).as_deref(), Some("2027-01-11"));
 }

@@ -52,9 +52,7 @@ impl FromStr for Region {
         Region::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown region {s:?}: use england-and-wales, scotland or northern-ireland")
-            })
+            .ok_or_else(|| format!("unknown region {s:?}: use england-and-wales, scotland or northern-ireland"))
     }
 }
 
@@ -118,7 +116,11 @@ fn first_monday(year: i32, month: u32) -> NaiveDate {
 }
 
 fn last_monday(year: i32, month: u32) -> NaiveDate {
-    let next = if month == 12 { ymd(year + 1, 1, 1) } else { ymd(year, month + 1, 1) };
+    let next = if month == 12 {
+        ymd(year + 1, 1, 1)
+    } else {
+        ymd(year, month + 1, 1)
+    };
     let mut d = next - Duration::days(1);
     while d.weekday() != Weekday::Mon {
         d -= Duration::days(1);
@@ -166,7 +168,11 @@ pub fn bank_holidays(region: Region, year: i32) -> Vec<BankHoliday> {
     if region == NorthernIreland {
         fixed.push((ymd(year, 7, 12), "Battle of the Boyne (Orangemen's Day)"));
     }
-    let summer = if region == Scotland { first_monday(year, 8) } else { last_monday(year, 8) };
+    let summer = if region == Scotland {
+        first_monday(year, 8)
+    } else {
+        last_monday(year, 8)
+    };
     weekday.push((summer, "Summer bank holiday"));
     if region == Scotland && year >= 2007 {
         fixed.push((ymd(year, 11, 30), "St Andrew's Day"));
@@ -250,7 +256,10 @@ impl Calendar {
         self.holidays
             .range(from..=to)
             .filter(|(d, _)| !is_weekend(**d))
-            .map(|(d, n)| BankHoliday { date: *d, name: n.clone() })
+            .map(|(d, n)| BankHoliday {
+                date: *d,
+                name: n.clone(),
+            })
             .collect()
     }
 
@@ -343,6 +352,9 @@ mod tests {
             .map(|h| (h.date, h.name))
             .collect();
         assert_eq!(names[0], (d("2022-12-26"), "Boxing Day".to_string()));
-        assert_eq!(names[1], (d("2022-12-27"), "Christmas Day (substitute day)".to_string()));
+        assert_eq!(
+            names[1],
+            (d("2022-12-27"), "Christmas Day (substitute day)".to_string())
+        );
     }
 }

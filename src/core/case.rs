@@ -127,7 +127,11 @@ pub struct Person {
 
 impl Person {
     pub fn email(email: impl Into<String>) -> Self {
-        Person { email: email.into(), name: None, agency: None }
+        Person {
+            email: email.into(),
+            name: None,
+            agency: None,
+        }
     }
 }
 
@@ -244,7 +248,11 @@ impl Case {
 
     /// Working days of extension agreed while the case was at `stage`.
     pub fn extension_at(&self, stage: u8) -> u32 {
-        self.extensions.iter().filter(|e| e.stage == stage).map(|e| e.working_days).sum()
+        self.extensions
+            .iter()
+            .filter(|e| e.stage == stage)
+            .map(|e| e.working_days)
+            .sum()
     }
 
     /// Working days of extension agreed in all.

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::case::{
-    Case, CaseStatus, Extension, Implemented, Note, Participant, ParticipantRole, Person, Record,
-    Resolution, StageEntry, Withdrawal,
+    Case, CaseStatus, Extension, Implemented, Note, Participant, ParticipantRole, Person, Record, Resolution,
+    StageEntry, Withdrawal,
 };
 use super::nhs;
 use super::policy::{NoteWhen, Role, SameOrganisation, Trigger};
@@ -182,8 +182,15 @@ fn stage_guidance(rules: &BoardRules, stage: u8, title: String) -> Vec<Guidance>
         }
         out.push(Guidance { title, items });
     }
-    for n in policy.notes.iter().filter(|n| n.when == NoteWhen::Stage && n.stages.contains(&stage)) {
-        out.push(Guidance { title: n.title.clone(), items: vec![n.text.clone()] });
+    for n in policy
+        .notes
+        .iter()
+        .filter(|n| n.when == NoteWhen::Stage && n.stages.contains(&stage))
+    {
+        out.push(Guidance {
+            title: n.title.clone(),
+            items: vec![n.text.clone()],
+        });
     }
     out
 }
@@ -194,7 +201,11 @@ fn duties_for(rules: &BoardRules, matches: impl Fn(&Trigger) -> bool) -> Vec<Not
     for duty in rules.policy.duties.iter().filter(|d| matches(&d.when)) {
         for role in &duty.notify {
             if seen.insert((*role, duty.why.clone())) {
-                out.push(Notification { role: *role, why: duty.why.clone(), trigger: duty.when.clone() });
+                out.push(Notification {
+                    role: *role,
+                    why: duty.why.clone(),
+                    trigger: duty.when.clone(),
+                });
             }
         }
     }
@@ -212,7 +223,14 @@ fn transition(
     let old = before.map(|c| schedule::schedule(rules, c)).unwrap_or_default();
     let new = schedule::schedule(rules, &case);
     let timers = schedule::diff(&old, &new, event.at);
-    Transition { case, event, deadlines: new.deadlines, timers, notifications, guidance }
+    Transition {
+        case,
+        event,
+        deadlines: new.deadlines,
+        timers,
+        notifications,
+        guidance,
+    }
 }
 
 /// Open a case under reference `reference`, or refuse with every problem at once.
@@ -251,7 +269,10 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
     let last = policy.last_stage();
     let stage = record.stage.unwrap_or(1);
     if stage < 1 || stage > last {
-        problems.push(format!("Stage {stage} does not exist: {} has stages 1 to {last}.", policy.short_name));
+        problems.push(format!(
+            "Stage {stage} does not exist: {} has stages 1 to {last}.",
+            policy.short_name
+        ));
     } else if stage > 1 && !(immediate_risk && policy.immediate_risk.may_start_at_higher_stage) {
         problems.push(if policy.immediate_risk.may_start_at_higher_stage {
             format!("A case starts at stage 1 unless the adult is at immediate risk of harm: mark immediate risk as yes to start at stage {stage}, or leave the stage out.")
@@ -296,7 +317,12 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
         immediate_risk,
         record,
         participants,
-        stages: vec![StageEntry { stage, entered_at: now, entered_on: opened_on, by: esc_email.clone() }],
+        stages: vec![StageEntry {
+            stage,
+            entered_at: now,
+            entered_on: opened_on,
+            by: esc_email.clone(),
+        }],
         extensions: Vec::new(),
         notes: Vec::new(),
         resolution: None,
@@ -311,9 +337,16 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
             items: vec![policy.immediate_risk.guidance.clone()],
         });
     }
-    guidance.extend(stage_guidance(rules, stage, format!("What to do now: {}", policy.stage_name(stage))));
+    guidance.extend(stage_guidance(
+        rules,
+        stage,
+        format!("What to do now: {}", policy.stage_name(stage)),
+    ));
     for n in policy.notes.iter().filter(|n| n.when == NoteWhen::Opening) {
-        guidance.push(Guidance { title: n.title.clone(), items: vec![n.text.clone()] });
+        guidance.push(Guidance {
+            title: n.title.clone(),
+            items: vec![n.text.clone()],
+        });
     }
     let event = Event {
         kind: "opened".into(),
@@ -373,18 +406,25 @@ pub fn apply(
     let mut next = case.clone();
     let reference = &case.reference;
     match command {
-        Command::Escalate { to_stage, people, reason, immediate_risk } => {
+        Command::Escalate {
+            to_stage,
+            people,
+            reason,
+            immediate_risk,
+        } => {
             require_open(case)?;
             let last = policy.last_stage();
             if case.stage >= last {
-                return Err(TransitionError(format!(
-                    "Case {reference} is already at {}, the last stage of {}'s procedure. {}",
-                    policy.stage_name(case.stage),
-                    policy.short_name,
-                    policy.final_stage_note
-                )
-                .trim_end()
-                .to_string()));
+                return Err(TransitionError(
+                    format!(
+                        "Case {reference} is already at {}, the last stage of {}'s procedure. {}",
+                        policy.stage_name(case.stage),
+                        policy.short_name,
+                        policy.final_stage_note
+                    )
+                    .trim_end()
+                    .to_string(),
+                ));
             }
             let target = to_stage.unwrap_or(case.stage + 1);
             if target <= case.stage {
@@ -417,7 +457,10 @@ pub fn apply(
             }
             for p in people {
                 if !looks_like_email(&p.email) {
-                    return Err(TransitionError(format!("{:?} does not look like an email address.", p.email)));
+                    return Err(TransitionError(format!(
+                        "{:?} does not look like an email address.",
+                        p.email
+                    )));
                 }
                 if !next.is_participant(&p.email) {
                     next.participants.push(Participant {
@@ -431,16 +474,26 @@ pub fn apply(
             }
             next.stage = target;
             next.immediate_risk = case.immediate_risk || *immediate_risk;
-            next.stages.push(StageEntry { stage: target, entered_at: now, entered_on: today, by: by.clone() });
+            next.stages.push(StageEntry {
+                stage: target,
+                entered_at: now,
+                entered_on: today,
+                by: by.clone(),
+            });
             let from = case.stage;
-            let notifications =
-                duties_for(rules, |t| matches!(t, Trigger::EnteringStage(n) if *n > from && *n <= target));
+            let notifications = duties_for(
+                rules,
+                |t| matches!(t, Trigger::EnteringStage(n) if *n > from && *n <= target),
+            );
             let guidance = stage_guidance(rules, target, format!("What to do now: {}", policy.stage_name(target)));
             let event = Event {
                 kind: "escalated".into(),
                 at: now,
                 actor: by,
-                summary: format!("{reference} escalated from stage {from} to {}", policy.stage_name(target)),
+                summary: format!(
+                    "{reference} escalated from stage {from} to {}",
+                    policy.stage_name(target)
+                ),
                 detail: serde_json::json!({
                     "from": from, "to": target, "reason": reason, "immediate_risk": immediate_risk,
                     "people": people.iter().map(|p| p.email.clone()).collect::<Vec<_>>(),
@@ -448,7 +501,11 @@ pub fn apply(
             };
             Ok(transition(rules, Some(case), next, event, notifications, guidance))
         }
-        Command::Resolve { outcome, agreed_actions, review_date } => {
+        Command::Resolve {
+            outcome,
+            agreed_actions,
+            review_date,
+        } => {
             require_open(case)?;
             if blank(outcome) {
                 return Err(TransitionError(
@@ -486,7 +543,10 @@ pub fn apply(
                 });
             }
             for n in policy.notes.iter().filter(|n| n.when == NoteWhen::Resolution) {
-                guidance.push(Guidance { title: n.title.clone(), items: vec![n.text.clone()] });
+                guidance.push(Guidance {
+                    title: n.title.clone(),
+                    items: vec![n.text.clone()],
+                });
             }
             let event = Event {
                 kind: "resolved".into(),
@@ -505,9 +565,12 @@ pub fn apply(
             let ext = &policy.extensions;
             if !ext.allowed {
                 return Err(TransitionError(
-                    format!("{}'s procedure does not provide for extending its timescales. {}", policy.short_name, ext.note)
-                        .trim_end()
-                        .to_string(),
+                    format!(
+                        "{}'s procedure does not provide for extending its timescales. {}",
+                        policy.short_name, ext.note
+                    )
+                    .trim_end()
+                    .to_string(),
                 ));
             }
             if *working_days == 0 {
@@ -537,7 +600,10 @@ pub fn apply(
                 kind: "extended".into(),
                 at: now,
                 actor: by,
-                summary: format!("{reference} extended by {working_days} working day(s) at stage {}", case.stage),
+                summary: format!(
+                    "{reference} extended by {working_days} working day(s) at stage {}",
+                    case.stage
+                ),
                 detail: serde_json::json!({ "working_days": working_days, "reason": reason, "stage": case.stage }),
             };
             Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
@@ -545,7 +611,11 @@ pub fn apply(
         Command::Withdraw { reason } => {
             require_open(case)?;
             next.status = CaseStatus::Withdrawn;
-            next.withdrawal = Some(Withdrawal { reason: reason.trim().to_string(), at: now, by: by.clone() });
+            next.withdrawal = Some(Withdrawal {
+                reason: reason.trim().to_string(),
+                at: now,
+                by: by.clone(),
+            });
             let notifications = duties_for(rules, |t| matches!(t, Trigger::Withdrawn(true)));
             let event = Event {
                 kind: "withdrawn".into(),
@@ -558,9 +628,15 @@ pub fn apply(
         }
         Command::Note { text } => {
             if blank(text) {
-                return Err(TransitionError("The note is empty: write it below the word NOTE.".into()));
+                return Err(TransitionError(
+                    "The note is empty: write it below the word NOTE.".into(),
+                ));
             }
-            next.notes.push(Note { at: now, by: by.clone(), text: text.trim().to_string() });
+            next.notes.push(Note {
+                at: now,
+                by: by.clone(),
+                text: text.trim().to_string(),
+            });
             let event = Event {
                 kind: "note_added".into(),
                 at: now,
@@ -582,7 +658,11 @@ pub fn apply(
                     "The agreed actions on case {reference} were already confirmed as implemented."
                 )));
             }
-            next.actions_implemented = Some(Implemented { at: now, by: by.clone(), text: text.trim().to_string() });
+            next.actions_implemented = Some(Implemented {
+                at: now,
+                by: by.clone(),
+                text: text.trim().to_string(),
+            });
             let event = Event {
                 kind: "actions_implemented".into(),
                 at: now,
@@ -612,13 +692,22 @@ pub fn on_timer(rules: &BoardRules, case: &Case, timer: &Timer, now: DateTime<Ut
     let still_due = current.timers.iter().any(|t| t.key == timer.key);
     let late = rules.local_date(now) > rules.local_date(timer.fire_at);
     if !still_due {
-        return TimerOutcome { tell_participants: false, notifications: Vec::new(), late };
+        return TimerOutcome {
+            tell_participants: false,
+            notifications: Vec::new(),
+            late,
+        };
     }
     let notifications = match timer.kind {
-        TimerKind::Overdue => {
-            duties_for(rules, |t| matches!(t, Trigger::DeadlinePassed(l) if l == "any" || *l == timer.label))
-        }
+        TimerKind::Overdue => duties_for(
+            rules,
+            |t| matches!(t, Trigger::DeadlinePassed(l) if l == "any" || *l == timer.label),
+        ),
         TimerKind::Reminder | TimerKind::Review => Vec::new(),
     };
-    TimerOutcome { tell_participants: true, notifications, late }
+    TimerOutcome {
+        tell_participants: true,
+        notifications,
+        late,
+    }
 }

@@ -11,13 +11,19 @@ pub fn normalise(input: &str) -> Result<String, String> {
     }
     let d: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
     if d.iter().all(|x| *x == d[0]) {
-        return Err(format!("NHS number {} is not valid (all digits the same)", spaced(&digits)));
+        return Err(format!(
+            "NHS number {} is not valid (all digits the same)",
+            spaced(&digits)
+        ));
     }
     let sum: u32 = d[..9].iter().enumerate().map(|(i, x)| x * (10 - i as u32)).sum();
     let check = match 11 - (sum % 11) {
         11 => 0,
         10 => {
-            return Err(format!("NHS number {} is not valid (no check digit fits)", spaced(&digits)));
+            return Err(format!(
+                "NHS number {} is not valid (no check digit fits)",
+                spaced(&digits)
+            ));
         }
         c => c,
     };

@@ -287,7 +287,10 @@ pub struct Problem {
 
 impl Problem {
     fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Problem { key: key.into(), message: message.into() }
+        Problem {
+            key: key.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -328,7 +331,10 @@ impl Policy {
             if usize::from(s.number) != expected {
                 p.push(Problem::new(
                     format!("stages[{i}].number"),
-                    format!("stages must be numbered 1, 2, 3… in order: expected {expected}, found {}", s.number),
+                    format!(
+                        "stages must be numbered 1, 2, 3… in order: expected {expected}, found {}",
+                        s.number
+                    ),
                 ));
             }
             if s.name.trim().is_empty() {
@@ -374,11 +380,12 @@ impl Policy {
         for (i, d) in self.duties.iter().enumerate() {
             let key = format!("duties[{i}]");
             match &d.when {
-                Trigger::EnteringStage(n) | Trigger::ResolvedAtOrAbove(n) if *n < 1 || *n > last => p
-                    .push(Problem::new(
+                Trigger::EnteringStage(n) | Trigger::ResolvedAtOrAbove(n) if *n < 1 || *n > last => {
+                    p.push(Problem::new(
                         format!("{key}.when"),
                         format!("stage {n} does not exist: this policy has stages 1 to {last}"),
-                    )),
+                    ))
+                }
                 Trigger::DeadlinePassed(label) => {
                     let ok = label == "overall"
                         || label == "any"
@@ -396,7 +403,10 @@ impl Policy {
                 _ => {}
             }
             if d.notify.is_empty() {
-                p.push(Problem::new(format!("{key}.notify"), "name at least one role to notify"));
+                p.push(Problem::new(
+                    format!("{key}.notify"),
+                    "name at least one role to notify",
+                ));
             }
         }
         if self.scope.same_organisation == SameOrganisation::Refuse
@@ -408,7 +418,10 @@ impl Policy {
             ));
         }
         if self.immediate_risk.guidance.trim().is_empty() {
-            p.push(Problem::new("immediate_risk.guidance", "give the guidance shown when risk is flagged"));
+            p.push(Problem::new(
+                "immediate_risk.guidance",
+                "give the guidance shown when risk is flagged",
+            ));
         }
         if self.extensions.allowed && self.extensions.max_total_working_days == 0 {
             p.push(Problem::new(
@@ -419,23 +432,35 @@ impl Policy {
         let mut keys = BTreeSet::new();
         for (i, f) in self.form.fields.iter().enumerate() {
             if !keys.insert(f.key.as_str()) {
-                p.push(Problem::new(format!("form.fields[{i}].key"), format!("{:?} appears twice", f.key)));
+                p.push(Problem::new(
+                    format!("form.fields[{i}].key"),
+                    format!("{:?} appears twice", f.key),
+                ));
             }
         }
         for required in ["summary"] {
             if !keys.contains(required) {
-                p.push(Problem::new("form.fields", format!("the form needs a {required:?} field")));
+                p.push(Problem::new(
+                    "form.fields",
+                    format!("the form needs a {required:?} field"),
+                ));
             }
         }
         for (i, n) in self.notes.iter().enumerate() {
             for s in &n.stages {
                 if self.stage(*s).is_none() {
-                    p.push(Problem::new(format!("notes[{i}].stages"), format!("stage {s} does not exist")));
+                    p.push(Problem::new(
+                        format!("notes[{i}].stages"),
+                        format!("stage {s} does not exist"),
+                    ));
                 }
             }
         }
         if self.themes.is_empty() {
-            p.push(Problem::new("themes", "list the disagreement themes used for reporting"));
+            p.push(Problem::new(
+                "themes",
+                "list the disagreement themes used for reporting",
+            ));
         }
         p
     }

@@ -43,7 +43,11 @@ impl BoardRules {
     pub fn working_start(&self, d: NaiveDate) -> DateTime<Utc> {
         let local = d.and_time(self.working_day_starts);
         for shift in 0..3 {
-            if let Some(t) = self.timezone.from_local_datetime(&(local + Duration::hours(shift))).earliest() {
+            if let Some(t) = self
+                .timezone
+                .from_local_datetime(&(local + Duration::hours(shift)))
+                .earliest()
+            {
                 return t.with_timezone(&Utc);
             }
         }

@@ -108,7 +108,9 @@ pub fn deadlines(rules: &BoardRules, case: &Case) -> Vec<Deadline> {
     if let Some(count_from) = policy.deadlines.stage_limits_count_from {
         let mut previous_due: Option<NaiveDate> = None;
         for stage in policy.stages.iter().filter(|s| s.number >= case.stage) {
-            let Some(limit) = stage.limit_working_days else { continue };
+            let Some(limit) = stage.limit_working_days else {
+                continue;
+            };
             let due = match count_from {
                 CountFrom::Opening => cal.add_working_days(case.opened_on, limit + ext_total),
                 CountFrom::StageEntry => {

@@ -52,7 +52,12 @@ pub fn timeline(rules: &BoardRules, opened: DateTime<Utc>) -> Timeline {
         immediate_risk: false,
         record: Record::default(),
         participants: Vec::new(),
-        stages: vec![StageEntry { stage: 1, entered_at: opened, entered_on: opened_on, by: String::new() }],
+        stages: vec![StageEntry {
+            stage: 1,
+            entered_at: opened,
+            entered_on: opened_on,
+            by: String::new(),
+        }],
         extensions: Vec::new(),
         notes: Vec::new(),
         resolution: None,
@@ -102,7 +107,12 @@ pub fn timeline(rules: &BoardRules, opened: DateTime<Utc>) -> Timeline {
                 ),
                 Trigger::Withdrawn(_) => ("on withdrawal".to_string(), None),
             };
-            TimelineDuty { when, date, notify: duty.notify.clone(), why: duty.why.clone() }
+            TimelineDuty {
+                when,
+                date,
+                notify: duty.notify.clone(),
+                why: duty.why.clone(),
+            }
         })
         .collect();
     Timeline {

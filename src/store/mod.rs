@@ -71,7 +71,10 @@ pub struct Change {
 
 impl Change {
     pub fn new(transition: Transition) -> Self {
-        Change { transition, outbox: Vec::new() }
+        Change {
+            transition,
+            outbox: Vec::new(),
+        }
     }
 }
 
@@ -172,7 +175,13 @@ pub trait Store: Send + Sync + 'static {
     fn migrate(&self) -> impl Future<Output = Result<()>> + Send;
 
     /// Record (or update) a configured board.
-    fn upsert_board(&self, id: &str, name: &str, policy_id: &str, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    fn upsert_board(
+        &self,
+        id: &str,
+        name: &str,
+        policy_id: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Allocate the next reference of `board` for `year` (`PREFIX-YEAR-NNNN`), call `build` with it and
     /// write what it returns, all in one transaction. When `build` refuses, nothing is written and the
@@ -206,10 +215,20 @@ pub trait Store: Send + Sync + 'static {
     fn events(&self, reference: Option<&str>) -> impl Future<Output = Result<Vec<EventRecord>>> + Send;
 
     /// Append an event not tied to a case transition (a refusal, an ignored message).
-    fn record_event(&self, board: &str, reference: Option<&str>, event: &Event) -> impl Future<Output = Result<i64>> + Send;
+    fn record_event(
+        &self,
+        board: &str,
+        reference: Option<&str>,
+        event: &Event,
+    ) -> impl Future<Output = Result<i64>> + Send;
 
     /// Claim up to `limit` pending timers due at `now`, for `lease_ms`.
-    fn claim_due_timers(&self, now: DateTime<Utc>, limit: i64, lease_ms: i64) -> impl Future<Output = Result<Vec<TimerRecord>>> + Send;
+    fn claim_due_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Vec<TimerRecord>>> + Send;
 
     /// Mark a claimed timer fired, writing the emails and event it caused in the same transaction.
     fn complete_timer(
@@ -225,12 +244,23 @@ pub trait Store: Send + Sync + 'static {
     fn enqueue(&self, outbox: &[OutboundEmail], now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
 
     /// Claim up to `limit` emails ready to send at `now`, for `lease_ms`; each claim counts an attempt.
-    fn claim_outbox(&self, now: DateTime<Utc>, limit: i64, lease_ms: i64) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
+    fn claim_outbox(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+        lease_ms: i64,
+    ) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
 
     fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
 
     /// Record a failed attempt: retry at `retry_at`, or give up when it is `None`.
-    fn outbox_failed(&self, id: i64, error: &str, retry_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+    fn outbox_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     fn outbox(&self, reference: Option<&str>) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
 

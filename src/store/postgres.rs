@@ -31,4 +31,9 @@ impl PgStore {
     }
 }
 
-super::sql::impl_store!(PgStore, sqlx::Postgres, backend = "postgres", skip_locked = " FOR UPDATE SKIP LOCKED");
+super::sql::impl_store!(
+    PgStore,
+    sqlx::Postgres,
+    backend = "postgres",
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+);

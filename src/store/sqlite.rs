@@ -16,9 +16,8 @@ impl SqliteStore {
     /// Open (creating if needed) the database file at `path`, and its folder.
     pub async fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Data(format!("cannot create the database folder {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Data(format!("cannot create the database folder {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(path)
@@ -45,8 +44,14 @@ impl SqliteStore {
 
     /// The pragma values in force, for tests and `check-config`: (journal_mode, synchronous).
     pub async fn pragmas(&self) -> Result<(String, i64)> {
-        let j: String = sqlx::query("PRAGMA journal_mode").fetch_one(&self.pool).await?.try_get(0)?;
-        let s: i64 = sqlx::query("PRAGMA synchronous").fetch_one(&self.pool).await?.try_get(0)?;
+        let j: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
+        let s: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?;
         Ok((j, s))
     }
 

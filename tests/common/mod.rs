@@ -38,7 +38,10 @@ pub fn record() -> Record {
 }
 
 pub fn new_case() -> NewCase {
-    NewCase { record: record(), sender: Person::email("nia.nurse@nhs.net") }
+    NewCase {
+        record: record(),
+        sender: Person::email("nia.nurse@nhs.net"),
+    }
 }
 
 pub fn pg_admin_url() -> String {
@@ -74,9 +77,15 @@ impl TestDb {
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for this test ({e}); run scripts/test.sh"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
         conn.close().await.ok();
-        let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin.clone());
         let url = format!("{base}/{name}");
         let store = PgStore::connect(&url).await.expect("postgres connects");
         (store, TestDb::Postgres { name, url })
@@ -103,7 +112,9 @@ impl TestDb {
     pub async fn cleanup(self) {
         if let TestDb::Postgres { name, .. } = self {
             if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await;
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
                 conn.close().await.ok();
             }
         }

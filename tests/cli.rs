@@ -1,0 +1,268 @@
+//! The command-line contract (DESIGN.md), tested by running the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{at, config, new_case};
+use escalation_bot::core::lifecycle;
+use escalation_bot::store::{Change, SqliteStore, Store};
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_escalation-bot"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("binary runs")
+}
+
+fn json(out: &Output) -> Value {
+    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A configuration using the shipped policies and boards with a database in a temporary folder.
+fn temp_config(db: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let here = std::env::current_dir().expect("cwd");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "policies_dir = \"{}\"\nboards_dir = \"{}\"\n[database]\nurl = \"{db}\"\n[mailbox]\npath = \"mail\"\n[outbox]\npath = \"out\"\n",
+            here.join("config/policies").display(),
+            here.join("config/boards").display()
+        ),
+    )
+    .expect("write config");
+    (dir, path)
+}
+
+#[test]
+fn calendar_holidays_json_is_an_array_of_dates() {
+    let v = json(&run(&["calendar", "holidays", "--year", "2027", "--json"]));
+    let expected = [
+        "2027-01-01",
+        "2027-03-26",
+        "2027-03-29",
+        "2027-05-03",
+        "2027-05-31",
+        "2027-08-30",
+        "2027-12-27",
+        "2027-12-28",
+    ];
+    assert_eq!(v, serde_json::json!(expected));
+    let v = json(&run(&[
+        "calendar", "holidays", "--year", "2024", "--region", "scotland", "--json",
+    ]));
+    assert_eq!(v.as_array().map(Vec::len), Some(9));
+    let human = run(&["calendar", "holidays", "--year", "2026"]);
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("2026-12-28  Monday    Boxing Day (substitute day)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn calendar_add_working_days_prints_the_date() {
+    let out = run(&["calendar", "add-working-days", "--from", "2026-12-23", "--days", "5"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2027-01-04");
+    let out = run(&[
+        "calendar",
+        "add-working-days",
+        "--from",
+        "2027-03-25",
+        "--days",
+        "1",
+        "--region",
+        "northern-ireland",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2027-03-30");
+    let bad = run(&["calendar", "add-working-days", "--from", "23/12/2026", "--days", "5"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("use YYYY-MM-DD"));
+    let bad = run(&["calendar", "holidays", "--year", "2027", "--region", "wales"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("england-and-wales, scotland or northern-ireland"));
+}
+
+#[test]
+fn timeline_json_follows_the_contract() {
+    let v = json(&run(&[
+        "timeline",
+        "--board",
+        "trafford",
+        "--opened",
+        "2026-12-23T10:00:00Z",
+        "--json",
+    ]));
+    assert_eq!(v["board"], "trafford");
+    let pairs: Vec<String> = v["deadlines"]
+        .as_array()
+        .expect("deadlines array")
+        .iter()
+        .map(|d| {
+            format!(
+                "{}={}",
+                d["label"].as_str().unwrap_or("?"),
+                d["due_date"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            "stage-1=2026-12-24",
+            "stage-2=2026-12-30",
+            "stage-3=2027-01-04",
+            "stage-4=2027-01-11",
+            "stage-5=2027-01-18",
+            "overall=2027-01-18"
+        ]
+    );
+    let human = run(&["timeline", "--board", "bradford", "--opened", "2026-12-23T10:00:00Z"]);
+    assert!(String::from_utf8_lossy(&human.stdout).contains("overall   Wed 20 Jan 2027"));
+    let unknown = run(&["timeline", "--board", "leeds", "--opened", "2026-12-23T10:00:00Z"]);
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no board \"leeds\" is configured; the boards are: bradford")
+    );
+    let bad = run(&["timeline", "--board", "trafford", "--opened", "tomorrow"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}
+
+#[test]
+fn policy_list_and_show() {
+    let v = json(&run(&["policy", "list", "--json"]));
+    let ids: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|p| p["id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "bradford",
+            "buckinghamshire",
+            "rotherham",
+            "south-gloucestershire",
+            "trafford"
+        ]
+    );
+    let v = json(&run(&["policy", "show", "south-gloucestershire", "--json"]));
+    assert_eq!(v["stages"].as_array().map(Vec::len), Some(4));
+    assert_eq!(v["deadlines"]["stage_limits_count_from"], "opening");
+    let text = String::from_utf8_lossy(&run(&["policy", "show", "trafford"]).stdout).to_string();
+    assert!(
+        text.contains("Stage 5: Independent Chair of the Safeguarding Adults Board — within 5 working day(s)"),
+        "{text}"
+    );
+    assert!(text.contains("Readings taken"));
+}
+
+#[test]
+fn check_config_reports_problems_and_fails() {
+    let ok = json(&run(&["check-config", "--json"]));
+    assert_eq!(ok["ok"], true);
+    let (_dir, path) = temp_config("mysql://nope");
+    let out = run(&["--config", path.to_str().expect("path"), "check-config", "--json"]);
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["problems"][0]["key"], "database.url");
+}
+
+#[tokio::test]
+async fn cases_list_and_show_read_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("cases.sqlite3");
+    let store = SqliteStore::open(&db).await.expect("open");
+    store.migrate().await.expect("migrate");
+    let c = config();
+    let b = c.board("rotherham").expect("board");
+    store
+        .upsert_board(
+            b.id(),
+            &b.policy().board_name,
+            &b.policy().id,
+            at("2026-12-01T00:00:00Z"),
+        )
+        .await
+        .expect("board");
+    store
+        .create_case("rotherham", "ROTH", 2026, |r| {
+            lifecycle::open(&b.rules, &new_case(), r, at("2026-12-23T10:00:00Z")).map(Change::new)
+        })
+        .await
+        .expect("store")
+        .expect("opens");
+    store.close().await;
+
+    let (_cdir, path) = temp_config(&format!("sqlite:{}", db.display()));
+    let cfg = path.to_str().expect("path");
+    let v = json(&run(&["--config", cfg, "cases", "list", "--json"]));
+    assert_eq!(v[0]["reference"], "ROTH-2026-0001");
+    assert_eq!(v[0]["next_due"], "2027-01-04");
+    let v = json(&run(&[
+        "--config", cfg, "cases", "list", "--status", "resolved", "--json",
+    ]));
+    assert_eq!(v, serde_json::json!([]));
+    let v = json(&run(&["--config", cfg, "cases", "show", "ROTH-2026-0001", "--json"]));
+    assert_eq!(v["case"]["stage"], 1);
+    assert_eq!(v["events"][0]["event"]["kind"], "opened");
+    let text = String::from_utf8_lossy(&run(&["--config", cfg, "cases", "show", "ROTH-2026-0001"]).stdout).to_string();
+    assert!(
+        text.contains("ROTH-2026-0001  (rotherham, open)") && text.contains("NHS no.: 999 000 0018"),
+        "{text}"
+    );
+    let missing = run(&["--config", cfg, "cases", "show", "ROTH-2026-0099"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no case ROTH-2026-0099"));
+}
+
+#[test]
+fn run_starts_on_the_embedded_default_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("data/bot.sqlite3");
+    let (_cdir, path) = temp_config(&format!("sqlite:{}", db.display()));
+    let mut child = bin()
+        .args([
+            "--config",
+            path.to_str().expect("path"),
+            "run",
+            "--now",
+            "2026-12-23T10:00:00Z",
+        ])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let started = Instant::now();
+    let mut running = false;
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if line.contains("escalation-bot is running") {
+            assert!(line.contains("2026-12-23T10:00"), "the clock was set by --now: {line}");
+            running = true;
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "did not start");
+    }
+    assert!(running, "the daemon said it was running");
+    assert!(Path::new(&db).exists(), "the SQLite file and its folder were created");
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("exits");
+    assert!(status.success(), "a clean stop on SIGTERM: {status:?}");
+    assert!(lines.any(|l| l.is_ok_and(|l| l.contains("stopped"))));
+}
