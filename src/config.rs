@@ -108,7 +108,7 @@ impl Database {
             Ok(Database::Sqlite(if path.is_absolute() {
                 path.to_path_buf()
             } else {
-                base.join(path)
+                tidy(&base.join(path))
             }))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Ok(Database::Postgres(Secret(url.to_string())))
@@ -312,7 +312,27 @@ fn resolve(base: &Path, p: &str) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        base.join(path)
+        tidy(&base.join(path))
+    }
+}
+
+/// `config/../data/x` as `data/x`: `..` folded into the folder before it, where there is one.
+fn tidy(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.last(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
     }
 }
 
@@ -374,7 +394,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         Ok(d) => d,
         Err(m) => {
             errors.push(issue(path, "database.url", m));
-            Database::Sqlite(base.join("../data/escalation-bot.sqlite3"))
+            Database::Sqlite(tidy(&base.join("../data/escalation-bot.sqlite3")))
         }
     };
     let settings = Settings {
