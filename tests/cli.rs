@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{at, config, new_case};
-use escalation_bot::core::lifecycle;
-use escalation_bot::store::{Change, SqliteStore, Store};
+use common::{config, open_case, upsert_boards};
+use escalation_bot::store::{SqliteStore, Store};
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -185,23 +184,14 @@ async fn cases_list_and_show_read_the_store() {
     let store = SqliteStore::open(&db).await.expect("open");
     store.migrate().await.expect("migrate");
     let c = config();
-    let b = c.board("rotherham").expect("board");
-    store
-        .upsert_board(
-            b.id(),
-            &b.policy().board_name,
-            &b.policy().id,
-            at("2026-12-01T00:00:00Z"),
-        )
-        .await
-        .expect("board");
-    store
-        .create_case("rotherham", "ROTH", 2026, |r| {
-            lifecycle::open(&b.rules, &new_case(), r, at("2026-12-23T10:00:00Z")).map(Change::new)
-        })
-        .await
-        .expect("store")
-        .expect("opens");
+    upsert_boards(&store, &c).await;
+    assert_eq!(
+        open_case(&store, &c, "rotherham", "2026-12-23T10:00:00Z")
+            .await
+            .case
+            .reference,
+        "ROTH-2026-0001"
+    );
     store.close().await;
 
     let (_cdir, path) = temp_config(&format!("sqlite:{}", db.display()));

@@ -3,19 +3,16 @@
 //! re-chaining, South Gloucestershire's extension, resolution with its duties, withdrawal, notes, agreed
 //! actions implemented, and what a fired timer calls for. Pure: no database, no clock.
 
-use std::path::Path;
+mod common;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use escalation_bot::config::{self, Config};
+use common::{config, record};
+use escalation_bot::config::Config;
 use escalation_bot::core::case::{Case, CaseStatus, Person, Record};
 use escalation_bot::core::lifecycle::{apply, on_timer, open, Command, NewCase, Transition};
 use escalation_bot::core::policy::Role;
 use escalation_bot::core::rules::BoardRules;
 use escalation_bot::core::schedule::{DeadlineKind, TimerKind};
-
-fn cfg() -> Config {
-    config::load(Path::new("config/default.toml")).expect("shipped configuration loads")
-}
 
 fn rules<'a>(c: &'a Config, board: &str) -> &'a BoardRules {
     &c.board(board).expect("board").rules
@@ -27,22 +24,6 @@ fn at(s: &str) -> DateTime<Utc> {
 
 fn day(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date")
-}
-
-/// A complete record: invented people, an NHS number from the test range.
-fn record() -> Record {
-    Record {
-        adult_name: Some("Alex Testperson".into()),
-        nhs_number: Some("999 000 0018".into()),
-        escalating_name: Some("Nia Nurse".into()),
-        escalating_agency: Some("Northfield Community Health NHS Trust".into()),
-        escalating_email: Some("nia.nurse@nhs.net".into()),
-        other_name: Some("Sam Social".into()),
-        other_agency: Some("Westshire Council Adult Social Care".into()),
-        other_email: Some("sam.social@westshire.gov.uk".into()),
-        summary: Some("The section 42 enquiry was closed while risks of self-neglect remain.".into()),
-        ..Record::default()
-    }
 }
 
 fn new_case(r: Record) -> NewCase {
@@ -90,7 +71,7 @@ fn actor() -> Person {
 
 #[test]
 fn opening_a_bradford_case() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "bradford");
     let t = opened(r, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
     let case = &t.case;
@@ -127,7 +108,7 @@ fn opening_a_bradford_case() {
 
 #[test]
 fn reminders_fire_at_nine_local_time_in_summer() {
-    let c = cfg();
+    let c = config();
     let t = opened(rules(&c, "rotherham"), "ROTH-2027-0001", "2027-07-14T23:30:00Z");
     // Due Thursday 22 July; 09:00 BST is 08:00 UTC.
     let reminder = t
@@ -141,7 +122,7 @@ fn reminders_fire_at_nine_local_time_in_summer() {
 
 #[test]
 fn opening_refusals_list_every_problem() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "bradford");
     let bad = Record {
         nhs_number: Some("999 000 0019".into()),
@@ -174,7 +155,7 @@ fn opening_refusals_list_every_problem() {
 
 #[test]
 fn the_senders_address_stands_in_for_a_missing_escalating_email() {
-    let c = cfg();
+    let c = config();
     let mut r = record();
     r.escalating_email = None;
     let t = open(
@@ -189,7 +170,7 @@ fn the_senders_address_stands_in_for_a_missing_escalating_email() {
 
 #[test]
 fn same_organisation_is_refused_where_the_policy_says_so() {
-    let c = cfg();
+    let c = config();
     let mut r = record();
     r.other_agency = Some("Northfield Community Health NHS Trust".into());
     r.other_email = Some("colleague@nhs.net".into());
@@ -220,7 +201,7 @@ fn same_organisation_is_refused_where_the_policy_says_so() {
 
 #[test]
 fn a_shared_nhs_domain_is_not_the_same_organisation_but_a_private_domain_is() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "bradford");
     let mut rec = record();
     rec.other_agency = Some("Eastbrook Hospitals NHS Foundation Trust".into());
@@ -237,7 +218,7 @@ fn a_shared_nhs_domain_is_not_the_same_organisation_but_a_private_domain_is() {
 
 #[test]
 fn starting_above_stage_one_needs_immediate_risk_and_a_policy_that_allows_it() {
-    let c = cfg();
+    let c = config();
     let when = at("2026-12-23T10:00:00Z");
     let mut rec = record();
     rec.stage = Some(3);
@@ -271,7 +252,7 @@ fn starting_above_stage_one_needs_immediate_risk_and_a_policy_that_allows_it() {
 
 #[test]
 fn immediate_risk_guidance_is_prominent_for_bradford() {
-    let c = cfg();
+    let c = config();
     let mut rec = record();
     rec.immediate_risk = Some(true);
     let t = open(
@@ -287,7 +268,7 @@ fn immediate_risk_guidance_is_prominent_for_bradford() {
 
 #[test]
 fn rotherham_escalation_notifies_the_board_manager_at_stage_three_and_the_chair_at_four() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "rotherham");
     let t1 = opened(r, "ROTH-2026-0001", "2026-12-23T10:00:00Z");
     let t2 = apply(
@@ -336,7 +317,7 @@ fn rotherham_escalation_notifies_the_board_manager_at_stage_three_and_the_chair_
 
 #[test]
 fn skipping_stages_is_refused_unless_the_policy_allows_it_for_immediate_risk() {
-    let c = cfg();
+    let c = config();
     let when = at("2026-12-24T10:00:00Z");
     let roth = opened(rules(&c, "rotherham"), "ROTH-2026-0001", "2026-12-23T10:00:00Z");
     let err = apply(
@@ -369,7 +350,7 @@ fn skipping_stages_is_refused_unless_the_policy_allows_it_for_immediate_risk() {
 
 #[test]
 fn trafford_deadlines_rechain_from_the_day_a_stage_is_entered() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "trafford");
     let t = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z");
     assert_eq!(due(&t, "stage-1").as_deref(), Some("2026-12-24"));
@@ -400,7 +381,7 @@ fn trafford_deadlines_rechain_from_the_day_a_stage_is_entered() {
 
 #[test]
 fn south_gloucestershire_extension_moves_the_deadlines() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "south-gloucestershire");
     let t = opened(r, "SGLO-2026-0001", "2026-12-23T10:00:00Z");
     let extend = |days, reason: &str| Command::Extend {
@@ -449,7 +430,7 @@ fn south_gloucestershire_extension_moves_the_deadlines() {
 
 #[test]
 fn bradford_does_not_provide_for_extensions() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "bradford");
     let t = opened(r, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
     let err = apply(
@@ -480,7 +461,7 @@ fn resolve(review: Option<&str>) -> Command {
 
 #[test]
 fn resolving_a_bradford_case_notifies_business_manager_and_chair_and_records_time_taken() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "bradford");
     let t = opened(r, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
     let done = apply(
@@ -521,7 +502,7 @@ fn resolving_a_bradford_case_notifies_business_manager_and_chair_and_records_tim
 
 #[test]
 fn resolution_refusals() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "bradford");
     let t = opened(r, "BRAD-2026-0001", "2026-12-23T10:00:00Z");
     let empty = Command::Resolve {
@@ -546,7 +527,7 @@ fn resolution_refusals() {
 
 #[test]
 fn trafford_resolution_at_stage_three_brings_the_checklist_and_the_business_office() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "trafford");
     let mut case: Case = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z").case;
     for when in ["2026-12-24T10:00:00Z", "2026-12-29T10:00:00Z"] {
@@ -576,7 +557,7 @@ fn trafford_resolution_at_stage_three_brings_the_checklist_and_the_business_offi
 
 #[test]
 fn withdrawing_cancels_everything_and_cannot_be_repeated() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "south-gloucestershire");
     let t = opened(r, "SGLO-2026-0001", "2026-12-23T10:00:00Z");
     let w = apply(
@@ -606,7 +587,7 @@ fn withdrawing_cancels_everything_and_cannot_be_repeated() {
 
 #[test]
 fn notes_change_no_deadline() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "trafford");
     let t = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z");
     let n = apply(
@@ -634,7 +615,7 @@ fn notes_change_no_deadline() {
 
 #[test]
 fn agreed_actions_implemented_closes_the_review() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "trafford");
     let t = opened(r, "TRAF-2026-0001", "2026-12-23T10:00:00Z");
     let implemented = Command::ActionsImplemented {
@@ -661,7 +642,7 @@ fn agreed_actions_implemented_closes_the_review() {
 
 #[test]
 fn fired_timers_call_for_the_policys_duties() {
-    let c = cfg();
+    let c = config();
     let sg = rules(&c, "south-gloucestershire");
     let t = opened(sg, "SGLO-2026-0001", "2026-12-23T10:00:00Z");
     let overdue4 = t
@@ -710,7 +691,7 @@ fn fired_timers_call_for_the_policys_duties() {
 
 #[test]
 fn a_reminder_whose_moment_has_passed_is_not_created_but_an_overdue_notice_is() {
-    let c = cfg();
+    let c = config();
     let r = rules(&c, "south-gloucestershire");
     let t = opened(r, "SGLO-2026-0001", "2026-12-23T10:00:00Z");
     // Escalated to stage 2 on 30 December, after stage 2's deadline (29 December) had passed.

@@ -5,13 +5,10 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use common::{at, config, new_case, TestDb};
-use escalation_bot::config::Config;
+use common::{at, config, open_case, upsert_boards, TestDb};
 use escalation_bot::core::case::{CaseStatus, Person};
-use escalation_bot::core::lifecycle::{self, apply, Command, Event, Refusal};
-use escalation_bot::store::{
-    CaseFilter, Change, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError, StoredCase,
-};
+use escalation_bot::core::lifecycle::{apply, Command, Event, Refusal};
+use escalation_bot::store::{CaseFilter, Change, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError};
 
 fn email(id: &str, reference: &str) -> OutboundEmail {
     OutboundEmail {
@@ -28,38 +25,10 @@ fn email(id: &str, reference: &str) -> OutboundEmail {
     }
 }
 
-async fn open_case<S: Store>(store: &S, c: &Config, board: &str, when: &str) -> StoredCase {
-    let b = c.board(board).expect("board");
-    let year = b
-        .rules
-        .local_date(at(when))
-        .format("%Y")
-        .to_string()
-        .parse()
-        .expect("year");
-    store
-        .create_case(board, &b.policy().reference_prefix, year, |reference| {
-            lifecycle::open(&b.rules, &new_case(), reference, at(when)).map(Change::new)
-        })
-        .await
-        .expect("store works")
-        .expect("case opens")
-}
-
 async fn contract<S: Store>(store: &S) {
     let c = config();
     store.migrate().await.expect("migrating twice is harmless");
-    for b in &c.boards {
-        store
-            .upsert_board(
-                b.id(),
-                &b.policy().board_name,
-                &b.policy().id,
-                at("2026-12-01T00:00:00Z"),
-            )
-            .await
-            .expect("board");
-    }
+    upsert_boards(store, &c).await;
     store
         .upsert_board(
             "bradford",
@@ -430,17 +399,7 @@ async fn postgres_instances_never_share_a_reference_or_a_claim() {
     let (store, db) = TestDb::postgres().await;
     store.migrate().await.expect("migrates");
     let c = config();
-    for b in &c.boards {
-        store
-            .upsert_board(
-                b.id(),
-                &b.policy().board_name,
-                &b.policy().id,
-                at("2026-12-01T00:00:00Z"),
-            )
-            .await
-            .expect("board");
-    }
+    upsert_boards(&store, &c).await;
     // Twenty cases opened at once, as by several daemons: twenty distinct references, 0001 to 0020.
     let mut tasks = Vec::new();
     for i in 0..20 {

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use chrono::{DateTime, Utc};
 use escalation_bot::config::{self, Config};
 use escalation_bot::core::case::{Person, Record};
+use escalation_bot::core::lifecycle;
 use escalation_bot::core::lifecycle::NewCase;
-use escalation_bot::store::{PgStore, SqliteStore};
+use escalation_bot::store::{Change, PgStore, SqliteStore, Store, StoredCase};
 use sqlx::Connection;
 
 pub fn config() -> Config {
@@ -119,4 +120,38 @@ impl TestDb {
             }
         }
     }
+}
+
+/// Record every configured board in the store.
+pub async fn upsert_boards<S: Store>(store: &S, c: &Config) {
+    for b in &c.boards {
+        store
+            .upsert_board(
+                b.id(),
+                &b.policy().board_name,
+                &b.policy().id,
+                at("2026-12-01T00:00:00Z"),
+            )
+            .await
+            .expect("board");
+    }
+}
+
+/// Open a case with [`new_case`] on `board` at `when`, through the store.
+pub async fn open_case<S: Store>(store: &S, c: &Config, board: &str, when: &str) -> StoredCase {
+    let b = c.board(board).expect("board");
+    let year = b
+        .rules
+        .local_date(at(when))
+        .format("%Y")
+        .to_string()
+        .parse()
+        .expect("year");
+    store
+        .create_case(board, &b.policy().reference_prefix, year, |reference| {
+            lifecycle::open(&b.rules, &new_case(), reference, at(when)).map(Change::new)
+        })
+        .await
+        .expect("store works")
+        .expect("case opens")
 }
