@@ -12,12 +12,16 @@
 //! - [`schedule`]: deadlines and timers as a function of case state.
 //! - [`timeline`]: the deadlines a case opened at a given moment would get.
 //! - [`nhs`]: NHS number validation.
+//! - [`intake`]: reading an escalation record out of an email's text (and HTML tables).
+//! - [`reply`]: reading a command from the new text at the top of a reply.
 
 pub mod calendar;
 pub mod case;
+pub mod intake;
 pub mod lifecycle;
 pub mod nhs;
 pub mod policy;
+pub mod reply;
 pub mod rules;
 pub mod schedule;
 pub mod timeline;

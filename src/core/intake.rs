@@ -1,0 +1,655 @@
+//! Reading an escalation record out of the text of an email.
+//!
+//! People write the record in many ways: the board's Word form pasted into Outlook (a two-column table,
+//! which [`html_to_text`] turns into `label<TAB>value` lines), "Label: value" lines in any order and case,
+//! the value on the same line or on the lines after, several lines long, or "name, agency, email" in one
+//! field. [`Labels`] knows every board's form labels, their aliases and the variants people type;
+//! [`parse_record`] returns the fields found and, for values that cannot be used, what is wrong with them.
+//! Pure: text in, record out.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::case::Record;
+use super::policy::Policy;
+
+/// Keys that stand for several fields written together ("name and agency of…").
+const ESCALATING_COMBINED: &str = "@escalating";
+const OTHER_COMBINED: &str = "@other";
+const ESCALATING_CONTACT: &str = "@escalating_contact";
+
+/// The variants people type, beyond the boards' own form labels.
+const COMMON_LABELS: &[(&str, &str)] = &[
+    ("adult_name", "name of adult at risk"),
+    ("adult_name", "name of the adult at risk"),
+    ("adult_name", "name of adult"),
+    ("adult_name", "name of the adult"),
+    ("adult_name", "adult's name"),
+    ("adult_name", "adults name"),
+    ("adult_name", "adult name"),
+    ("adult_name", "adult at risk"),
+    ("adult_name", "service user name"),
+    ("adult_name", "service user"),
+    ("adult_name", "client name"),
+    ("nhs_number", "nhs number of adult at risk"),
+    ("nhs_number", "nhs number"),
+    ("nhs_number", "nhs no"),
+    ("nhs_number", "nhs"),
+    (
+        ESCALATING_COMBINED,
+        "name and agency name of the person escalating the dispute",
+    ),
+    (
+        ESCALATING_COMBINED,
+        "name and agency of the person escalating the dispute",
+    ),
+    (ESCALATING_COMBINED, "name and agency of person escalating"),
+    (ESCALATING_COMBINED, "person escalating"),
+    (ESCALATING_COMBINED, "raised by"),
+    (ESCALATING_COMBINED, "escalated by"),
+    (
+        ESCALATING_CONTACT,
+        "email address and contact telephone number of person escalating the dispute",
+    ),
+    (
+        ESCALATING_CONTACT,
+        "email address and telephone number of person escalating",
+    ),
+    (ESCALATING_CONTACT, "contact details"),
+    ("escalating_name", "name of person escalating"),
+    ("escalating_name", "escalating name"),
+    ("escalating_name", "your name"),
+    ("escalating_name", "referrer name"),
+    ("escalating_name", "referrer"),
+    ("escalating_agency", "escalating agency"),
+    ("escalating_agency", "your agency"),
+    ("escalating_agency", "your organisation"),
+    ("escalating_agency", "referrer agency"),
+    ("escalating_agency", "referring agency"),
+    ("escalating_email", "escalating email"),
+    ("escalating_email", "your email"),
+    ("escalating_email", "email address"),
+    ("escalating_email", "referrer email"),
+    ("escalating_phone", "your telephone"),
+    ("escalating_phone", "your phone"),
+    ("escalating_phone", "contact telephone number"),
+    ("escalating_phone", "telephone number"),
+    ("escalating_phone", "telephone"),
+    ("escalating_phone", "phone"),
+    ("escalating_phone", "tel"),
+    ("escalating_job_title", "job title"),
+    ("escalating_job_title", "your job title"),
+    ("escalating_job_title", "your role"),
+    (
+        OTHER_COMBINED,
+        "name and agency name of the person dispute was escalated to",
+    ),
+    (OTHER_COMBINED, "name and agency of the person dispute was escalated to"),
+    (OTHER_COMBINED, "person dispute was escalated to"),
+    (OTHER_COMBINED, "escalated to"),
+    (OTHER_COMBINED, "disagreement is with"),
+    (OTHER_COMBINED, "disagreement with"),
+    (OTHER_COMBINED, "dispute with"),
+    (OTHER_COMBINED, "other professional"),
+    (OTHER_COMBINED, "other party"),
+    ("other_name", "name of other professional"),
+    ("other_name", "other name"),
+    ("other_name", "their name"),
+    ("other_agency", "other agency"),
+    ("other_agency", "their agency"),
+    ("other_agency", "their organisation"),
+    ("other_email", "other email"),
+    ("other_email", "their email"),
+    ("other_email", "their email address"),
+    ("summary", "summary of reason for dispute"),
+    ("summary", "summary of the disagreement"),
+    ("summary", "reason for dispute"),
+    ("summary", "reason for escalation"),
+    ("summary", "details of the disagreement"),
+    ("summary", "details of disagreement"),
+    ("summary", "the disagreement"),
+    ("summary", "summary"),
+    ("summary", "concern"),
+    ("adult_views", "views of the adult at risk"),
+    ("adult_views", "views of the adult"),
+    ("adult_views", "adult's views"),
+    ("adult_views", "adults views"),
+    ("adult_views", "adult views"),
+    ("evidence", "evidence"),
+    ("outcome", "agreed outcomes or actions"),
+    ("outcome", "agreed outcomes"),
+    ("outcome", "desired outcome"),
+    ("outcome", "outcome sought"),
+    ("outcome", "outcome"),
+    ("stage", "current stage"),
+    ("stage", "escalation stage"),
+    ("stage", "stage of escalation"),
+    ("stage", "stage"),
+    ("immediate_risk", "is the adult at immediate risk"),
+    ("immediate_risk", "is the adult at risk of immediate harm"),
+    ("immediate_risk", "risk of immediate harm"),
+    ("immediate_risk", "immediate risk"),
+    ("theme", "what the disagreement is about"),
+    ("theme", "type of disagreement"),
+    ("theme", "area of disagreement"),
+    ("theme", "theme"),
+    ("copied_to", "please indicate who this information is being copied to"),
+    ("copied_to", "copied to"),
+    ("copied_to", "copy to"),
+    ("notes", "additional notes / information"),
+    ("notes", "additional notes"),
+    ("notes", "additional information"),
+    ("notes", "other information"),
+    ("notes", "notes"),
+];
+
+/// Lower case, single spaces, without decoration (`*`, bullets, trailing colon); `’` as `'`; dashes as `-`.
+pub fn normalise_label(s: &str) -> String {
+    let s = s
+        .replace(['\u{2019}', '\u{2018}'], "'")
+        .replace(['\u{2013}', '\u{2014}'], "-");
+    let s: String = s
+        .chars()
+        .map(|c| if c == '\t' || c == '\u{a0}' { ' ' } else { c })
+        .filter(|c| !matches!(c, '*' | '•' | '·' | '_' | '?'))
+        .collect();
+    let s = s.to_lowercase();
+    let s = s
+        .trim()
+        .trim_start_matches(['-', '>', '#', '.', ' '])
+        .trim_end_matches([':', ' ', '.']);
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every label the parser recognises, longest first.
+#[derive(Debug, Clone)]
+pub struct Labels {
+    entries: Vec<(String, String)>,
+}
+
+impl Labels {
+    /// The labels of these policies' forms (and aliases) plus the common variants.
+    pub fn new<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Self {
+        let mut map: BTreeMap<String, String> = BTreeMap::new();
+        for (key, label) in COMMON_LABELS {
+            map.entry(normalise_label(label)).or_insert_with(|| key.to_string());
+        }
+        for policy in policies {
+            for f in &policy.form.fields {
+                for l in std::iter::once(&f.label).chain(f.aliases.iter()) {
+                    map.entry(normalise_label(l)).or_insert_with(|| f.key.clone());
+                }
+            }
+        }
+        let mut entries: Vec<(String, String)> = map.into_iter().collect();
+        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        Labels { entries }
+    }
+
+    /// The key of the label `line` starts with, and the value after it, when the line is a labelled line:
+    /// the label followed by a separator (`:`, a tab, `|`, ` - `) and the value, or the label alone.
+    pub fn match_line(&self, line: &str) -> Option<(String, String)> {
+        let norm_line = line.replace(['\u{2013}', '\u{2014}'], "-");
+        let trimmed = norm_line
+            .trim()
+            .trim_start_matches(['*', '•', '-', '>', ' '])
+            .trim_start();
+        // Split at the first separator; the part before must be exactly a known label.
+        let seps = [":", "\t", "|", " - ", "="];
+        let mut best: Option<(usize, usize)> = None;
+        for sep in seps {
+            if let Some(i) = trimmed.find(sep) {
+                if best.is_none_or(|(b, _)| i < b) {
+                    best = Some((i, sep.len()));
+                }
+            }
+        }
+        let candidates: Vec<(String, String)> = match best {
+            Some((i, len)) => vec![
+                (trimmed[..i].to_string(), trimmed[i + len..].to_string()),
+                (trimmed.to_string(), String::new()),
+            ],
+            None => vec![(trimmed.to_string(), String::new())],
+        };
+        for (label, value) in candidates {
+            let norm = normalise_label(&label);
+            if norm.is_empty() {
+                continue;
+            }
+            if let Some((_, key)) = self.entries.iter().find(|(l, _)| *l == norm) {
+                let value = value
+                    .trim()
+                    .trim_start_matches([':', '\t', '|', ' '])
+                    .trim()
+                    .to_string();
+                return Some((key.clone(), value));
+            }
+        }
+        None
+    }
+}
+
+/// The record found in a text, and what could not be used.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ParsedRecord {
+    pub record: Record,
+    /// Values present but unusable, each said so the sender can fix it.
+    pub problems: Vec<String>,
+    /// How many labelled fields were found.
+    pub fields_found: usize,
+}
+
+fn is_email_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '%' | '+' | '-' | '\'')
+}
+
+/// The email addresses written in `text`, in order.
+pub fn find_emails(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        if c != '@' {
+            continue;
+        }
+        let mut s = i;
+        while s > 0 && is_email_char(chars[s - 1]) {
+            s -= 1;
+        }
+        let mut e = i + 1;
+        while e < chars.len() && (chars[e].is_ascii_alphanumeric() || matches!(chars[e], '.' | '-')) {
+            e += 1;
+        }
+        let local: String = chars[s..i]
+            .iter()
+            .collect::<String>()
+            .trim_start_matches(['.', '\''])
+            .to_string();
+        let domain: String = chars[i + 1..e]
+            .iter()
+            .collect::<String>()
+            .trim_end_matches(['.', '-'])
+            .to_string();
+        if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') {
+            let addr = format!("{local}@{domain}");
+            if !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+    }
+    out
+}
+
+/// A UK-looking telephone number in `text` (at least 10 digits, spaces allowed).
+fn find_phone(text: &str) -> Option<String> {
+    for part in text.split([',', ';', '/', '\n', '(', ')']) {
+        let p = part
+            .trim()
+            .trim_start_matches(|c: char| c.is_alphabetic() || c == ':' || c == '.')
+            .trim();
+        let digits = p.chars().filter(|c| c.is_ascii_digit()).count();
+        if digits >= 10 && p.chars().all(|c| c.is_ascii_digit() || matches!(c, ' ' | '+' | '-')) {
+            return Some(p.to_string());
+        }
+    }
+    None
+}
+
+/// "Sam Social, Westshire Council, sam@westshire.gov.uk" as (name, agency, email).
+fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>) {
+    let email = find_emails(value).into_iter().next();
+    let mut rest = value.to_string();
+    if let Some(e) = &email {
+        rest = rest
+            .replace(&format!("<{e}>"), "")
+            .replace(&format!("({e})"), "")
+            .replace(e, "");
+    }
+    if let Some(p) = find_phone(&rest) {
+        rest = rest.replace(&p, "");
+    }
+    let parts: Vec<String> = rest
+        .split([',', ';', '\n'])
+        .flat_map(|p| p.split(" - "))
+        .flat_map(|p| p.split(" of "))
+        .map(|p| {
+            p.trim()
+                .trim_matches(|c: char| c == '(' || c == ')' || c == '<' || c == '>')
+                .trim()
+                .to_string()
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    (parts.first().cloned(), parts.get(1).cloned(), email)
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    let w = normalise_label(s);
+    let first = w.split([' ', ',', '.', '-']).next().unwrap_or_default();
+    match first {
+        "yes" | "y" | "true" | "1" => Some(true),
+        "no" | "n" | "false" | "0" | "none" | "not" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_stage(s: &str) -> Option<u8> {
+    let w = normalise_label(s);
+    let w = w.trim_start_matches("stage").trim();
+    let first = w.split([' ', ',', '.', '(', '-']).next().unwrap_or_default();
+    match first {
+        "one" | "1" | "i" => Some(1),
+        "two" | "2" | "ii" => Some(2),
+        "three" | "3" | "iii" => Some(3),
+        "four" | "4" | "iv" => Some(4),
+        "five" | "5" | "v" => Some(5),
+        other => other.parse().ok(),
+    }
+}
+
+fn set(record: &mut Record, key: &str, value: String) {
+    let slot = match key {
+        "adult_name" => &mut record.adult_name,
+        "nhs_number" => &mut record.nhs_number,
+        "escalating_name" => &mut record.escalating_name,
+        "escalating_agency" => &mut record.escalating_agency,
+        "escalating_email" => &mut record.escalating_email,
+        "escalating_phone" => &mut record.escalating_phone,
+        "other_name" => &mut record.other_name,
+        "other_agency" => &mut record.other_agency,
+        "other_email" => &mut record.other_email,
+        "summary" => &mut record.summary,
+        "adult_views" => &mut record.adult_views,
+        "evidence" => &mut record.evidence,
+        "outcome" => &mut record.outcome,
+        "theme" => &mut record.theme,
+        "copied_to" => &mut record.copied_to,
+        "notes" => &mut record.notes,
+        other => {
+            record.extra.entry(other.to_string()).or_insert(value);
+            return;
+        }
+    };
+    if slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+/// Read the labelled fields of `text`.
+pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
+    let text = text.replace("\r\n", "\n").replace(['\r', '\0'], "\n");
+    let mut fields: Vec<(String, Vec<String>)> = Vec::new();
+    for raw in text.lines() {
+        let line = raw.trim_end();
+        if let Some((key, value)) = labels.match_line(line) {
+            fields.push((key, if value.is_empty() { Vec::new() } else { vec![value] }));
+        } else if let Some((_, lines)) = fields.last_mut() {
+            lines.push(line.trim().to_string());
+        }
+    }
+    let mut out = ParsedRecord::default();
+    for (key, lines) in fields {
+        // A value runs until the next label; blank lines inside it are kept, around it dropped.
+        let value = lines.join("\n");
+        let value = value.trim().to_string();
+        // A signature or quoted thread after the last field is not part of it.
+        let value = cut_trailer(&value);
+        if value.is_empty() {
+            continue;
+        }
+        out.fields_found += 1;
+        match key.as_str() {
+            ESCALATING_COMBINED | OTHER_COMBINED => {
+                let side = if key == ESCALATING_COMBINED {
+                    "escalating"
+                } else {
+                    "other"
+                };
+                let (name, agency, email) = split_person(&value);
+                if let Some(n) = name {
+                    set(&mut out.record, &format!("{side}_name"), n);
+                }
+                if let Some(a) = agency {
+                    set(&mut out.record, &format!("{side}_agency"), a);
+                }
+                if let Some(e) = email {
+                    set(&mut out.record, &format!("{side}_email"), e);
+                }
+                if side == "escalating" {
+                    if let Some(p) = find_phone(&value) {
+                        set(&mut out.record, "escalating_phone", p);
+                    }
+                }
+            }
+            ESCALATING_CONTACT => {
+                if let Some(e) = find_emails(&value).into_iter().next() {
+                    set(&mut out.record, "escalating_email", e);
+                }
+                if let Some(p) = find_phone(&value) {
+                    set(&mut out.record, "escalating_phone", p);
+                }
+            }
+            "stage" => match parse_stage(&value) {
+                Some(n) if out.record.stage.is_none() => out.record.stage = Some(n),
+                Some(_) => {}
+                None => out.problems.push(format!(
+                    "Stage {value:?} is not a stage number: write a number such as 1."
+                )),
+            },
+            "immediate_risk" => match parse_bool(&value) {
+                Some(b) if out.record.immediate_risk.is_none() => out.record.immediate_risk = Some(b),
+                Some(_) => {}
+                None => out
+                    .problems
+                    .push(format!("Immediate risk {value:?}: please answer yes or no.")),
+            },
+            "escalating_email" | "other_email" => match find_emails(&value).into_iter().next() {
+                Some(e) => set(&mut out.record, &key, e),
+                None => out.problems.push(format!("{value:?} is not an email address.")),
+            },
+            "escalating_name" | "other_name" if value.contains('@') || value.contains(',') => {
+                let side = key.trim_end_matches("_name");
+                let (name, agency, email) = split_person(&value);
+                if let Some(n) = name {
+                    set(&mut out.record, &key, n);
+                }
+                if let Some(a) = agency {
+                    set(&mut out.record, &format!("{side}_agency"), a);
+                }
+                if let Some(e) = email {
+                    set(&mut out.record, &format!("{side}_email"), e);
+                }
+            }
+            _ => set(&mut out.record, &key, value),
+        }
+    }
+    out
+}
+
+/// `value` without a trailing signature block or quoted thread.
+fn cut_trailer(value: &str) -> String {
+    let mut kept = Vec::new();
+    for line in value.lines() {
+        let t = line.trim();
+        if t == "--"
+            || t == "-- "
+            || t.starts_with('>')
+            || t.starts_with("-----Original Message")
+            || is_mobile_footer(t)
+        {
+            break;
+        }
+        kept.push(line);
+    }
+    kept.join("\n").trim().to_string()
+}
+
+pub(crate) fn is_mobile_footer(t: &str) -> bool {
+    let l = t.to_lowercase();
+    l.starts_with("sent from my ") || l.starts_with("get outlook for ") || l.starts_with("sent from outlook")
+}
+
+/// Text from HTML, keeping a table's structure: each row on a line, its cells separated by a tab; block
+/// elements and `<br>` as line breaks; entities decoded; scripts and styles dropped.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() / 2);
+    let mut rest = html;
+    let mut skip_until: Option<&'static str> = None;
+    let mut cell_open = false;
+    while !rest.is_empty() {
+        let Some(lt) = rest.find('<') else {
+            if skip_until.is_none() {
+                out.push_str(&decode_entities(rest));
+            }
+            break;
+        };
+        if skip_until.is_none() {
+            out.push_str(&decode_entities(&rest[..lt]));
+        }
+        let after = &rest[lt + 1..];
+        if after.starts_with("!--") {
+            rest = after.find("-->").map(|i| &after[i + 3..]).unwrap_or("");
+            continue;
+        }
+        let Some(gt) = after.find('>') else { break };
+        let tag = after[..gt].trim().to_ascii_lowercase();
+        rest = &after[gt + 1..];
+        let closing = tag.starts_with('/');
+        let name: String = tag
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect();
+        if let Some(end) = skip_until {
+            if closing && name == end {
+                skip_until = None;
+            }
+            continue;
+        }
+        match (name.as_str(), closing) {
+            ("script", false) => skip_until = Some("script"),
+            ("style", false) => skip_until = Some("style"),
+            ("head", false) => skip_until = Some("head"),
+            ("td" | "th", false) => {
+                if cell_open {
+                    out.push('\t');
+                }
+                cell_open = true;
+            }
+            ("tr", _) => {
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
+                cell_open = false;
+            }
+            ("br", _) => out.push('\n'),
+            ("p" | "div" | "li" | "h1" | "h2" | "h3" | "h4" | "table" | "blockquote", _) => {
+                if !cell_open {
+                    out.push('\n');
+                } else {
+                    out.push(' ');
+                }
+            }
+            _ => {}
+        }
+    }
+    // Tidy: no spaces at line ends, at most one blank line in a row.
+    let mut tidy = String::with_capacity(out.len());
+    let mut blank = 0;
+    for line in out.lines() {
+        let l = line
+            .split('\t')
+            .map(|c| c.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>()
+            .join("\t");
+        let l = l.trim_matches(' ').to_string();
+        if l.trim().is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        tidy.push_str(l.trim_end_matches('\t'));
+        tidy.push('\n');
+    }
+    tidy.trim().to_string()
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let end = after.find(';').filter(|e| *e <= 10);
+        let decoded = end.and_then(|e| {
+            let ent = &after[..e];
+            let c = match ent {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" | "#39" => Some('\''),
+                "nbsp" => Some(' '),
+                "ndash" => Some('–'),
+                "mdash" => Some('—'),
+                "rsquo" | "lsquo" => Some('\''),
+                _ => ent
+                    .strip_prefix("#x")
+                    .or_else(|| ent.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32)
+                    .filter(|c| *c != '\0'),
+            };
+            c.map(|c| (c, e))
+        });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &after[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_emails_in_prose() {
+        assert_eq!(
+            find_emails("Sam Social <sam.social@westshire.gov.uk>, tel 0113 496 0000"),
+            vec!["sam.social@westshire.gov.uk"]
+        );
+        assert_eq!(find_emails("mail: a.b+c@nhs.net."), vec!["a.b+c@nhs.net"]);
+        assert!(find_emails("no address @ here").is_empty());
+    }
+
+    #[test]
+    fn splits_a_person_written_in_one_field() {
+        let (n, a, e) = split_person("Sam Social, Westshire Council Adult Social Care, sam.social@westshire.gov.uk");
+        assert_eq!(n.as_deref(), Some("Sam Social"));
+        assert_eq!(a.as_deref(), Some("Westshire Council Adult Social Care"));
+        assert_eq!(e.as_deref(), Some("sam.social@westshire.gov.uk"));
+    }
+
+    #[test]
+    fn html_tables_become_tabbed_lines() {
+        let html = "<table><tr><td><p>Name of adult at risk:</p></td><td><p>Alex&nbsp;Testperson</p></td></tr>\
+                    <tr><td>Stage</td><td>2</td></tr></table><script>x</script>";
+        assert_eq!(html_to_text(html), "Name of adult at risk:\tAlex Testperson\nStage\t2");
+    }
+}

@@ -1,0 +1,366 @@
+//! Reading a command from a reply: the new text at the top, above the quoted message and the signature as
+//! Outlook, Gmail, Apple Mail, Thunderbird and mobile clients write them, and the command word that opens it.
+//!
+//! Commands: `RESOLVED` (outcome, agreed actions, review date), `ESCALATE` (the people at the next stage),
+//! `EXTEND N` (working days, with the reason), `WITHDRAW`, `NOTE`, `IMPLEMENTED` (agreed actions done),
+//! `STATUS`, `HELP` / `FORM`. Pure: text in, intent out.
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use super::case::Person;
+use super::intake::{find_emails, is_mobile_footer, normalise_label};
+use super::lifecycle::Command;
+
+/// What a reply asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReplyCommand {
+    /// A change to the case.
+    Apply {
+        command: Command,
+    },
+    Status,
+    Help,
+    Form,
+}
+
+/// A reply as read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyIntent {
+    /// The command word as written at the top (`RESOLVED`), upper-cased, or `None`.
+    pub command_word: Option<String>,
+    /// The new text: quotes and signature removed.
+    pub reply_text: String,
+    /// The command, or what is wrong with it (to tell the sender, with the right form).
+    pub command: Result<ReplyCommand, String>,
+}
+
+/// The new text of a reply: everything above the first quote header, quoted line or signature.
+pub fn new_text(body: &str) -> String {
+    let body = body.replace("\r\n", "\n").replace(['\r', '\0'], "\n");
+    let lines: Vec<&str> = body.lines().collect();
+    let mut end = lines.len();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim();
+        let lower = t.to_lowercase();
+        let next = lines.get(i + 1).map(|l| l.trim().to_lowercase()).unwrap_or_default();
+        let within =
+            |pred: &dyn Fn(&str) -> bool| lines.iter().skip(i + 1).take(4).any(|l| pred(&l.trim().to_lowercase()));
+        let is_quote_header =
+            // Gmail, Apple Mail, Thunderbird: "On Tue, 5 Jan 2027 at 10:00, Sam <sam@x> wrote:" (maybe wrapped).
+            (lower.starts_with("on ") && (lower.ends_with("wrote:") || next.ends_with("wrote:")))
+            || (lower.ends_with("wrote:") && lower.contains('@'))
+            // Outlook: "-----Original Message-----", an underscore rule, or a From:/Sent: block.
+            || lower.starts_with("-----original message")
+            || (t.len() >= 10 && t.chars().all(|c| c == '_'))
+            || (lower.starts_with("from:") && within(&|l| l.starts_with("sent:") || l.starts_with("date:")))
+            // Quoted lines.
+            || t.starts_with('>')
+            // Signature delimiter and mobile footers.
+            || *line == "-- "
+            || t == "--"
+            || is_mobile_footer(t);
+        if is_quote_header {
+            end = i;
+            break;
+        }
+    }
+    lines[..end].join("\n").trim().to_string()
+}
+
+const WORDS: &[(&str, &str)] = &[
+    ("RESOLVED", "RESOLVED"),
+    ("RESOLVE", "RESOLVED"),
+    ("ESCALATE", "ESCALATE"),
+    ("ESCALATED", "ESCALATE"),
+    ("EXTEND", "EXTEND"),
+    ("EXTENSION", "EXTEND"),
+    ("WITHDRAW", "WITHDRAW"),
+    ("WITHDRAWN", "WITHDRAW"),
+    ("NOTE", "NOTE"),
+    ("IMPLEMENTED", "IMPLEMENTED"),
+    ("STATUS", "STATUS"),
+    ("HELP", "HELP"),
+    ("FORM", "FORM"),
+];
+
+/// How each command is written, for replies that get one wrong.
+pub const COMMAND_HELP: &str = "\
+RESOLVED — then the outcome, and optionally lines \"Actions: …\" and \"Review date: 2027-02-01\"
+ESCALATE — then the name and email of each person taking it on at the next stage (add \"stage 4\" and
+           \"immediate risk\" to skip stages where the policy allows it)
+EXTEND 3 — the number of working days, then the reason the timescale cannot be met
+WITHDRAW — then the reason
+NOTE — then the note to add to the case record
+IMPLEMENTED — the agreed actions have been carried out (optionally say how)
+STATUS — where the case stands and what is due next
+HELP or FORM — this list, and the board's blank form";
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim().trim_end_matches('.');
+    for f in [
+        "%Y-%m-%d",
+        "%d/%m/%Y",
+        "%d-%m-%Y",
+        "%d.%m.%Y",
+        "%d %B %Y",
+        "%d %b %Y",
+        "%A %d %B %Y",
+        "%a %d %b %Y",
+    ] {
+        if let Ok(d) = NaiveDate::parse_from_str(s, f) {
+            return Some(d);
+        }
+    }
+    // "1st February 2027"
+    let cleaned: String = s
+        .split_whitespace()
+        .map(|w| {
+            let t = w.trim_end_matches(',');
+            if t.len() > 2 && t[..t.len() - 2].chars().all(|c| c.is_ascii_digit()) {
+                t[..t.len() - 2].to_string()
+            } else {
+                t.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    if cleaned != s {
+        return parse_date(&cleaned);
+    }
+    None
+}
+
+/// Lines after the command word: `(label, value)` for "Label: value" lines, the rest as free text.
+fn labelled(rest: &str, labels: &[(&str, &[&str])]) -> (Vec<(String, String)>, String) {
+    let mut found: Vec<(String, String)> = Vec::new();
+    let mut free = Vec::new();
+    let mut current: Option<usize> = None;
+    for line in rest.lines() {
+        let hit = line.split_once(':').and_then(|(l, v)| {
+            let n = normalise_label(l);
+            labels
+                .iter()
+                .find(|(_, names)| names.contains(&n.as_str()))
+                .map(|(key, _)| (key.to_string(), v.trim().to_string()))
+        });
+        match hit {
+            Some(kv) => {
+                found.push(kv);
+                current = Some(found.len() - 1);
+            }
+            None => match current {
+                Some(i) if !line.trim().is_empty() => {
+                    let v = &mut found[i].1;
+                    if !v.is_empty() {
+                        v.push('\n');
+                    }
+                    v.push_str(line.trim());
+                }
+                _ => {
+                    current = None;
+                    free.push(line);
+                }
+            },
+        }
+    }
+    (found, free.join("\n").trim().to_string())
+}
+
+fn people_in(text: &str) -> Vec<Person> {
+    let mut people = Vec::new();
+    for line in text.lines() {
+        for email in find_emails(line) {
+            let name = line
+                .replace(&format!("<{email}>"), "")
+                .replace(&format!("({email})"), "")
+                .replace(&email, "")
+                .split([',', ';'])
+                .next()
+                .map(|s| {
+                    s.trim()
+                        .trim_matches(|c: char| c == '-' || c == ':' || c == '"')
+                        .trim()
+                        .to_string()
+                })
+                .filter(|s| !s.is_empty() && s.split_whitespace().count() <= 6);
+            if !people.iter().any(|p: &Person| p.email.eq_ignore_ascii_case(&email)) {
+                people.push(Person {
+                    email,
+                    name,
+                    agency: None,
+                });
+            }
+        }
+    }
+    people
+}
+
+/// Read the command at the top of a reply body.
+pub fn parse_reply(body: &str) -> ReplyIntent {
+    let text = new_text(body);
+    let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let first_word: String = first_line
+        .trim()
+        .split(|c: char| c.is_whitespace() || c == ':' || c == ',' || c == '.' || c == '-')
+        .next()
+        .unwrap_or_default()
+        .to_uppercase();
+    let Some(&(_, word)) = WORDS.iter().find(|(w, _)| *w == first_word) else {
+        let problem = if first_word.is_empty() {
+            "The reply has no new text above the quoted message, so there is no command to read.".to_string()
+        } else {
+            format!("\"{first_line}\" does not start with a command the bot knows.")
+        };
+        return ReplyIntent {
+            command_word: None,
+            reply_text: text,
+            command: Err(problem),
+        };
+    };
+    // The rest: what follows the word on its line, then the lines below.
+    let after_word = first_line.trim()[first_word.len()..]
+        .trim_start_matches([':', ' ', '-', '.', ','])
+        .trim();
+    let below: String = text
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let rest = if after_word.is_empty() {
+        below.trim().to_string()
+    } else {
+        format!("{after_word}\n{below}").trim().to_string()
+    };
+    let apply = |command| Ok(ReplyCommand::Apply { command });
+    let command = match word {
+        "RESOLVED" => {
+            let (found, free) = labelled(
+                &rest,
+                &[
+                    ("outcome", &["outcome", "agreed outcome", "outcomes", "agreed"]),
+                    ("actions", &["actions", "agreed actions", "action", "next steps"]),
+                    ("review", &["review date", "review", "review by"]),
+                ],
+            );
+            let get = |k: &str| found.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+            let outcome = get("outcome").filter(|s| !s.is_empty()).unwrap_or_else(|| free.clone());
+            match get("review").map(|r| (parse_date(&r), r)) {
+                Some((None, r)) => Err(format!(
+                    "The review date {r:?} is not a date I can read: write it as 2027-02-01 or 1 February 2027."
+                )),
+                review => {
+                    if outcome.trim().is_empty() {
+                        Err("RESOLVED needs the outcome: write what was agreed under the word RESOLVED.".to_string())
+                    } else {
+                        apply(Command::Resolve {
+                            outcome,
+                            agreed_actions: get("actions").unwrap_or_default(),
+                            review_date: review.and_then(|(d, _)| d),
+                        })
+                    }
+                }
+            }
+        }
+        "ESCALATE" => {
+            let lower = rest.to_lowercase();
+            let to_stage = lower.find("stage").and_then(|i| {
+                lower[i + 5..]
+                    .trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|n| n.parse::<u8>().ok())
+            });
+            let immediate_risk = lower.contains("immediate risk") || lower.contains("immediate harm");
+            let people = people_in(&rest);
+            let reason = rest
+                .lines()
+                .filter(|l| find_emails(l).is_empty())
+                .collect::<Vec<_>>()
+                .join("\n")
+                .trim()
+                .to_string();
+            apply(Command::Escalate {
+                to_stage,
+                people,
+                reason: (!reason.is_empty()).then_some(reason),
+                immediate_risk,
+            })
+        }
+        "EXTEND" => {
+            let mut words = rest.split_whitespace();
+            match words.next().and_then(|w| w.parse::<u32>().ok()) {
+                None => Err("EXTEND needs the number of working days, e.g. \"EXTEND 3\", then the reason.".to_string()),
+                Some(n) => {
+                    let reason = rest
+                        .trim_start_matches(|c: char| c.is_ascii_digit())
+                        .trim_start()
+                        .trim_start_matches("working days")
+                        .trim_start_matches("working day")
+                        .trim_start_matches("days")
+                        .trim_start_matches("day")
+                        .trim_start_matches([':', '-', ',', '.', ' '])
+                        .trim()
+                        .to_string();
+                    apply(Command::Extend {
+                        working_days: n,
+                        reason,
+                    })
+                }
+            }
+        }
+        "WITHDRAW" => apply(Command::Withdraw { reason: rest.clone() }),
+        "NOTE" => apply(Command::Note { text: rest.clone() }),
+        "IMPLEMENTED" => apply(Command::ActionsImplemented { text: rest.clone() }),
+        "STATUS" => Ok(ReplyCommand::Status),
+        "HELP" => Ok(ReplyCommand::Help),
+        _ => Ok(ReplyCommand::Form),
+    };
+    ReplyIntent {
+        command_word: Some(word.to_string()),
+        reply_text: text,
+        command,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolved_with_labels() {
+        let r = parse_reply("Resolved\nOutcome: joint visit agreed\nActions: visit by Friday\nReview date: 1 February 2027\n\nOn Mon, 4 Jan 2027 at 09:00, Bot <bot@x.gov.uk> wrote:\n> old");
+        assert_eq!(r.command_word.as_deref(), Some("RESOLVED"));
+        let Ok(ReplyCommand::Apply {
+            command:
+                Command::Resolve {
+                    outcome,
+                    agreed_actions,
+                    review_date,
+                },
+        }) = r.command
+        else {
+            panic!("{:?}", r.command)
+        };
+        assert_eq!(outcome, "joint visit agreed");
+        assert_eq!(agreed_actions, "visit by Friday");
+        assert_eq!(review_date.map(|d| d.to_string()).as_deref(), Some("2027-02-01"));
+    }
+
+    #[test]
+    fn extend_reads_days_and_reason() {
+        let r = parse_reply("EXTEND 3 working days: senior manager on leave\n\nSent from my iPhone");
+        assert_eq!(
+            r.command,
+            Ok(ReplyCommand::Apply {
+                command: Command::Extend {
+                    working_days: 3,
+                    reason: "senior manager on leave".into()
+                }
+            })
+        );
+        assert!(parse_reply("extend please").command.is_err());
+    }
+}
