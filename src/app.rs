@@ -68,6 +68,42 @@ macro_rules! with_store {
 }
 pub(crate) use with_store;
 
+/// The secret that signs the bot's Message-IDs: `ESCALATION_BOT_SECRET`, or the secret file, created with
+/// 32 random bytes on first use (readable by its owner only).
+pub fn load_secret(settings: &crate::config::Settings) -> anyhow::Result<Vec<u8>> {
+    if let Ok(s) = std::env::var("ESCALATION_BOT_SECRET") {
+        if !s.trim().is_empty() {
+            return Ok(s.trim().as_bytes().to_vec());
+        }
+    }
+    let path = &settings.secret_file;
+    if let Ok(s) = std::fs::read_to_string(path) {
+        if !s.trim().is_empty() {
+            return Ok(s.trim().as_bytes().to_vec());
+        }
+    }
+    let mut bytes = [0u8; 32];
+    {
+        use std::io::Read;
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .map_err(|e| {
+                anyhow::anyhow!("cannot read /dev/urandom to make a secret: {e}; set ESCALATION_BOT_SECRET")
+            })?;
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, &hex).map_err(|e| anyhow::anyhow!("cannot write the secret file {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(hex.into_bytes())
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -112,18 +148,24 @@ pub async fn run(
     Ok(())
 }
 
+/// Bring the schema up to date and record the configured boards.
+pub async fn prepare_store<S: Store>(config: &Config, store: &S, now: DateTime<Utc>) -> anyhow::Result<()> {
+    store.migrate().await?;
+    for b in &config.boards {
+        store
+            .upsert_board(b.id(), &b.policy().board_name, &b.policy().id, now)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn serve<S: Store>(
     config: &Config,
     store: &S,
     clock: Clock,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
-    store.migrate().await?;
-    for b in &config.boards {
-        store
-            .upsert_board(b.id(), &b.policy().board_name, &b.policy().id, clock.now())
-            .await?;
-    }
+    prepare_store(config, store, clock.now()).await?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

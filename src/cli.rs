@@ -58,6 +58,25 @@ pub enum Command {
     Cases(CasesCommand),
     /// Load and validate the whole configuration, listing every problem.
     CheckConfig(JsonArg),
+    /// Process messages from files as if they had arrived.
+    Ingest(IngestArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Read and decide, but write nothing (no case, no email, no record of the message).
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+    /// The board the messages were sent to (otherwise found from their recipients).
+    #[arg(long)]
+    pub board: Option<String>,
+    /// Process as if received at this instant (RFC 3339) rather than now.
+    #[arg(long)]
+    pub now: Option<String>,
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +234,19 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Cases(c) => {
             let config = load_config(&cli)?;
             with_store!(&config.settings.database, store => cases_cmd(&store, c).await)
+        }
+        Command::Ingest(a) => {
+            let config = load_config(&cli)?;
+            if let Some(b) = &a.board {
+                config.board_or_err(b)?;
+            }
+            let now = match &a.now {
+                Some(s) => parse_instant(s, "--now")?,
+                None => app::Clock::system().now(),
+            };
+            let key = app::load_secret(&config.settings)?;
+            let pipeline = crate::mail::pipeline::Pipeline::new(&config, key).map_err(anyhow::Error::msg)?;
+            with_store!(&config.settings.database, store => ingest_cmd(&store, &pipeline, a, now).await)
         }
         Command::Run(a) => {
             let config = load_config(&cli)?;
@@ -471,6 +503,50 @@ fn check_config(cli: &Cli, as_json: bool) -> anyhow::Result<()> {
             Err(anyhow::anyhow!("{e}"))
         }
     }
+}
+
+async fn ingest_cmd<S: Store>(
+    store: &S,
+    pipeline: &crate::mail::pipeline::Pipeline<'_>,
+    a: &IngestArgs,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if !a.dry_run {
+        app::prepare_store(pipeline.config, store, now).await?;
+    }
+    let mut reports = Vec::new();
+    for file in &a.files {
+        let raw = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        let source = crate::mail::pipeline::Source {
+            mailbox: format!("file:{}", file.display()),
+            ..Default::default()
+        };
+        let report = pipeline
+            .process(store, &source, &raw, a.board.as_deref(), now, a.dry_run)
+            .await?;
+        let mut v = serde_json::to_value(&report)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("file".into(), json!(file.display().to_string()));
+            o.entry("command").or_insert(serde_json::Value::Null);
+            o.entry("reply_text").or_insert(serde_json::Value::Null);
+        }
+        reports.push(v);
+    }
+    if a.json {
+        return print_json(&json!(reports));
+    }
+    for r in &reports {
+        println!(
+            "{}: {}{}",
+            r["file"].as_str().unwrap_or("?"),
+            r["outcome"].as_str().unwrap_or("?"),
+            r["case"].as_str().map(|c| format!(" {c}")).unwrap_or_default()
+        );
+        for p in r["problems"].as_array().into_iter().flatten() {
+            println!("  - {}", p.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
 }
 
 async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> {

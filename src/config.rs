@@ -86,6 +86,8 @@ struct SettingsFile {
     outbox: Option<PathFile>,
     policies_dir: Option<String>,
     boards_dir: Option<String>,
+    templates_dir: Option<String>,
+    secret_file: Option<String>,
 }
 
 /// Where the store lives.
@@ -135,6 +137,11 @@ pub struct Settings {
     pub outbox_dir: PathBuf,
     pub policies_dir: PathBuf,
     pub boards_dir: PathBuf,
+    /// An operator's folder of templates overriding the built-in ones, file by file.
+    pub templates_dir: Option<PathBuf>,
+    /// The file holding the secret that signs the bot's Message-IDs (created on first use), unless
+    /// `ESCALATION_BOT_SECRET` is set.
+    pub secret_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -366,6 +373,8 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         outbox: None,
         policies_dir: None,
         boards_dir: None,
+        templates_dir: None,
+        secret_file: None,
     });
 
     let mut url = file
@@ -412,6 +421,8 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         ),
         policies_dir: resolve(&base, file.policies_dir.as_deref().unwrap_or("policies")),
         boards_dir: resolve(&base, file.boards_dir.as_deref().unwrap_or("boards")),
+        templates_dir: file.templates_dir.as_deref().map(|d| resolve(&base, d)),
+        secret_file: resolve(&base, file.secret_file.as_deref().unwrap_or("../data/secret")),
     };
 
     // Policies, keyed by id.

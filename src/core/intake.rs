@@ -195,30 +195,21 @@ impl Labels {
             .trim()
             .trim_start_matches(['*', '•', '-', '>', ' '])
             .trim_start();
-        // Split at the first separator; the part before must be exactly a known label.
+        // Every place the line could split into label and value: after each separator, or the whole line.
+        // The longest prefix that is a known label wins ("Summary of reason for dispute – include views…:").
         let seps = [":", "\t", "|", " - ", "="];
-        let mut best: Option<(usize, usize)> = None;
+        let mut splits: Vec<(usize, usize)> = vec![(trimmed.len(), 0)];
         for sep in seps {
-            if let Some(i) = trimmed.find(sep) {
-                if best.is_none_or(|(b, _)| i < b) {
-                    best = Some((i, sep.len()));
-                }
-            }
+            splits.extend(trimmed.match_indices(sep).map(|(i, m)| (i, m.len())));
         }
-        let candidates: Vec<(String, String)> = match best {
-            Some((i, len)) => vec![
-                (trimmed[..i].to_string(), trimmed[i + len..].to_string()),
-                (trimmed.to_string(), String::new()),
-            ],
-            None => vec![(trimmed.to_string(), String::new())],
-        };
-        for (label, value) in candidates {
-            let norm = normalise_label(&label);
+        splits.sort_by_key(|s| std::cmp::Reverse(s.0));
+        for (i, len) in splits {
+            let norm = normalise_label(&trimmed[..i]);
             if norm.is_empty() {
                 continue;
             }
             if let Some((_, key)) = self.entries.iter().find(|(l, _)| *l == norm) {
-                let value = value
+                let value = trimmed[i + len..]
                     .trim()
                     .trim_start_matches([':', '\t', '|', ' '])
                     .trim()

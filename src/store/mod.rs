@@ -67,6 +67,9 @@ pub struct OutboundEmail {
 pub struct Change {
     pub transition: Transition,
     pub outbox: Vec<OutboundEmail>,
+    /// The inbound message this change answers: its outcome is recorded in the same transaction, so a
+    /// message is either fully processed or not at all.
+    pub inbound: Option<InboundDone>,
 }
 
 impl Change {
@@ -74,8 +77,17 @@ impl Change {
         Change {
             transition,
             outbox: Vec::new(),
+            inbound: None,
         }
     }
+}
+
+/// What became of an inbound message, written with its effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundDone {
+    pub id: i64,
+    pub outcome: String,
+    pub problems: Vec<String>,
 }
 
 /// A case as stored, with the version its next save must match.
@@ -266,6 +278,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Keep a raw inbound message, once: the same (mailbox, UIDVALIDITY, UID) or Message-ID is `Seen`.
     fn record_inbound(&self, msg: &InboundMessage) -> impl Future<Output = Result<InboundInsert>> + Send;
+
+    /// Finish an inbound message that changes no case: its audit event, the emails it causes and its
+    /// outcome (when it was kept), in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_inbound(
+        &self,
+        board: &str,
+        done: Option<&InboundDone>,
+        reference: Option<&str>,
+        event: Option<&Event>,
+        outbox: &[OutboundEmail],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
 
     /// Record what became of an inbound message.
     fn set_inbound_outcome(

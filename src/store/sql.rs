@@ -57,7 +57,7 @@ macro_rules! impl_store {
         use $crate::core::schedule::{Deadline, Timer};
         use $crate::store::sql::{self, from_json, json};
         use $crate::store::{
-            from_ms, to_ms, CaseFilter, CaseSummary, Change, EventRecord, InboundInsert, InboundMessage,
+            from_ms, to_ms, CaseFilter, CaseSummary, Change, EventRecord, InboundDone, InboundInsert, InboundMessage,
             OutboundEmail, OutboxRecord, Result, StoreError, StoredCase, TimerRecord,
         };
 
@@ -206,6 +206,21 @@ macro_rules! impl_store {
             }
             insert_event(tx, &case.board, Some(case_id), &t.event).await?;
             insert_outbox(tx, Some(case_id), &change.outbox, to_ms(t.event.at)).await?;
+            if let Some(done) = &change.inbound {
+                mark_inbound(tx, done, Some(case_id), to_ms(t.event.at)).await?;
+            }
+            Ok(())
+        }
+
+        async fn mark_inbound(tx: &mut Tx<'_>, done: &InboundDone, case_id: Option<i64>, now: i64) -> Result<()> {
+            sqlx::query("UPDATE inbound SET outcome = $1, problems = $2, processed_at = $3, case_id = $4 WHERE id = $5")
+                .bind(&done.outcome)
+                .bind(json(&done.problems)?)
+                .bind(now)
+                .bind(case_id)
+                .bind(done.id)
+                .execute(&mut **tx)
+                .await?;
             Ok(())
         }
 
@@ -626,6 +641,36 @@ macro_rules! impl_store {
                 .await?;
                 tx.commit().await?;
                 Ok(InboundInsert::New(row.try_get("id")?))
+            }
+
+            async fn finish_inbound(
+                &self,
+                board: &str,
+                done: Option<&InboundDone>,
+                reference: Option<&str>,
+                event: Option<&Event>,
+                outbox: &[OutboundEmail],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<()> {
+                let mut tx = self.pool.begin().await?;
+                let case_id: Option<i64> = match reference {
+                    Some(r) => sqlx::query("SELECT id FROM cases WHERE reference = $1")
+                        .bind(r)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .map(|row| row.try_get("id"))
+                        .transpose()?,
+                    None => None,
+                };
+                if let Some(e) = event {
+                    insert_event(&mut tx, board, case_id, e).await?;
+                }
+                insert_outbox(&mut tx, case_id, outbox, to_ms(now)).await?;
+                if let Some(d) = done {
+                    mark_inbound(&mut tx, d, case_id, to_ms(now)).await?;
+                }
+                tx.commit().await?;
+                Ok(())
             }
 
             async fn set_inbound_outcome(

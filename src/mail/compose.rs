@@ -1,0 +1,375 @@
+//! Composing the emails that follow from what happened: the data each template gets, the recipients, and
+//! the headers every outgoing email carries (a signed Message-ID, threading, Auto-Submitted,
+//! X-Auto-Response-Suppress). Data minimisation: notifications name the case by reference, agencies and
+//! stage; the adult's name only when the board turns that on.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+
+use super::render::Templates;
+use super::token::Signer;
+use crate::config::Board;
+use crate::core::case::{Case, CaseStatus, Record};
+use crate::core::lifecycle::{Guidance, Notification, Transition};
+use crate::core::policy::{Form, Role};
+use crate::core::reply::COMMAND_HELP;
+use crate::core::schedule::Deadline;
+use crate::store::OutboundEmail;
+
+/// "Tuesday 29 December 2026".
+pub fn long_date(d: chrono::NaiveDate) -> String {
+    d.format("%A %-d %B %Y").to_string()
+}
+
+pub fn deadlines_data(board: &Board, deadlines: &[Deadline]) -> Vec<Value> {
+    let policy = board.policy();
+    deadlines
+        .iter()
+        .filter(|d| d.kind == crate::core::schedule::DeadlineKind::Active || d.label == "overall")
+        .map(|d| {
+            let what = match d.stage {
+                Some(n) => format!("{} – resolve, or escalate to the next stage, by", policy.stage_name(n)),
+                None => "The whole procedure should conclude by".to_string(),
+            };
+            json!({ "what": what, "due": long_date(d.due_date) })
+        })
+        .collect()
+}
+
+pub fn guidance_data(g: &[Guidance]) -> Vec<Value> {
+    g.iter()
+        .map(|g| json!({ "title": g.title, "items": g.items }))
+        .collect()
+}
+
+/// The kind of agency a record's escalating party works for, for the policies that say who is involved
+/// at each stage by kind of agency (South Gloucestershire's Appendix 2).
+pub fn agency_kind(record: &Record) -> Option<&'static str> {
+    let given = record
+        .extra
+        .get("escalating_agency_type")
+        .map(|s| s.to_lowercase())
+        .unwrap_or_default();
+    let agency = record.escalating_agency.clone().unwrap_or_default().to_lowercase();
+    let email = record.escalating_email.clone().unwrap_or_default().to_lowercase();
+    let all = format!("{given} {agency} {email}");
+    let has = |words: &[&str]| words.iter().any(|w| all.contains(w));
+    if has(&["police"]) {
+        Some("police")
+    } else if has(&[
+        "gp",
+        "surgery",
+        "practice",
+        "primary care",
+        "medical centre",
+        "health centre",
+    ]) {
+        Some("primary-care")
+    } else if has(&[
+        "hospital",
+        "nhs",
+        "trust",
+        "mental health",
+        "community health",
+        "secondary care",
+    ]) {
+        Some("secondary-care")
+    } else if has(&["council", "local authority", "gov.uk", "social care", "social services"]) {
+        Some("local-authority")
+    } else if has(&["care home", "care provider", "nursing home", "home care", "domiciliary"]) {
+        Some("care-provider")
+    } else if has(&["charity", "voluntary", "trust for", "association", "society"]) {
+        Some("voluntary-sector")
+    } else {
+        None
+    }
+}
+
+/// The board's form as text to fill in: one "Label:" line per field.
+pub fn blank_form(form: &Form) -> String {
+    let mut s = format!("{}\n\n", form.name);
+    for f in &form.fields {
+        s.push_str(&format!(
+            "{}{}: \n",
+            f.label,
+            if f.required { " (required)" } else { "" }
+        ));
+    }
+    s
+}
+
+fn role_name(board: &Board, role: Role) -> String {
+    board
+        .settings
+        .roles
+        .get(&role)
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| match role {
+            Role::Referrer => "person who raised the escalation".into(),
+            Role::OtherParty => "professional the escalation is with".into(),
+            other => other.key().replace('-', " "),
+        })
+}
+
+/// The address(es) a role is reached at for this case.
+pub fn role_addresses(board: &Board, case: &Case, role: Role) -> Vec<String> {
+    match role {
+        Role::Referrer => case.referrer().map(|p| vec![p.email.clone()]).unwrap_or_default(),
+        Role::OtherParty => case.other_party().map(|p| vec![p.email.clone()]).unwrap_or_default(),
+        r => board
+            .settings
+            .roles
+            .get(&r)
+            .map(|c| vec![c.email.clone()])
+            .unwrap_or_default(),
+    }
+}
+
+/// Builds outgoing emails for one board.
+pub struct Composer<'a> {
+    pub board: &'a Board,
+    pub templates: &'a Templates,
+    pub signer: Signer,
+}
+
+impl Composer<'_> {
+    fn base(&self) -> Value {
+        let p = self.board.policy();
+        json!({
+            "board_name": p.board_name,
+            "board_short": p.short_name,
+            "help": COMMAND_HELP,
+        })
+    }
+
+    /// An email of `kind` to `to` (copied to `cc`), threaded under `in_reply_to`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn email(
+        &self,
+        kind: &str,
+        reference: Option<&str>,
+        nonce: &str,
+        to: Vec<String>,
+        cc: Vec<String>,
+        in_reply_to: Option<&str>,
+        data: Value,
+    ) -> Result<OutboundEmail, String> {
+        let mut merged = self.base();
+        if let (Some(m), Some(d)) = (merged.as_object_mut(), data.as_object()) {
+            for (k, v) in d {
+                m.insert(k.clone(), v.clone());
+            }
+        }
+        let rendered = self.templates.render(kind, &merged)?;
+        let mut headers = BTreeMap::new();
+        headers.insert(
+            "From".into(),
+            format!("{} <{}>", self.board.policy().short_name, self.board.settings.mailbox),
+        );
+        headers.insert("Reply-To".into(), self.board.settings.mailbox.clone());
+        headers.insert(
+            "Auto-Submitted".into(),
+            if in_reply_to.is_some() {
+                "auto-replied".into()
+            } else {
+                "auto-generated".into()
+            },
+        );
+        headers.insert("X-Auto-Response-Suppress".into(), "All".into());
+        if let Some(parent) = in_reply_to {
+            headers.insert("In-Reply-To".into(), format!("<{parent}>"));
+            headers.insert("References".into(), format!("<{parent}>"));
+        }
+        let mut cc: Vec<String> = cc
+            .into_iter()
+            .filter(|c| !to.iter().any(|t| t.eq_ignore_ascii_case(c)))
+            .collect();
+        cc.dedup();
+        Ok(OutboundEmail {
+            message_id: self.signer.message_id(reference.unwrap_or("none"), nonce),
+            board_id: self.board.id().to_string(),
+            case_reference: reference.map(str::to_string),
+            kind: kind.to_string(),
+            to,
+            cc,
+            subject: rendered.subject,
+            text: rendered.text,
+            html: Some(rendered.html),
+            headers,
+        })
+    }
+
+    /// The notification emails a transition's duties call for.
+    pub fn notifications(&self, t: &Transition, notes: &[Notification]) -> Result<Vec<OutboundEmail>, String> {
+        let case = &t.case;
+        let policy = self.board.policy();
+        let mut out = Vec::new();
+        let agencies = [case.record.escalating_agency.clone(), case.record.other_agency.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ");
+        for (i, n) in notes.iter().enumerate() {
+            let to = role_addresses(self.board, case, n.role);
+            if to.is_empty() {
+                continue;
+            }
+            let event_words = match t.event.kind.as_str() {
+                "opened" => format!("opened at {}", policy.stage_name(case.stage)),
+                "escalated" => format!("escalated to {}", policy.stage_name(case.stage)),
+                "resolved" => format!(
+                    "resolved at stage {}{}",
+                    case.resolution.as_ref().map(|r| r.at_stage).unwrap_or(case.stage),
+                    case.resolution
+                        .as_ref()
+                        .map(|r| format!(" after {} working day(s): {}", r.working_days_taken, r.outcome))
+                        .unwrap_or_default()
+                ),
+                "withdrawn" => "withdrawn".into(),
+                other => other.replace('_', " "),
+            };
+            let adult = self
+                .board
+                .settings
+                .personal_data_in_notifications
+                .then(|| case.record.adult_name.clone())
+                .flatten();
+            out.push(self.email(
+                "notification",
+                Some(&case.reference),
+                &format!(
+                    "n{i}-{}-{}-{}",
+                    n.role.key(),
+                    t.event.kind,
+                    t.event.at.timestamp_millis()
+                ),
+                to,
+                Vec::new(),
+                None,
+                json!({
+                    "reference": case.reference, "role_name": role_name(self.board, n.role), "why": n.why,
+                    "stage_name": policy.stage_name(case.stage), "agencies": agencies, "adult": adult,
+                    "event_words": event_words,
+                }),
+            )?);
+        }
+        Ok(out)
+    }
+
+    /// The acknowledgement of a new case, to the escalating practitioner, copied to the other party.
+    pub fn acknowledgement(&self, t: &Transition, in_reply_to: &str) -> Result<OutboundEmail, String> {
+        let case = &t.case;
+        let policy = self.board.policy();
+        let involved = agency_kind(&case.record).and_then(|k| {
+            policy
+                .stage(case.stage)
+                .and_then(|s| s.involved.get(k))
+                .map(|w| format!("{w} ({k})"))
+        });
+        let to = case.referrer().map(|p| vec![p.email.clone()]).unwrap_or_default();
+        let cc = case.other_party().map(|p| vec![p.email.clone()]).unwrap_or_default();
+        let greeting = case
+            .referrer()
+            .and_then(|p| p.name.clone())
+            .unwrap_or_else(|| "colleague".into());
+        self.email(
+            "acknowledgement",
+            Some(&case.reference),
+            "ack",
+            to,
+            cc,
+            Some(in_reply_to),
+            json!({
+                "reference": case.reference, "greeting": greeting,
+                "stage_name": policy.stage_name(case.stage),
+                "deadlines": deadlines_data(self.board, &t.deadlines),
+                "guidance": guidance_data(t.guidance.iter().filter(|g| !g.title.starts_with("The adult is at immediate risk")).cloned().collect::<Vec<_>>().as_slice()),
+                "immediate_risk": case.immediate_risk,
+                "risk_guidance": policy.immediate_risk.guidance,
+                "involved": involved,
+            }),
+        )
+    }
+
+    /// The answer to STATUS, HELP or FORM: where the case stands, the commands, and (for FORM) the blank form.
+    pub fn answer(
+        &self,
+        case: &Case,
+        deadlines: &[Deadline],
+        asked: &crate::core::reply::ReplyCommand,
+        sender: &str,
+        in_reply_to: &str,
+    ) -> Result<OutboundEmail, String> {
+        use crate::core::reply::ReplyCommand;
+        let policy = self.board.policy();
+        let status_words = match case.status {
+            CaseStatus::Open => format!("open at {}", policy.stage_name(case.stage)),
+            CaseStatus::Resolved => "resolved".to_string(),
+            CaseStatus::Withdrawn => "withdrawn".to_string(),
+        };
+        let mut guidance = vec![
+            json!({ "title": "Commands (write one at the top of your reply)", "items": COMMAND_HELP.lines().collect::<Vec<_>>() }),
+        ];
+        if matches!(asked, ReplyCommand::Form) {
+            guidance.push(json!({ "title": policy.form.name, "items": blank_form(&policy.form).lines().skip(2).collect::<Vec<_>>() }));
+        }
+        let headline = match asked {
+            ReplyCommand::Status => "status",
+            ReplyCommand::Form => "the form",
+            _ => "help",
+        };
+        self.email(
+            "confirmation",
+            Some(&case.reference),
+            &format!("a-{}", in_reply_to.replace(|c: char| !c.is_ascii_alphanumeric(), "")),
+            vec![sender.to_string()],
+            Vec::new(),
+            Some(in_reply_to),
+            json!({
+                "reference": case.reference, "headline": headline,
+                "headline_sentence": format!("Here is where case {} stands.", case.reference),
+                "status_words": status_words,
+                "deadlines": deadlines_data(self.board, deadlines),
+                "guidance": guidance,
+            }),
+        )
+    }
+
+    /// The confirmation of an applied command, to the sender and every other participant.
+    pub fn confirmation(
+        &self,
+        t: &Transition,
+        sender: &str,
+        in_reply_to: &str,
+        headline: &str,
+    ) -> Result<OutboundEmail, String> {
+        let case = &t.case;
+        let others: Vec<String> = case
+            .participants
+            .iter()
+            .map(|p| p.email.clone())
+            .filter(|e| !e.eq_ignore_ascii_case(sender))
+            .collect();
+        let status_words = match case.status {
+            CaseStatus::Open => format!("open at {}", self.board.policy().stage_name(case.stage)),
+            CaseStatus::Resolved => "resolved".to_string(),
+            CaseStatus::Withdrawn => "withdrawn".to_string(),
+        };
+        self.email(
+            "confirmation",
+            Some(&case.reference),
+            &format!("c-{}-{}", t.event.kind, t.event.at.timestamp_millis()),
+            vec![sender.to_string()],
+            others,
+            Some(in_reply_to),
+            json!({
+                "reference": case.reference, "headline": headline,
+                "headline_sentence": format!("{} ({}).", t.event.summary, t.event.actor),
+                "status_words": status_words,
+                "deadlines": deadlines_data(self.board, &t.deadlines),
+                "guidance": guidance_data(&t.guidance),
+            }),
+        )
+    }
+}

@@ -1,0 +1,259 @@
+//! Decoding a raw inbound message (mail-parser) into what the bot needs, within limits.
+//!
+//! Limits on size, header size, MIME depth and part count stop hostile input before it costs much; every
+//! header value that may reach an outgoing email is sanitised (no CR, LF or other control characters); the
+//! signs of auto-generated mail (Auto-Submitted, an empty return path, Precedence bulk/list/junk, delivery
+//! reports, out-of-office replies) are recognised so that the bot never answers them.
+
+use mail_parser::{MessageParser, PartType};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::core::case::Person;
+use crate::core::intake::html_to_text;
+
+/// What the bot will read.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_parts: usize,
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 25 * 1024 * 1024,
+            max_header_bytes: 256 * 1024,
+            max_parts: 200,
+            max_depth: 12,
+        }
+    }
+}
+
+/// Why a message was not read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unreadable(pub String);
+
+/// An inbound message as the bot uses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Inbound {
+    /// The Message-ID without angle brackets, or `sha256-…@escalation-bot` when there is none.
+    pub message_id: String,
+    pub from: Option<Person>,
+    pub reply_to: Option<String>,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub in_reply_to: Vec<String>,
+    pub references: Vec<String>,
+    /// Why the message is auto-generated, when it is.
+    pub auto_generated: Option<String>,
+    /// The plain-text body, if any.
+    pub text: Option<String>,
+    /// The HTML body as text (tables as tabbed lines), if any.
+    pub html_text: Option<String>,
+    /// Raw `Authentication-Results` header values.
+    pub authentication_results: Vec<String>,
+}
+
+/// A header value safe to put into an outgoing header: control characters (CR, LF, NUL…) become spaces.
+pub fn sanitise(s: &str) -> String {
+    let cleaned: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn clean_address(s: &str) -> Option<String> {
+    let a = sanitise(s).trim().trim_matches(['<', '>']).to_lowercase();
+    crate::core::lifecycle::looks_like_email(&a).then_some(a)
+}
+
+fn ids(raw: Option<&str>) -> Vec<String> {
+    raw.map(|r| {
+        r.split(|c: char| c.is_whitespace() || c == ',')
+            .map(|s| sanitise(s).trim_matches(['<', '>']).to_string())
+            .filter(|s| s.contains('@'))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The identity of a message without a Message-ID: a hash of its bytes.
+pub fn content_id(raw: &[u8]) -> String {
+    let digest = Sha256::digest(raw);
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("sha256-{hex}@escalation-bot")
+}
+
+fn header_section_len(raw: &[u8]) -> usize {
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n");
+    let lf = raw.windows(2).position(|w| w == b"\n\n");
+    match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) => a,
+        (None, Some(b)) => b,
+        (None, None) => raw.len(),
+    }
+}
+
+fn auto_generated(get: &dyn Fn(&str) -> Option<String>, subject: &str, content_type: &str) -> Option<String> {
+    if let Some(v) = get("Auto-Submitted") {
+        if !v.trim().eq_ignore_ascii_case("no") {
+            return Some(format!("Auto-Submitted: {}", sanitise(&v)));
+        }
+    }
+    if let Some(v) = get("Return-Path") {
+        if v.trim() == "<>" || v.trim().is_empty() {
+            return Some("empty return path".into());
+        }
+    }
+    if let Some(v) = get("Precedence") {
+        let v = v.trim().to_lowercase();
+        if matches!(v.as_str(), "bulk" | "list" | "junk" | "auto_reply") {
+            return Some(format!("Precedence: {v}"));
+        }
+    }
+    for h in [
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Auto-Response-Suppress-Reply",
+        "List-Id",
+        "List-Unsubscribe",
+    ] {
+        if get(h).is_some() {
+            return Some(format!("{h} header"));
+        }
+    }
+    if get("X-Auto-Response-Suppress")
+        .is_some_and(|v| v.to_lowercase().contains("all") || v.to_lowercase().contains("oof"))
+    {
+        return Some("X-Auto-Response-Suppress".into());
+    }
+    let ct = content_type.to_lowercase();
+    if ct.contains("multipart/report") || ct.contains("message/delivery-status") {
+        return Some("delivery report".into());
+    }
+    let s = subject.to_lowercase();
+    for p in [
+        "automatic reply",
+        "auto reply",
+        "autoreply",
+        "auto-reply",
+        "out of office",
+        "out of the office",
+        "undeliverable",
+        "delivery status notification",
+        "mail delivery failed",
+        "returned mail",
+    ] {
+        if s.starts_with(p) || s.contains(&format!(": {p}")) || s.starts_with(&format!("{p}:")) {
+            return Some(format!("subject says {p:?}"));
+        }
+    }
+    None
+}
+
+/// Decode `raw`, or say why it cannot be read.
+pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
+    if raw.len() > limits.max_bytes {
+        return Err(Unreadable(format!(
+            "the message is {} MB, more than the {} MB the bot accepts; please send the form without large attachments",
+            raw.len() / (1024 * 1024),
+            limits.max_bytes / (1024 * 1024)
+        )));
+    }
+    if header_section_len(raw) > limits.max_header_bytes {
+        return Err(Unreadable(format!(
+            "its headers are larger than {} KB",
+            limits.max_header_bytes / 1024
+        )));
+    }
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Err(Unreadable(
+            "it is not an email message (no headers could be read)".into(),
+        ));
+    };
+    if msg.parts.len() > limits.max_parts {
+        return Err(Unreadable(format!(
+            "it has {} MIME parts, more than the {} the bot reads; please send the form on its own",
+            msg.parts.len(),
+            limits.max_parts
+        )));
+    }
+    // Depth of the MIME tree, walked iteratively from the root.
+    let mut stack = vec![(0u32, 0usize)];
+    let mut depth = 0;
+    let mut visited = 0;
+    while let Some((id, d)) = stack.pop() {
+        visited += 1;
+        if visited > limits.max_parts * 2 {
+            break;
+        }
+        depth = depth.max(d);
+        if let Some(PartType::Multipart(children)) = msg.parts.get(id as usize).map(|p| &p.body) {
+            for c in children {
+                if *c != id {
+                    stack.push((*c, d + 1));
+                }
+            }
+        }
+    }
+    if depth > limits.max_depth {
+        return Err(Unreadable(format!(
+            "its MIME parts are nested {depth} deep, more than the {} the bot reads",
+            limits.max_depth
+        )));
+    }
+    let get = |name: &str| msg.header_raw(name).map(|s| s.to_string());
+    let subject = sanitise(msg.subject().unwrap_or_default());
+    let content_type = get("Content-Type").unwrap_or_default();
+    let addrs = |a: Option<&mail_parser::Address>| -> Vec<String> {
+        a.map(|a| a.iter().filter_map(|x| x.address()).filter_map(clean_address).collect())
+            .unwrap_or_default()
+    };
+    let from = msg.from().and_then(|a| a.first()).and_then(|a| {
+        a.address().and_then(clean_address).map(|email| Person {
+            email,
+            name: a.name().map(sanitise).filter(|n| !n.is_empty()),
+            agency: None,
+        })
+    });
+    let text = msg
+        .text_bodies()
+        .next()
+        .and_then(|_| msg.body_text(0))
+        .map(|t| t.replace('\0', " "));
+    let html_text = msg.html_bodies().next().and_then(|p| match &p.body {
+        PartType::Html(h) => Some(html_to_text(h)),
+        _ => None,
+    });
+    // A text body that mail-parser produced from the HTML is not a plain-text alternative.
+    let text = text.filter(|_| msg.text_bodies().any(|p| matches!(p.body, PartType::Text(_))));
+    Ok(Inbound {
+        message_id: msg
+            .message_id()
+            .map(sanitise)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| content_id(raw)),
+        from,
+        reply_to: msg
+            .reply_to()
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .and_then(clean_address),
+        to: addrs(msg.to()),
+        cc: addrs(msg.cc()),
+        in_reply_to: ids(msg.header_raw("In-Reply-To")),
+        references: ids(msg.header_raw("References")),
+        auto_generated: auto_generated(&get, &subject, &content_type),
+        subject,
+        text,
+        html_text,
+        authentication_results: msg
+            .headers_raw()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("Authentication-Results"))
+            .map(|(_, v)| sanitise(v))
+            .collect(),
+    })
+}

@@ -1,0 +1,14 @@
+//! Mail in and out (shell): decoding inbound messages, the pipeline that turns each into a case, a
+//! command or a clear answer, signed Message-IDs, and composing and rendering outgoing emails.
+//!
+//! - [`mime`]: raw bytes to [`mime::Inbound`], within limits; auto-generated mail recognised.
+//! - [`token`]: signed Message-IDs that tie a reply to the bot's own email about a case.
+//! - [`render`]: handlebars templates (built in, overridable by the operator).
+//! - [`compose`]: the emails that follow from a transition, with their recipients and headers.
+//! - [`pipeline`]: one message in, one outcome out, committed with everything it causes.
+
+pub mod compose;
+pub mod mime;
+pub mod pipeline;
+pub mod render;
+pub mod token;

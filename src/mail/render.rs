@@ -1,0 +1,146 @@
+//! Rendering emails from handlebars templates: for each kind a subject, a text part and an HTML part.
+//!
+//! The templates in `templates/` are built into the binary; an operator's folder (`templates_dir`) may
+//! override any of them file by file. HTML parts escape every value; text parts do not (they are text);
+//! subjects are made safe for a header (no CR/LF).
+
+use std::path::Path;
+
+use handlebars::{no_escape, Handlebars};
+use serde_json::Value;
+
+use super::mime::sanitise;
+
+/// The kinds of email, each with `KIND.subject.hbs`, `KIND.text.hbs` and `KIND.html.hbs`.
+pub const KINDS: &[&str] = &[
+    "acknowledgement",
+    "refusal",
+    "confirmation",
+    "command_error",
+    "notification",
+];
+
+const BUILT_IN: &[(&str, &str)] = &[
+    (
+        "acknowledgement.subject",
+        include_str!("../../templates/acknowledgement.subject.hbs"),
+    ),
+    (
+        "acknowledgement.text",
+        include_str!("../../templates/acknowledgement.text.hbs"),
+    ),
+    (
+        "acknowledgement.html",
+        include_str!("../../templates/acknowledgement.html.hbs"),
+    ),
+    ("refusal.subject", include_str!("../../templates/refusal.subject.hbs")),
+    ("refusal.text", include_str!("../../templates/refusal.text.hbs")),
+    ("refusal.html", include_str!("../../templates/refusal.html.hbs")),
+    (
+        "confirmation.subject",
+        include_str!("../../templates/confirmation.subject.hbs"),
+    ),
+    (
+        "confirmation.text",
+        include_str!("../../templates/confirmation.text.hbs"),
+    ),
+    (
+        "confirmation.html",
+        include_str!("../../templates/confirmation.html.hbs"),
+    ),
+    (
+        "command_error.subject",
+        include_str!("../../templates/command_error.subject.hbs"),
+    ),
+    (
+        "command_error.text",
+        include_str!("../../templates/command_error.text.hbs"),
+    ),
+    (
+        "command_error.html",
+        include_str!("../../templates/command_error.html.hbs"),
+    ),
+    (
+        "notification.subject",
+        include_str!("../../templates/notification.subject.hbs"),
+    ),
+    (
+        "notification.text",
+        include_str!("../../templates/notification.text.hbs"),
+    ),
+    (
+        "notification.html",
+        include_str!("../../templates/notification.html.hbs"),
+    ),
+];
+
+/// A rendered email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+pub struct Templates {
+    text: Handlebars<'static>,
+    html: Handlebars<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Templates")
+    }
+}
+
+impl Templates {
+    /// The built-in templates, with any file in `override_dir` taking the place of its namesake.
+    pub fn load(override_dir: Option<&Path>) -> Result<Self, String> {
+        let mut text = Handlebars::new();
+        text.register_escape_fn(no_escape);
+        text.set_strict_mode(false);
+        let mut html = Handlebars::new();
+        html.set_strict_mode(false);
+        for (name, built_in) in BUILT_IN {
+            let file = override_dir.map(|d| d.join(format!("{name}.hbs")));
+            let source = match file.as_deref().filter(|f| f.exists()) {
+                Some(f) => std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?,
+                None => (*built_in).to_string(),
+            };
+            let registry = if name.ends_with(".html") { &mut html } else { &mut text };
+            registry
+                .register_template_string(name, source)
+                .map_err(|e| format!("template {name}: {e}"))?;
+        }
+        Ok(Templates { text, html })
+    }
+
+    /// Render email `kind` with `data`.
+    pub fn render(&self, kind: &str, data: &Value) -> Result<Rendered, String> {
+        let r = |reg: &Handlebars, part: &str| {
+            reg.render(&format!("{kind}.{part}"), data)
+                .map_err(|e| format!("template {kind}.{part}: {e}"))
+        };
+        let text = r(&self.text, "text")?;
+        // Collapse the blank lines that template conditionals leave behind.
+        let mut tidy = String::new();
+        let mut blanks = 0;
+        for line in text.lines() {
+            if line.trim().is_empty() {
+                blanks += 1;
+                if blanks > 1 {
+                    continue;
+                }
+            } else {
+                blanks = 0;
+            }
+            tidy.push_str(line.trim_end());
+            tidy.push('\n');
+        }
+        Ok(Rendered {
+            subject: sanitise(&r(&self.text, "subject")?),
+            text: tidy.trim().to_string() + "\n",
+            html: r(&self.html, "html")?,
+        })
+    }
+}
