@@ -197,7 +197,7 @@ impl Labels {
             .trim_start();
         // Every place the line could split into label and value: after each separator, or the whole line.
         // The longest prefix that is a known label wins ("Summary of reason for dispute – include views…:").
-        let seps = [":", "\t", "|", " - ", "="];
+        let seps = [":", "\t", "|", " - ", "=", "?", ". "];
         let mut splits: Vec<(usize, usize)> = vec![(trimmed.len(), 0)];
         for sep in seps {
             splits.extend(trimmed.match_indices(sep).map(|(i, m)| (i, m.len())));
@@ -467,12 +467,34 @@ fn cut_trailer(value: &str) -> String {
             || t.starts_with('>')
             || t.starts_with("-----Original Message")
             || is_mobile_footer(t)
+            || is_sign_off(t)
         {
             break;
         }
         kept.push(line);
     }
     kept.join("\n").trim().to_string()
+}
+
+/// "Kind regards," and its kin: the end of the message, not part of the last field.
+fn is_sign_off(t: &str) -> bool {
+    let l = t.to_lowercase();
+    let l = l.trim_end_matches([',', '.', '!']);
+    [
+        "kind regards",
+        "regards",
+        "best regards",
+        "warm regards",
+        "many thanks",
+        "thanks",
+        "thank you",
+        "best wishes",
+        "yours sincerely",
+        "yours faithfully",
+        "best",
+        "cheers",
+    ]
+    .contains(&l)
 }
 
 pub(crate) fn is_mobile_footer(t: &str) -> bool {
@@ -487,6 +509,7 @@ pub fn html_to_text(html: &str) -> String {
     let mut rest = html;
     let mut skip_until: Option<&'static str> = None;
     let mut cell_open = false;
+    let mut cell_start = 0;
     while !rest.is_empty() {
         let Some(lt) = rest.find('<') else {
             if skip_until.is_none() {
@@ -526,6 +549,7 @@ pub fn html_to_text(html: &str) -> String {
                     out.push('\t');
                 }
                 cell_open = true;
+                cell_start = out.len();
             }
             ("tr", _) => {
                 if !out.ends_with('\n') {
@@ -535,10 +559,9 @@ pub fn html_to_text(html: &str) -> String {
             }
             ("br", _) => out.push('\n'),
             ("p" | "div" | "li" | "h1" | "h2" | "h3" | "h4" | "table" | "blockquote", _) => {
-                if !cell_open {
+                // Inside a cell, a new paragraph after some text is a new line of the same value.
+                if !cell_open || (!closing && !out[cell_start..].trim().is_empty()) {
                     out.push('\n');
-                } else {
-                    out.push(' ');
                 }
             }
             _ => {}
@@ -590,6 +613,13 @@ fn decode_entities(s: &str) -> String {
                 "ndash" => Some('–'),
                 "mdash" => Some('—'),
                 "rsquo" | "lsquo" => Some('\''),
+                "ldquo" | "rdquo" => Some('"'),
+                "hellip" => Some('…'),
+                "bull" => Some('•'),
+                "pound" => Some('£'),
+                "euro" => Some('€'),
+                "copy" => Some('©'),
+                _ if ent.len() > 2 && ent.is_ascii() && !ent.starts_with('#') => named_latin(ent),
                 _ => ent
                     .strip_prefix("#x")
                     .or_else(|| ent.strip_prefix("#X"))
@@ -613,6 +643,45 @@ fn decode_entities(s: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Accented Latin letters by entity name: `euml` is `ë`, `Eacute` is `É`.
+fn named_latin(ent: &str) -> Option<char> {
+    let (base, mark) = ent.split_at(1);
+    let lower = base.to_ascii_lowercase();
+    let c = match (lower.as_str(), mark) {
+        ("a", "grave") => 'à',
+        ("a", "acute") => 'á',
+        ("a", "circ") => 'â',
+        ("a", "uml") => 'ä',
+        ("a", "ring") => 'å',
+        ("e", "grave") => 'è',
+        ("e", "acute") => 'é',
+        ("e", "circ") => 'ê',
+        ("e", "uml") => 'ë',
+        ("i", "grave") => 'ì',
+        ("i", "acute") => 'í',
+        ("i", "circ") => 'î',
+        ("i", "uml") => 'ï',
+        ("o", "grave") => 'ò',
+        ("o", "acute") => 'ó',
+        ("o", "circ") => 'ô',
+        ("o", "uml") => 'ö',
+        ("o", "slash") => 'ø',
+        ("u", "grave") => 'ù',
+        ("u", "acute") => 'ú',
+        ("u", "circ") => 'û',
+        ("u", "uml") => 'ü',
+        ("c", "cedil") => 'ç',
+        ("n", "tilde") => 'ñ',
+        ("y", "acute") => 'ý',
+        _ => return None,
+    };
+    Some(if base.chars().all(|c| c.is_ascii_uppercase()) {
+        c.to_uppercase().next().unwrap_or(c)
+    } else {
+        c
+    })
 }
 
 #[cfg(test)]

@@ -72,7 +72,8 @@ pub struct Pipeline<'a> {
     pub limits: Limits,
 }
 
-fn fields_json(parsed: &ParsedRecord) -> Value {
+/// The record fields as the `ingest --json` contract reports them (NHS number as ten digits when valid).
+pub fn fields_json(parsed: &ParsedRecord) -> Value {
     let mut record = parsed.record.clone();
     if let Some(n) = record.nhs_number.as_deref().and_then(|n| nhs::normalise(n).ok()) {
         record.nhs_number = Some(n);
@@ -149,6 +150,13 @@ impl<'a> Pipeline<'a> {
             }
         }
         (self.config.boards.len() == 1).then(|| &self.config.boards[0])
+    }
+
+    /// Decode `raw` and read the escalation record in it, as the pipeline does.
+    pub fn read_escalation(&self, raw: &[u8]) -> Result<(Inbound, ParsedRecord), super::mime::Unreadable> {
+        let msg = decode(raw, &self.limits)?;
+        let parsed = self.read_record(&msg);
+        Ok((msg, parsed))
     }
 
     /// The best reading of the record: the plain text or the HTML, whichever yields more fields.
