@@ -558,11 +558,11 @@ pub fn html_to_text(html: &str) -> String {
                 cell_open = false;
             }
             ("br", _) => out.push('\n'),
-            ("p" | "div" | "li" | "h1" | "h2" | "h3" | "h4" | "table" | "blockquote", _) => {
-                // Inside a cell, a new paragraph after some text is a new line of the same value.
-                if !cell_open || (!closing && !out[cell_start..].trim().is_empty()) {
-                    out.push('\n');
-                }
+            // Inside a cell, a new paragraph after some text is a new line of the same value.
+            ("p" | "div" | "li" | "h1" | "h2" | "h3" | "h4" | "table" | "blockquote", _)
+                if !cell_open || (!closing && !out[cell_start..].trim().is_empty()) =>
+            {
+                out.push('\n');
             }
             _ => {}
         }
