@@ -178,12 +178,9 @@ fn people_in(text: &str) -> Vec<Person> {
                 .replace(&email, "")
                 .split([',', ';'])
                 .next()
-                .map(|s| {
-                    s.trim()
-                        .trim_matches(|c: char| c == '-' || c == ':' || c == '"')
-                        .trim()
-                        .to_string()
-                })
+                // "Line manager: Lee Lead <lee.lead@nhs.net>": the name is after the role.
+                .map(|s| s.rsplit(':').next().unwrap_or(s))
+                .map(|s| s.trim().trim_matches(|c: char| c == '-' || c == '"').trim().to_string())
                 .filter(|s| !s.is_empty() && s.split_whitespace().count() <= 6);
             if !people.iter().any(|p: &Person| p.email.eq_ignore_ascii_case(&email)) {
                 people.push(Person {
@@ -266,13 +263,22 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
         }
         "ESCALATE" => {
             let lower = rest.to_lowercase();
-            let to_stage = lower.find("stage").and_then(|i| {
-                lower[i + 5..]
-                    .trim_start()
+            // A target stage is named as "to stage 4", or on a line of its own ("Stage: 4"); a stage
+            // mentioned in passing ("we could not agree at stage 1") is not one.
+            let number_after = |t: &str| {
+                t.trim_start_matches([':', ' '])
                     .split(|c: char| !c.is_ascii_digit())
                     .next()
                     .and_then(|n| n.parse::<u8>().ok())
-            });
+            };
+            let to_stage = lower
+                .find("to stage")
+                .and_then(|i| number_after(&lower[i + 8..]))
+                .or_else(|| {
+                    lower
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("stage").and_then(number_after))
+                });
             let immediate_risk = lower.contains("immediate risk") || lower.contains("immediate harm");
             let people = people_in(&rest);
             let reason = rest

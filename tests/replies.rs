@@ -1,0 +1,304 @@
+//! Replies that act on a case, in the formats of the common mail clients (tests/fixtures/replies), and the
+//! rules on who may act: the bot's signed Message-ID, a case reference in the subject only from a
+//! participant, never from anyone else; auto-replies ignored; the same reply twice has one effect.
+
+mod common;
+
+use common::{at, config, TestDb};
+use escalation_bot::config::Config;
+use escalation_bot::core::case::CaseStatus;
+use escalation_bot::mail::pipeline::{Pipeline, Report, Source};
+use escalation_bot::store::{SqliteStore, Store};
+
+struct World {
+    config: Config,
+    store: SqliteStore,
+    db: TestDb,
+    reference: String,
+    ack_id: String,
+}
+
+async fn world() -> World {
+    let config = config();
+    let (store, db) = TestDb::sqlite().await;
+    escalation_bot::app::prepare_store(&config, &store, at("2026-12-23T10:00:00Z"))
+        .await
+        .expect("prepare");
+    let raw = std::fs::read("tests/fixtures/forms/south-gloucestershire-plain.eml").expect("fixture");
+    let report = {
+        let pipeline = Pipeline::new(&config, b"test-secret".to_vec()).expect("pipeline");
+        pipeline
+            .process(&store, &source(), &raw, None, at("2026-12-23T10:00:00Z"), false)
+            .await
+            .expect("processes")
+    };
+    let reference = report.case.expect("case opened");
+    let ack_id = store
+        .outbox(Some(&reference))
+        .await
+        .expect("outbox")
+        .into_iter()
+        .find(|o| o.email.kind == "acknowledgement")
+        .expect("acknowledgement queued")
+        .email
+        .message_id;
+    World {
+        config,
+        store,
+        db,
+        reference,
+        ack_id,
+    }
+}
+
+fn source() -> Source {
+    Source {
+        mailbox: "INBOX".into(),
+        ..Default::default()
+    }
+}
+
+fn fixture(name: &str, w: &World, from: &str) -> Vec<u8> {
+    std::fs::read_to_string(format!("tests/fixtures/replies/{name}"))
+        .expect("fixture")
+        .replace("{{ACK_ID}}", &w.ack_id)
+        .replace("{{REF}}", &w.reference)
+        .replace("{{FROM}}", from)
+        .into_bytes()
+}
+
+async fn send(w: &World, raw: &[u8], when: &str) -> Report {
+    let pipeline = Pipeline::new(&w.config, b"test-secret".to_vec()).expect("pipeline");
+    pipeline
+        .process(&w.store, &source(), raw, None, at(when), false)
+        .await
+        .expect("processes")
+}
+
+const NIA: &str = "nia.nurse@nhs.net";
+const SAM: &str = "sam.social@westshire.gov.uk";
+
+#[tokio::test]
+async fn replies_from_every_common_client_act_on_the_case() {
+    let w = world().await;
+
+    let r = send(
+        &w,
+        &fixture("outlook-mobile-extend.eml", &w, NIA),
+        "2026-12-24T09:30:00Z",
+    )
+    .await;
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref()),
+        ("command_applied", Some("EXTEND")),
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(
+        r.reply_text.as_deref(),
+        Some("EXTEND 2 - senior manager on leave until 30 December")
+    );
+    let case = w.store.load_case(&w.reference).await.expect("load").expect("case").case;
+    assert_eq!(case.extensions[0].working_days, 2);
+    assert_eq!(case.extensions[0].reason, "senior manager on leave until 30 December");
+
+    let r = send(&w, &fixture("apple-note.eml", &w, NIA), "2026-12-24T12:00:00Z").await;
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref()),
+        ("command_applied", Some("NOTE")),
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(
+        r.reply_text.as_deref(),
+        Some("Note: spoke to the GP this morning, who shares the concern.")
+    );
+
+    let r = send(&w, &fixture("thunderbird-status.eml", &w, NIA), "2026-12-24T12:30:00Z").await;
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref()),
+        ("command_applied", Some("STATUS"))
+    );
+    assert_eq!(r.replies, 1);
+
+    let r = send(&w, &fixture("gmail-escalate.eml", &w, NIA), "2026-12-24T13:00:00Z").await;
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref()),
+        ("command_applied", Some("ESCALATE")),
+        "{:?}",
+        r.problems
+    );
+    let case = w.store.load_case(&w.reference).await.expect("load").expect("case").case;
+    assert_eq!(case.stage, 2);
+    let lee = case
+        .participants
+        .iter()
+        .find(|p| p.email == "lee.lead@nhs.net")
+        .expect("new participant");
+    assert_eq!(lee.name.as_deref(), Some("Lee Lead"));
+
+    // The other party resolves it from Outlook, with outcome, actions and review date.
+    let r = send(&w, &fixture("outlook-resolved.eml", &w, SAM), "2026-12-24T15:00:00Z").await;
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref()),
+        ("command_applied", Some("RESOLVED")),
+        "{:?}",
+        r.problems
+    );
+    let case = w.store.load_case(&w.reference).await.expect("load").expect("case").case;
+    assert_eq!(case.status, CaseStatus::Resolved);
+    let res = case.resolution.expect("resolution");
+    assert_eq!(res.outcome, "The enquiry is reopened and a joint visit is agreed.");
+    assert_eq!(
+        res.agreed_actions,
+        "Joint visit by 8 January; safeguarding plan reviewed."
+    );
+    assert_eq!(res.review_date.map(|d| d.to_string()).as_deref(), Some("2027-01-15"));
+
+    // Each applied command was confirmed to the sender, copied to the other participants.
+    let outbox = w.store.outbox(Some(&w.reference)).await.expect("outbox");
+    let confirmations: Vec<_> = outbox.iter().filter(|o| o.email.kind == "confirmation").collect();
+    assert_eq!(confirmations.len(), 5, "extend, note, status, escalate, resolve");
+    let resolved = confirmations.last().expect("confirmation");
+    assert_eq!(resolved.email.to, [SAM]);
+    assert!(
+        resolved.email.cc.contains(&NIA.to_string()) && resolved.email.cc.contains(&"lee.lead@nhs.net".to_string())
+    );
+    assert!(resolved
+        .email
+        .headers
+        .get("In-Reply-To")
+        .is_some_and(|h| h.contains("outlook-resolved-1")));
+    assert_eq!(
+        resolved.email.headers.get("Auto-Submitted").map(String::as_str),
+        Some("auto-replied")
+    );
+    // The case being resolved at stage 2 calls for the referrer to be told (SG policy).
+    assert!(outbox
+        .iter()
+        .any(|o| o.email.kind == "notification" && o.email.to == [NIA]));
+
+    // The same reply again changes nothing.
+    let again = send(&w, &fixture("outlook-resolved.eml", &w, SAM), "2026-12-24T15:05:00Z").await;
+    assert_eq!(again.outcome, "ignored");
+    assert_eq!(
+        w.store.outbox(Some(&w.reference)).await.expect("outbox").len(),
+        outbox.len()
+    );
+    w.store.close().await;
+    w.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn auto_replies_are_recorded_and_never_answered() {
+    let w = world().await;
+    let before = w.store.outbox(None).await.expect("outbox").len();
+    let r = send(&w, &fixture("out-of-office.eml", &w, SAM), "2026-12-23T10:00:05Z").await;
+    assert_eq!(r.outcome, "ignored");
+    assert_eq!(w.store.outbox(None).await.expect("outbox").len(), before);
+    let events = w.store.events(None).await.expect("events");
+    assert!(events
+        .iter()
+        .any(|e| e.event.kind == "ignored" && e.event.summary.contains("Auto-Submitted")));
+    w.store.close().await;
+    w.db.cleanup().await;
+}
+
+fn reply(w: &World, from: &str, in_reply_to: Option<&str>, body: &str, id: &str) -> Vec<u8> {
+    let mut s = format!(
+        "From: {from}\r\nTo: escalations@southglos-sab.invalid\r\nSubject: RE: {} escalation\r\nMessage-ID: <{id}>\r\n",
+        w.reference
+    );
+    if let Some(parent) = in_reply_to {
+        s.push_str(&format!("In-Reply-To: <{parent}>\r\n"));
+    }
+    s.push_str(&format!("Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"));
+    s.into_bytes()
+}
+
+#[tokio::test]
+async fn only_participants_and_board_staff_can_act_and_only_in_reply_to_the_bot() {
+    let w = world().await;
+    let forged = w.ack_id.replace(&w.reference[w.reference.len() - 4..], "0999");
+    // A stranger with a valid token (a forwarded email) cannot act.
+    let r = send(
+        &w,
+        &reply(
+            &w,
+            "mallory@nhs.net",
+            Some(&w.ack_id),
+            "WITHDRAW not needed",
+            "m1@nhs.net",
+        ),
+        "2026-12-23T11:00:00Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "refused");
+    assert!(r.problems[0].contains("Only the people involved"), "{:?}", r.problems);
+    // A stranger quoting the reference in the subject cannot act either.
+    let r = send(
+        &w,
+        &reply(&w, "mallory@nhs.net", None, "WITHDRAW not needed", "m2@nhs.net"),
+        "2026-12-23T11:00:00Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "refused");
+    // A forged token is no token: a participant's subject reference still works for them.
+    let r = send(
+        &w,
+        &reply(&w, SAM, Some(&forged), "NOTE Called Nia back.", "s1@westshire.gov.uk"),
+        "2026-12-23T11:00:00Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    // Board staff may act in reply to the bot.
+    let r = send(
+        &w,
+        &reply(
+            &w,
+            "SGSAB@southglos.gov.uk",
+            Some(&w.ack_id),
+            "NOTE Logged by the board.",
+            "b1@southglos.gov.uk",
+        ),
+        "2026-12-23T11:30:00Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    // An unknown command gets the right form back, and nothing changes.
+    let r = send(
+        &w,
+        &reply(&w, NIA, Some(&w.ack_id), "Please close this one", "n1@nhs.net"),
+        "2026-12-23T12:00:00Z",
+    )
+    .await;
+    assert_eq!((r.outcome.as_str(), r.command.as_deref()), ("refused", None));
+    let err = w
+        .store
+        .outbox(Some(&w.reference))
+        .await
+        .expect("outbox")
+        .into_iter()
+        .rfind(|o| o.email.kind == "command_error")
+        .expect("answer");
+    assert!(
+        err.email.text.contains("does not start with a command") && err.email.text.contains("RESOLVED —"),
+        "{}",
+        err.email.text
+    );
+    let case = w.store.load_case(&w.reference).await.expect("load").expect("case").case;
+    assert_eq!(case.status, CaseStatus::Open);
+    assert_eq!(case.notes.len(), 2);
+    // Every refusal is in the audit log.
+    let refused = w
+        .store
+        .events(None)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.event.kind == "refused")
+        .count();
+    assert_eq!(refused, 3);
+    w.store.close().await;
+    w.db.cleanup().await;
+}
