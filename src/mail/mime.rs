@@ -69,11 +69,20 @@ fn clean_address(s: &str) -> Option<String> {
     crate::core::lifecycle::looks_like_email(&a).then_some(a)
 }
 
+/// A message id safe to write back into a header: visible ASCII only, no angle brackets.
+pub fn clean_id(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_graphic() && *c != '<' && *c != '>')
+        .take(250)
+        .collect()
+}
+
 fn ids(raw: Option<&str>) -> Vec<String> {
     raw.map(|r| {
         r.split(|c: char| c.is_whitespace() || c == ',')
-            .map(|s| sanitise(s).trim_matches(['<', '>']).to_string())
+            .map(clean_id)
             .filter(|s| s.contains('@'))
+            .take(50)
             .collect()
     })
     .unwrap_or_default()
@@ -233,8 +242,8 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
     Ok(Inbound {
         message_id: msg
             .message_id()
-            .map(sanitise)
-            .filter(|m| !m.is_empty())
+            .map(clean_id)
+            .filter(|m| m.contains('@'))
             .unwrap_or_else(|| content_id(raw)),
         from,
         reply_to: msg
