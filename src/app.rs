@@ -9,7 +9,12 @@ use std::future::Future;
 use chrono::{DateTime, Duration, Utc};
 use tokio::time::Instant;
 
+use tokio::sync::{mpsc, watch};
+
 use crate::config::{Config, Database};
+use crate::mail::pipeline::Pipeline;
+use crate::mail::send::{send_due, Transport};
+use crate::mail::source::{self, Ack, Incoming};
 use crate::store::{PgStore, SqliteStore, Store};
 
 /// Where "now" comes from. The daemon reads it; the core never does.
@@ -169,6 +174,25 @@ async fn serve<S: Store>(
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    let key = load_secret(&config.settings)?;
+    let pipeline = Pipeline::new(config, key).map_err(anyhow::Error::msg)?;
+    let transport = match &config.settings.smtp {
+        Some(s) => Transport::Smtp(s.clone()),
+        None => Transport::Maildir(config.settings.outbox_dir.clone()),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (tx, mut rx) = mpsc::channel::<Incoming>(256);
+    let mut sources = Vec::new();
+    for b in &config.boards {
+        let dir = config.settings.mailbox_dir.join(b.id());
+        sources.push(tokio::spawn(source::maildir(
+            b.id().to_string(),
+            dir,
+            tx.clone(),
+            stop_rx.clone(),
+        )));
+    }
+    drop(tx);
     tracing::info!(
         boards = config.boards.len(),
         database = %config.settings.database.describe(),
@@ -176,7 +200,39 @@ async fn serve<S: Store>(
         now = %clock.now().to_rfc3339(),
         "escalation-bot is running; it stops on Ctrl-C or SIGTERM"
     );
-    shutdown.await;
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(incoming) = rx.recv() => {
+                let ack = match pipeline.process(store, &incoming.source, &incoming.raw, Some(&incoming.board), clock.now(), false).await {
+                    Ok(report) => {
+                        tracing::info!(board = %incoming.board, outcome = %report.outcome, case = ?report.case, "message processed");
+                        Ack::Done
+                    }
+                    Err(e) => {
+                        tracing::error!(board = %incoming.board, error = %e, "message not processed; it will be tried again");
+                        Ack::Retry
+                    }
+                };
+                let _ = incoming.ack.send(ack);
+                if let Err(e) = send_due(store, &transport, &clock).await {
+                    tracing::error!(error = %e, "the outbox could not be delivered");
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(e) = send_due(store, &transport, &clock).await {
+                    tracing::error!(error = %e, "the outbox could not be delivered");
+                }
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    for s in sources {
+        let _ = s.await;
+    }
     tracing::info!("escalation-bot stopped");
     Ok(())
 }

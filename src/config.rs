@@ -88,6 +88,7 @@ struct SettingsFile {
     boards_dir: Option<String>,
     templates_dir: Option<String>,
     secret_file: Option<String>,
+    smtp: Option<crate::mail::send::SmtpSettings>,
 }
 
 /// Where the store lives.
@@ -142,6 +143,8 @@ pub struct Settings {
     /// The file holding the secret that signs the bot's Message-IDs (created on first use), unless
     /// `ESCALATION_BOT_SECRET` is set.
     pub secret_file: PathBuf,
+    /// The SMTP server outgoing mail goes through; without one, mail is written to `outbox_dir`.
+    pub smtp: Option<crate::mail::send::SmtpSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -375,6 +378,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         boards_dir: None,
         templates_dir: None,
         secret_file: None,
+        smtp: None,
     });
 
     let mut url = file
@@ -423,6 +427,12 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         boards_dir: resolve(&base, file.boards_dir.as_deref().unwrap_or("boards")),
         templates_dir: file.templates_dir.as_deref().map(|d| resolve(&base, d)),
         secret_file: resolve(&base, file.secret_file.as_deref().unwrap_or("../data/secret")),
+        smtp: file.smtp.map(|mut s| {
+            if let Some(p) = env("ESCALATION_BOT_SMTP_PASSWORD") {
+                s.password = Some(Secret(p));
+            }
+            s
+        }),
     };
 
     // Policies, keyed by id.

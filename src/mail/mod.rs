@@ -6,9 +6,13 @@
 //! - [`render`]: handlebars templates (built in, overridable by the operator).
 //! - [`compose`]: the emails that follow from a transition, with their recipients and headers.
 //! - [`pipeline`]: one message in, one outcome out, committed with everything it causes.
+//! - [`source`]: mailbox sources (Maildir; IMAP) feeding the daemon, acknowledged after commit.
+//! - [`send`]: the sender task delivering the outbox (SMTP, or a Maildir folder) with retry.
 
 pub mod compose;
 pub mod mime;
 pub mod pipeline;
 pub mod render;
+pub mod send;
+pub mod source;
 pub mod token;

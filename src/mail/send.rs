@@ -1,0 +1,212 @@
+//! Delivering the outbox: a sender task claims queued emails, delivers each through the configured transport
+//! with a timeout, and records it sent — or failed, to be retried with backoff, or given up on after a
+//! permanent refusal or too many attempts. Transports: SMTP (lettre; STARTTLS, TLS or plain for loopback
+//! tests) and, as the embedded default, a Maildir folder that receives one file per email.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::Deserialize;
+
+use crate::app::Clock;
+use crate::config::Secret;
+use crate::store::{OutboundEmail, Store};
+
+/// How to reach the SMTP server (`[smtp]` in the configuration).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `starttls` (default), `tls`, or `none` (only for a server on this machine).
+    #[serde(default = "default_tls")]
+    pub tls: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_tls() -> String {
+    "starttls".into()
+}
+fn default_timeout() -> u64 {
+    30
+}
+
+/// Where outgoing email goes.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    Smtp(SmtpSettings),
+    Maildir(PathBuf),
+}
+
+/// A failed delivery: permanent failures are not retried.
+#[derive(Debug, Clone)]
+pub struct SendError {
+    pub permanent: bool,
+    pub message: String,
+}
+
+fn permanent(message: impl Into<String>) -> SendError {
+    SendError {
+        permanent: true,
+        message: message.into(),
+    }
+}
+
+/// The email as an RFC 5322 message: text and HTML alternatives, the fixed Message-ID, and our headers.
+pub fn build_message(email: &OutboundEmail, date: DateTime<Utc>) -> Result<Message, SendError> {
+    let from_header = email.headers.get("From").cloned().unwrap_or_default();
+    let from: Mailbox = from_header
+        .parse()
+        .map_err(|e| permanent(format!("From {from_header:?}: {e}")))?;
+    let mut b = Message::builder()
+        .from(from)
+        .subject(email.subject.clone())
+        .message_id(Some(format!("<{}>", email.message_id)))
+        .date(date.into());
+    for to in &email.to {
+        b = b.to(to.parse().map_err(|e| permanent(format!("To {to:?}: {e}")))?);
+    }
+    for cc in &email.cc {
+        b = b.cc(cc.parse().map_err(|e| permanent(format!("Cc {cc:?}: {e}")))?);
+    }
+    if let Some(r) = email.headers.get("Reply-To") {
+        b = b.reply_to(r.parse().map_err(|e| permanent(format!("Reply-To {r:?}: {e}")))?);
+    }
+    if let Some(r) = email.headers.get("In-Reply-To") {
+        b = b.in_reply_to(r.clone());
+    }
+    if let Some(r) = email.headers.get("References") {
+        b = b.references(r.clone());
+    }
+    for name in ["Auto-Submitted", "X-Auto-Response-Suppress"] {
+        if let Some(v) = email.headers.get(name) {
+            b = b.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), v.clone()));
+        }
+    }
+    let html = email
+        .html
+        .clone()
+        .unwrap_or_else(|| format!("<pre>{}</pre>", email.text));
+    b.multipart(MultiPart::alternative_plain_html(email.text.clone(), html))
+        .map_err(|e| permanent(format!("the message could not be built: {e}")))
+}
+
+impl Transport {
+    /// Deliver one email, within the transport's timeout.
+    pub async fn deliver(&self, email: &OutboundEmail, now: DateTime<Utc>) -> Result<(), SendError> {
+        let message = build_message(email, now)?;
+        match self {
+            Transport::Maildir(dir) => write_maildir(dir, email, &message.formatted()).await,
+            Transport::Smtp(s) => {
+                let builder = match s.tls.as_str() {
+                    "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+                    "tls" => {
+                        let p = TlsParameters::new(s.host.clone()).map_err(|e| permanent(e.to_string()))?;
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Wrapper(p))
+                    }
+                    _ => {
+                        let p = TlsParameters::new(s.host.clone()).map_err(|e| permanent(e.to_string()))?;
+                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Required(p))
+                    }
+                };
+                let mut builder = builder
+                    .port(s.port)
+                    .timeout(Some(Duration::from_secs(s.timeout_seconds)));
+                if let (Some(u), Some(p)) = (&s.username, &s.password) {
+                    builder = builder.credentials(Credentials::new(u.clone(), p.0.clone()));
+                }
+                let transport = builder.build();
+                let send = transport.send(message);
+                match tokio::time::timeout(Duration::from_secs(s.timeout_seconds * 2), send).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(SendError {
+                        permanent: e.is_permanent(),
+                        message: e.to_string(),
+                    }),
+                    Err(_) => Err(SendError {
+                        permanent: false,
+                        message: "the SMTP server did not answer in time".into(),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Write into a Maildir: to `tmp/`, then renamed into `new/`. The name is fixed by the email, so
+/// delivering the same email twice leaves one file.
+async fn write_maildir(dir: &Path, email: &OutboundEmail, bytes: &[u8]) -> Result<(), SendError> {
+    let transient = |e: std::io::Error| SendError {
+        permanent: false,
+        message: format!("{}: {e}", dir.display()),
+    };
+    for sub in ["tmp", "new", "cur"] {
+        tokio::fs::create_dir_all(dir.join(sub)).await.map_err(transient)?;
+    }
+    let name: String = email
+        .message_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let tmp = dir.join("tmp").join(&name);
+    tokio::fs::write(&tmp, bytes).await.map_err(transient)?;
+    tokio::fs::rename(&tmp, dir.join("new").join(format!("{name}.eml")))
+        .await
+        .map_err(transient)?;
+    Ok(())
+}
+
+/// When to try again after `attempts` attempts, or `None` to give up.
+pub fn retry_at(now: DateTime<Utc>, attempts: i64, permanent: bool) -> Option<DateTime<Utc>> {
+    const MAX_ATTEMPTS: i64 = 12;
+    if permanent || attempts >= MAX_ATTEMPTS {
+        return None;
+    }
+    // 1, 2, 4, 8… minutes, at most 6 hours apart.
+    let minutes = (1i64 << (attempts - 1).clamp(0, 9)).min(360);
+    Some(now + chrono::Duration::minutes(minutes))
+}
+
+/// Deliver what is due once: returns how many emails were sent.
+pub async fn send_due<S: Store>(store: &S, transport: &Transport, clock: &Clock) -> anyhow::Result<usize> {
+    let batch = store.claim_outbox(clock.now(), 20, 10 * 60 * 1000).await?;
+    let mut sent = 0;
+    for rec in batch {
+        let now = clock.now();
+        match transport.deliver(&rec.email, now).await {
+            Ok(()) => {
+                store.outbox_sent(rec.id, clock.now()).await?;
+                sent += 1;
+                tracing::info!(message_id = %rec.email.message_id, kind = %rec.email.kind, "email sent");
+            }
+            Err(e) => {
+                let next = retry_at(now, rec.attempts, e.permanent);
+                tracing::warn!(message_id = %rec.email.message_id, attempts = rec.attempts, error = %e.message,
+                    retry_at = ?next, "email not sent");
+                store.outbox_failed(rec.id, &e.message, next, now).await?;
+            }
+        }
+    }
+    Ok(sent)
+}

@@ -1,0 +1,94 @@
+//! Mailbox sources. Each source runs as its own task and hands every raw message to the daemon's main loop
+//! as an [`Incoming`] with an acknowledgement channel; only when the main loop answers that the message's
+//! effect has committed does the source move it out of the way (Maildir: `new/` to `cur/`; IMAP: moved to
+//! the processed folder, or flagged). A message whose processing failed stays where it is and is tried
+//! again. The embedded default is a local Maildir per board: `MAILBOX_DIR/BOARD/new`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::pipeline::Source;
+
+/// What a message's processing came to, as the source needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// Its effect committed: move it out of the inbox.
+    Done,
+    /// It could not be used at all and was kept in the database: move it to quarantine.
+    Quarantine,
+    /// Processing failed (the database was down…): leave it and try again.
+    Retry,
+}
+
+/// A raw message from a source, waiting to be processed.
+#[derive(Debug)]
+pub struct Incoming {
+    pub board: String,
+    pub source: Source,
+    pub raw: Vec<u8>,
+    pub ack: oneshot::Sender<Ack>,
+}
+
+/// Watch `dir/new` for `board`: every message there goes to `tx`; done ones move to `cur/`.
+pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mut stop: watch::Receiver<bool>) {
+    for sub in ["new", "cur", "tmp"] {
+        if let Err(e) = tokio::fs::create_dir_all(dir.join(sub)).await {
+            tracing::error!(board, dir = %dir.display(), error = %e, "cannot create the mailbox folder");
+            return;
+        }
+    }
+    tracing::info!(board, dir = %dir.display(), "watching the local mailbox folder");
+    loop {
+        let mut names = Vec::new();
+        if let Ok(mut rd) = tokio::fs::read_dir(dir.join("new")).await {
+            while let Ok(Some(entry)) = rd.next_entry().await {
+                names.push(entry.file_name());
+            }
+        }
+        names.sort();
+        for name in names {
+            if *stop.borrow() {
+                return;
+            }
+            let path = dir.join("new").join(&name);
+            let raw = match tokio::fs::read(&path).await {
+                Ok(r) => r,
+                Err(_) => continue,
+            };
+            let (ack_tx, ack_rx) = oneshot::channel();
+            let source = Source {
+                mailbox: format!("maildir:{board}"),
+                uidvalidity: None,
+                uid: None,
+            };
+            if tx
+                .send(Incoming {
+                    board: board.clone(),
+                    source,
+                    raw,
+                    ack: ack_tx,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            match ack_rx.await {
+                Ok(Ack::Done) | Ok(Ack::Quarantine) => {
+                    let mut done = name.clone();
+                    done.push(":2,S");
+                    if let Err(e) = tokio::fs::rename(&path, dir.join("cur").join(done)).await {
+                        tracing::warn!(file = %path.display(), error = %e, "processed, but could not be moved to cur/");
+                    }
+                }
+                Ok(Ack::Retry) | Err(_) => break,
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
