@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Database};
 use crate::mail::pipeline::Pipeline;
-use crate::mail::send::{send_due, Transport};
+use crate::mail::send::{run_sender, Transport};
 use crate::mail::source::{self, Ack, Incoming};
 use crate::store::{PgStore, SqliteStore, Store};
 
@@ -164,7 +164,7 @@ pub async fn prepare_store<S: Store>(config: &Config, store: &S, now: DateTime<U
     Ok(())
 }
 
-async fn serve<S: Store>(
+async fn serve<S: Store + Clone>(
     config: &Config,
     store: &S,
     clock: Clock,
@@ -184,13 +184,19 @@ async fn serve<S: Store>(
     let (tx, mut rx) = mpsc::channel::<Incoming>(256);
     let mut sources = Vec::new();
     for b in &config.boards {
-        let dir = config.settings.mailbox_dir.join(b.id());
-        sources.push(tokio::spawn(source::maildir(
-            b.id().to_string(),
-            dir,
-            tx.clone(),
-            stop_rx.clone(),
-        )));
+        let id = b.id().to_string();
+        sources.push(match &b.settings.imap {
+            Some(imap) => tokio::spawn(crate::mail::imap::watch_mailbox(
+                id,
+                imap.clone(),
+                tx.clone(),
+                stop_rx.clone(),
+            )),
+            None => {
+                let dir = config.settings.mailbox_dir.join(b.id());
+                tokio::spawn(source::maildir(id, dir, tx.clone(), stop_rx.clone()))
+            }
+        });
     }
     drop(tx);
     tracing::info!(
@@ -200,8 +206,14 @@ async fn serve<S: Store>(
         now = %clock.now().to_rfc3339(),
         "escalation-bot is running; it stops on Ctrl-C or SIGTERM"
     );
-    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let sender = tokio::spawn(run_sender(
+        store.clone(),
+        transport,
+        clock,
+        wake.clone(),
+        stop_rx.clone(),
+    ));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -218,18 +230,12 @@ async fn serve<S: Store>(
                     }
                 };
                 let _ = incoming.ack.send(ack);
-                if let Err(e) = send_due(store, &transport, &clock).await {
-                    tracing::error!(error = %e, "the outbox could not be delivered");
-                }
-            }
-            _ = tick.tick() => {
-                if let Err(e) = send_due(store, &transport, &clock).await {
-                    tracing::error!(error = %e, "the outbox could not be delivered");
-                }
+                wake.notify_one();
             }
         }
     }
     let _ = stop_tx.send(true);
+    let _ = sender.await;
     for s in sources {
         let _ = s.await;
     }

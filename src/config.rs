@@ -197,6 +197,9 @@ pub struct BoardSettings {
     pub roles: BTreeMap<Role, Contact>,
     #[serde(default)]
     pub holidays: HolidayAdjustments,
+    /// The board's IMAP mailbox; without one, the local folder `MAILBOX_DIR/ID` is watched.
+    #[serde(default)]
+    pub imap: Option<crate::mail::imap::ImapSettings>,
 }
 
 fn default_timezone() -> String {
@@ -467,9 +470,14 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
     let mut mailboxes: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut ids = BTreeSet::new();
     for f in toml_files(&settings.boards_dir, &mut errors) {
-        let Some(b) = read_toml::<BoardSettings>(&f, &mut errors) else {
+        let Some(mut b) = read_toml::<BoardSettings>(&f, &mut errors) else {
             continue;
         };
+        // ESCALATION_BOT_IMAP_PASSWORD_BRADFORD (board id upper-cased, `-` as `_`) keeps the password out of files.
+        let var = format!("ESCALATION_BOT_IMAP_PASSWORD_{}", b.id.to_uppercase().replace('-', "_"));
+        if let (Some(imap), Some(p)) = (b.imap.as_mut(), env(&var)) {
+            imap.password = Some(Secret(p));
+        }
         let before = errors.len();
         if !ids.insert(b.id.clone()) {
             errors.push(issue(&f, "id", format!("board {:?} is configured twice", b.id)));

@@ -10,6 +10,7 @@
 //! - [`send`]: the sender task delivering the outbox (SMTP, or a Maildir folder) with retry.
 
 pub mod compose;
+pub mod imap;
 pub mod mime;
 pub mod pipeline;
 pub mod render;

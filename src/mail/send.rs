@@ -188,11 +188,25 @@ pub fn retry_at(now: DateTime<Utc>, attempts: i64, permanent: bool) -> Option<Da
     Some(now + chrono::Duration::minutes(minutes))
 }
 
-/// Deliver what is due once: returns how many emails were sent.
+impl Transport {
+    /// How long a claimed email stays ours: long enough to deliver it, short enough that an email claimed
+    /// by a daemon that died is retried soon.
+    pub fn lease_ms(&self) -> i64 {
+        match self {
+            Transport::Smtp(s) => (s.timeout_seconds as i64) * 3 * 1000,
+            Transport::Maildir(_) => 30_000,
+        }
+    }
+}
+
+/// Deliver what is due, one email at a time, until none is left: returns how many were sent.
 pub async fn send_due<S: Store>(store: &S, transport: &Transport, clock: &Clock) -> anyhow::Result<usize> {
-    let batch = store.claim_outbox(clock.now(), 20, 10 * 60 * 1000).await?;
     let mut sent = 0;
-    for rec in batch {
+    loop {
+        let batch = store.claim_outbox(clock.now(), 1, transport.lease_ms()).await?;
+        let Some(rec) = batch.into_iter().next() else {
+            return Ok(sent);
+        };
         let now = clock.now();
         match transport.deliver(&rec.email, now).await {
             Ok(()) => {
@@ -208,5 +222,24 @@ pub async fn send_due<S: Store>(store: &S, transport: &Transport, clock: &Clock)
             }
         }
     }
-    Ok(sent)
+}
+
+/// The sender task: deliver what is due whenever woken, and at least every second, until `stop`.
+pub async fn run_sender<S: Store>(
+    store: S,
+    transport: Transport,
+    clock: Clock,
+    wake: std::sync::Arc<tokio::sync::Notify>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        if let Err(e) = send_due(&store, &transport, &clock).await {
+            tracing::error!(error = %e, "the outbox could not be delivered");
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }

@@ -1,0 +1,245 @@
+//! End to end, against real servers started by the harness (tests/common/mailserver.rs): Dovecot for IMAP
+//! (with IDLE) and delivery, an SMTP server delivering into Dovecot, SQLite, and the real binary.
+//! - A message appended to the board's INBOX becomes a case, and its acknowledgement arrives in the
+//!   sender's own mailbox, inside two seconds.
+//! - The daemon killed mid-batch and restarted leaves no duplicate case or acknowledgement, and loses nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::mailserver::{MailServers, PASSWORD};
+
+/// The shipped configuration, with Bradford's mailbox on the test Dovecot and mail out through the test
+/// SMTP server; data in `dir`.
+fn daemon_config(servers: &MailServers, dir: &Path) -> PathBuf {
+    let root = dir.join("config");
+    for sub in ["policies", "boards"] {
+        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(Path::new("config").join(sub)).expect("config") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let bradford = root.join("boards/bradford.toml");
+    let mut text = std::fs::read_to_string(&bradford).expect("read");
+    text.push_str(&format!(
+        "\n[imap]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"bsab\"\npassword = \"{PASSWORD}\"\nidle_seconds = 60\ntimeout_seconds = 10\n",
+        servers.imap_port
+    ));
+    std::fs::write(&bradford, text).expect("write");
+    let main = root.join("default.toml");
+    std::fs::write(
+        &main,
+        format!(
+            "[database]\nurl = \"sqlite:../data/db.sqlite3\"\n[mailbox]\npath = \"../data/mailbox\"\n[outbox]\npath = \"../data/outbox\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_seconds = 5\n",
+            servers.smtp_port
+        ),
+    )
+    .expect("write");
+    main
+}
+
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    /// Start the real binary and wait until it watches Bradford's IMAP mailbox.
+    fn start(config: &Path) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_escalation-bot"))
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("ESCALATION_BOT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("daemon starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let d = Daemon { child, lines };
+        d.wait_for("watching the IMAP mailbox", Duration::from_secs(30));
+        d
+    }
+
+    fn wait_for(&self, text: &str, limit: Duration) {
+        let start = Instant::now();
+        let mut seen = Vec::new();
+        while start.elapsed() < limit {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) if line.contains(text) => return,
+                Ok(line) => seen.push(line),
+                Err(_) => {}
+            }
+        }
+        panic!("the daemon never said {text:?}; it said:\n{}", seen.join("\n"));
+    }
+
+    fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn escalation(n: usize) -> Vec<u8> {
+    std::fs::read_to_string("tests/fixtures/forms/bradford-plain.eml")
+        .expect("fixture")
+        .replace(
+            "<bradford-plain@fixtures.nhs.net>",
+            &format!("<e2e-{n}@fixtures.nhs.net>"),
+        )
+        .into_bytes()
+}
+
+fn header(raw: &[u8], name: &str) -> String {
+    let text = String::from_utf8_lossy(raw);
+    text.lines()
+        .find(|l| l.to_lowercase().starts_with(&format!("{}:", name.to_lowercase())))
+        .map(|l| l[name.len() + 1..].trim().to_string())
+        .unwrap_or_default()
+}
+
+fn case_count(config: &Path) -> usize {
+    let out = Command::new(env!("CARGO_BIN_EXE_escalation-bot"))
+        .arg("--config")
+        .arg(config)
+        .args(["cases", "list", "--json"])
+        .output()
+        .expect("cases list");
+    let cases: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    cases.as_array().map(Vec::len).unwrap_or(0)
+}
+
+async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appended_escalation_is_acknowledged_in_the_senders_mailbox_within_two_seconds() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let daemon = Daemon::start(&daemon_config(&servers, dir.path()));
+
+    let appended = Instant::now();
+    servers.append("bsab", &escalation(1)).await;
+    let arrived = wait_until(Duration::from_secs(10), || async {
+        servers.count("nia.nurse", "INBOX").await > 0
+    })
+    .await;
+    let latency = appended.elapsed();
+    assert!(arrived, "no acknowledgement arrived");
+    assert!(
+        latency < Duration::from_secs(2),
+        "APPEND to acknowledgement took {latency:?}"
+    );
+    println!("APPEND to acknowledgement delivered: {} ms", latency.as_millis());
+
+    let acks = servers.messages("nia.nurse", "INBOX").await;
+    assert_eq!(acks.len(), 1);
+    let subject = header(&acks[0], "Subject");
+    assert!(subject.starts_with("BRAD-"), "{subject}");
+    assert_eq!(header(&acks[0], "Auto-Submitted"), "auto-replied");
+    assert_eq!(header(&acks[0], "In-Reply-To"), "<e2e-1@fixtures.nhs.net>");
+    // The other party is copied in; the board's inbox is empty and the message is in Processed.
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            servers.count("sam.social", "INBOX").await == 1
+        })
+        .await
+    );
+    assert_eq!(servers.count("bsab", "INBOX").await, 0);
+    assert_eq!(servers.count("bsab", "Processed").await, 1);
+    daemon.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_mid_batch_and_restarted_the_daemon_loses_nothing_and_duplicates_nothing() {
+    const N: usize = 300;
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = daemon_config(&servers, dir.path());
+    {
+        let mut s = servers.session("bsab").await;
+        for n in 0..N {
+            s.append("INBOX", None, None, escalation(n)).await.expect("APPEND");
+        }
+        s.logout().await.ok();
+    }
+    let daemon = Daemon::start(&config);
+    // Kill it hard once it is part-way through the backlog.
+    daemon.wait_for("message processed", Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    daemon.kill_hard();
+    let left = servers.count("bsab", "INBOX").await as usize;
+    let cases_at_kill = case_count(&config);
+    println!("killed with {cases_at_kill} cases opened and {left} of {N} messages still in the INBOX");
+    assert!(
+        cases_at_kill > 0 && cases_at_kill < N,
+        "the kill must fall mid-batch ({cases_at_kill} of {N} done)"
+    );
+    assert!(
+        left > N - cases_at_kill,
+        "some committed messages were not yet moved: the restart must not repeat them"
+    );
+
+    let daemon = Daemon::start(&config);
+    let drained = wait_until(Duration::from_secs(60), || async {
+        servers.count("bsab", "INBOX").await == 0
+    })
+    .await;
+    assert!(drained, "the INBOX was not drained after the restart");
+    let delivered = wait_until(Duration::from_secs(60), || async {
+        servers.count("nia.nurse", "INBOX").await as usize >= N
+    })
+    .await;
+    daemon.stop();
+    assert!(delivered, "not every acknowledgement arrived");
+
+    // No loss and no duplicate: N cases, N acknowledgements queued, N distinct acknowledgements delivered.
+    assert_eq!(case_count(&config), N, "one case per message");
+    assert_eq!(servers.count("bsab", "Processed").await as usize, N);
+    let acks = servers.messages("nia.nurse", "INBOX").await;
+    let ids: std::collections::BTreeSet<String> = acks.iter().map(|a| header(a, "Message-ID")).collect();
+    assert_eq!(ids.len(), N, "each case acknowledged");
+    let replies_to: std::collections::BTreeSet<String> = acks.iter().map(|a| header(a, "In-Reply-To")).collect();
+    assert_eq!(replies_to.len(), N, "one acknowledgement per escalation");
+    // SMTP delivery is at least once: a kill between the server's 250 and the commit of "sent" can repeat
+    // one email (with the same Message-ID). It must not repeat more than that.
+    assert!(
+        acks.len() <= N + 1,
+        "{} acknowledgements for {N} escalations",
+        acks.len()
+    );
+}
