@@ -2,9 +2,11 @@
 # Runs the whole test suite on a fresh machine: installs and starts what the tests need, then checks
 # formatting, lints and runs every test. This is the command README.md gives and .ci/run calls.
 #
-# Needs: a Rust toolchain (cargo). Installs and starts, when missing: PostgreSQL (Debian's package), on
-# 127.0.0.1:5432 with trust authentication for local connections. Set ESCALATION_BOT_TEST_PG to use another
-# server (a URL of a database the tests may CREATE DATABASE from).
+# Needs: a Rust toolchain (cargo) and python3 with pip. Installs and starts, when missing: PostgreSQL
+# (Debian's package), on 127.0.0.1:5432 with trust authentication for local connections (set
+# ESCALATION_BOT_TEST_PG to use another server: a URL of a database the tests may CREATE DATABASE from).
+# Installs, when missing: Dovecot (Debian's dovecot-imapd and dovecot-lmtpd) and aiosmtpd (PyPI); the tests
+# start their own instances of these on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +60,27 @@ ensure_postgres() {
   export ESCALATION_BOT_TEST_PG="postgres://postgres@127.0.0.1:5432/test"
 }
 
+ensure_mail_servers() {
+  local need=()
+  command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-lmtpd)
+  [ -e /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
+  if ((${#need[@]})); then
+    apt_install "${need[@]}"
+  fi
+  # The packaged service is not needed: each test starts its own Dovecot.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet dovecot 2>/dev/null; then
+    as_root systemctl stop dovecot || true
+  fi
+  if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing aiosmtpd (the tests' SMTP server)"
+    python3 -m pip install --quiet --disable-pip-version-check aiosmtpd 2>&1 | grep -v "Running pip as the 'root' user" || true
+    python3 -c 'import aiosmtpd'
+  fi
+  log "Dovecot $(dovecot --version | cut -d' ' -f1) and aiosmtpd are installed"
+}
+
 ensure_postgres
+ensure_mail_servers
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

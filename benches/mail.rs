@@ -1,0 +1,240 @@
+//! Benchmarks of the mail front door, printing figures (run: `cargo bench --bench mail`; the servers come
+//! from scripts/test.sh's installs). Not a test: nothing here passes or fails on time.
+//!
+//! 1. Messages parsed per second in-process (MIME decoding and reading the record).
+//! 2. A backlog of BACKLOG escalation emails already in a Dovecot mailbox, taken to cases with
+//!    acknowledgements queued, by the real daemon (release build), on SQLite and on PostgreSQL.
+//! 3. APPEND to acknowledgement delivered in the sender's mailbox: 50 samples, p50 / p95 / max.
+//! 4. The daemon's resident memory when idle and after the backlog.
+//!
+//! `ESCALATION_BOT_BENCH_BACKLOG` sets the backlog size (default 10000).
+
+#[path = "../tests/common/mailserver.rs"]
+#[allow(dead_code)]
+mod mailserver;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailserver::{MailServers, PASSWORD};
+
+fn fixtures() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = std::fs::read_dir("tests/fixtures/forms")
+        .expect("fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn parse_rate() {
+    let config = escalation_bot::config::load(Path::new("config/default.toml")).expect("config");
+    let pipeline = escalation_bot::mail::pipeline::Pipeline::new(&config, b"bench".to_vec()).expect("pipeline");
+    let msgs = fixtures();
+    let n = 30_000;
+    let start = Instant::now();
+    let mut fields = 0;
+    for i in 0..n {
+        let (_, parsed) = pipeline.read_escalation(&msgs[i % msgs.len()]).expect("decodes");
+        fields += parsed.fields_found;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "parse: {n} messages in {secs:.2} s = {:.0} messages/s ({fields} fields read)",
+        n as f64 / secs
+    );
+}
+
+fn release_binary() -> PathBuf {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "escalation-bot"])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "release build");
+    PathBuf::from("target/release/escalation-bot")
+}
+
+fn write_config(dir: &Path, servers: &MailServers, database: &str) -> PathBuf {
+    let root = dir.join("config");
+    for sub in ["policies", "boards"] {
+        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(Path::new("config").join(sub)).expect("config") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    let bradford = root.join("boards/bradford.toml");
+    let mut text = std::fs::read_to_string(&bradford).expect("read");
+    text.push_str(&format!(
+        "\n[imap]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"bsab\"\npassword = \"{PASSWORD}\"\n",
+        servers.imap_port
+    ));
+    std::fs::write(&bradford, text).expect("write");
+    let main = root.join("default.toml");
+    std::fs::write(
+        &main,
+        format!(
+            "[database]\nurl = \"{database}\"\n[mailbox]\npath = \"../data/mailbox\"\n[outbox]\npath = \"../data/outbox\"\n\
+             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_seconds = 10\n",
+            servers.smtp_port
+        ),
+    )
+    .expect("write");
+    main
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+fn start(bin: &Path, config: &Path) -> Child {
+    Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .env("ESCALATION_BOT_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon")
+}
+
+fn escalation(template: &[u8], n: usize) -> Vec<u8> {
+    String::from_utf8_lossy(template)
+        .replace(
+            "<bradford-plain@fixtures.nhs.net>",
+            &format!("<bench-{n}@fixtures.nhs.net>"),
+        )
+        .into_bytes()
+}
+
+async fn backlog(bin: &Path, label: &str, database: &str, n: usize, latency: bool) {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), &servers, database);
+    let template = std::fs::read("tests/fixtures/forms/bradford-plain.eml").expect("fixture");
+    {
+        let mut s = servers.session("bsab").await;
+        for i in 0..n {
+            s.append("INBOX", None, None, escalation(&template, i))
+                .await
+                .expect("APPEND");
+        }
+        s.logout().await.ok();
+    }
+    let started = Instant::now();
+    let mut child = start(bin, &config);
+    let pid = child.id();
+    // Cases with acknowledgements queued: a message leaves the INBOX only after its effect committed.
+    loop {
+        if servers.count("bsab", "INBOX").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = started.elapsed();
+    println!(
+        "backlog ({label}): {n} messages to cases with acknowledgements queued in {:.2} s = {:.0} messages/s",
+        drained.as_secs_f64(),
+        n as f64 / drained.as_secs_f64()
+    );
+    loop {
+        if servers.count("nia.nurse", "INBOX").await as usize >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "backlog ({label}): all {n} acknowledgements delivered over SMTP after {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    println!("memory ({label}): {} KiB resident after the backlog", rss_kib(pid));
+    if latency {
+        let mut samples = Vec::new();
+        let already = servers.count("nia.nurse", "INBOX").await;
+        for i in 0..50 {
+            let before = already + i;
+            let t = Instant::now();
+            servers
+                .append("bsab", &escalation(&template, 1_000_000 + i as usize))
+                .await;
+            while servers.count("nia.nurse", "INBOX").await <= before {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            samples.push(t.elapsed());
+        }
+        samples.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "latency ({label}): APPEND to acknowledgement delivered, 50 samples: p50 {:.0} ms, p95 {:.0} ms, max {:.0} ms",
+            ms(samples[24]),
+            ms(samples[47]),
+            ms(samples[49])
+        );
+    }
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+}
+
+async fn idle_memory(bin: &Path) {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = write_config(dir.path(), &servers, "sqlite:../data/db.sqlite3");
+    let mut child = start(bin, &config);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t0 = cpu_ticks(child.id());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let t1 = cpu_ticks(child.id());
+    println!(
+        "idle: {} KiB resident; {} CPU ticks (1/100 s) used in 10 s idle",
+        rss_kib(child.id()),
+        t1 - t0
+    );
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let n: usize = std::env::var("ESCALATION_BOT_BENCH_BACKLOG")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    parse_rate();
+    let bin = release_binary();
+    idle_memory(&bin).await;
+    backlog(&bin, "SQLite", "sqlite:../data/db.sqlite3", n, true).await;
+    let admin =
+        std::env::var("ESCALATION_BOT_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!("escbot_bench_{}", std::process::id());
+    let psql = |sql: &str| Command::new("psql").arg(&admin).args(["-qc", sql]).status();
+    if psql(&format!("CREATE DATABASE {name}")).is_ok_and(|s| s.success()) {
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin.clone());
+        backlog(&bin, "PostgreSQL", &format!("{base}/{name}"), n, false).await;
+        let _ = psql(&format!("DROP DATABASE {name} WITH (FORCE)"));
+    } else {
+        println!("PostgreSQL not reachable at {admin}: skipped");
+    }
+}
