@@ -222,7 +222,7 @@ async fn serve<S: Store + Clone>(
                 let ack = match pipeline.process(store, &incoming.source, &incoming.raw, Some(&incoming.board), clock.now(), false).await {
                     Ok(report) => {
                         tracing::info!(board = %incoming.board, outcome = %report.outcome, case = ?report.case, "message processed");
-                        Ack::Done
+                        if report.quarantine { Ack::Quarantine } else { Ack::Done }
                     }
                     Err(e) => {
                         tracing::error!(board = %incoming.board, error = %e, "message not processed; it will be tried again");

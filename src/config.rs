@@ -200,6 +200,17 @@ pub struct BoardSettings {
     /// The board's IMAP mailbox; without one, the local folder `MAILBOX_DIR/ID` is watched.
     #[serde(default)]
     pub imap: Option<crate::mail::imap::ImapSettings>,
+    /// The most answers (refusals, command errors, status) one address gets in 24 hours: stops mail loops.
+    #[serde(default = "default_reply_cap")]
+    pub reply_cap_per_day: u32,
+    /// The authserv-id of the board's own mail server: when set, a command whose Authentication-Results
+    /// from that server report a DMARC or DKIM failure is refused.
+    #[serde(default)]
+    pub trusted_authserv_id: Option<String>,
+}
+
+fn default_reply_cap() -> u32 {
+    20
 }
 
 fn default_timezone() -> String {

@@ -117,6 +117,11 @@ async fn hostile_messages_are_answered_or_ignored_never_fatal() {
     };
     let deep = outcome("deep");
     assert_eq!(deep.outcome, "refused");
+    assert!(deep.quarantine, "unreadable mail goes to quarantine");
+    assert!(
+        !outcome("nul").quarantine,
+        "a readable but incomplete form is answered, not quarantined"
+    );
     assert!(deep.problems[0].contains("nested"), "{:?}", deep.problems);
     let parts = outcome("parts");
     assert_eq!(parts.outcome, "refused");

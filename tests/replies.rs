@@ -302,3 +302,102 @@ async fn only_participants_and_board_staff_can_act_and_only_in_reply_to_the_bot(
     w.store.close().await;
     w.db.cleanup().await;
 }
+
+fn with_board(w: &mut World, f: impl Fn(&mut escalation_bot::config::BoardSettings)) {
+    let b = w
+        .config
+        .boards
+        .iter_mut()
+        .find(|b| b.id() == "south-gloucestershire")
+        .expect("board");
+    f(&mut b.settings);
+}
+
+fn reply_with_headers(w: &World, from: &str, extra: &str, body: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: escalations@southglos-sab.invalid\r\nSubject: RE: {} escalation\r\nMessage-ID: <{id}>\r\nIn-Reply-To: <{}>\r\n{extra}Content-Type: text/plain\r\n\r\n{body}\r\n",
+        w.reference, w.ack_id
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_dmarc_or_dkim_failure_reported_by_the_trusted_server_blocks_commands() {
+    let mut w = world().await;
+    with_board(&mut w, |s| s.trusted_authserv_id = Some("mx.southglos.example".into()));
+    let fail = "Authentication-Results: mx.southglos.example; dkim=fail header.d=nhs.net; dmarc=fail (p=reject) header.from=nhs.net\r\n";
+    let r = send(
+        &w,
+        &reply_with_headers(&w, NIA, fail, "WITHDRAW sorted", "d1@nhs.net"),
+        "2026-12-23T11:00:00Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "refused");
+    assert!(r.problems[0].contains("DMARC failed"), "{:?}", r.problems);
+    // A failure claimed by some other server is not trusted; a pass from the trusted one is fine.
+    let other = "Authentication-Results: evil.example; dmarc=fail\r\nAuthentication-Results: mx.southglos.example; dkim=pass header.d=nhs.net; dmarc=pass\r\n";
+    let r = send(
+        &w,
+        &reply_with_headers(&w, NIA, other, "NOTE all good", "d2@nhs.net"),
+        "2026-12-23T11:05:00Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    let case = w.store.load_case(&w.reference).await.expect("load").expect("case").case;
+    assert_eq!(case.status, CaseStatus::Open, "the failed WITHDRAW did nothing");
+    w.store.close().await;
+    w.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn answers_to_one_address_are_capped_per_day() {
+    let mut w = world().await;
+    // Nia has had the acknowledgement; with a cap of 3 she gets two more answers, then none that day.
+    with_board(&mut w, |s| s.reply_cap_per_day = 3);
+    for i in 0..4 {
+        let r = send(
+            &w,
+            &reply_with_headers(&w, NIA, "", "please close", &format!("loop{i}@nhs.net")),
+            "2026-12-23T12:00:00Z",
+        )
+        .await;
+        assert_eq!(r.outcome, "refused");
+    }
+    let errors = w
+        .store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|o| o.email.kind == "command_error")
+        .count();
+    assert_eq!(errors, 2);
+    let suppressed = w
+        .store
+        .events(None)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.event.kind == "reply_suppressed")
+        .count();
+    assert_eq!(suppressed, 2);
+    // A day later she is answered again.
+    let r = send(
+        &w,
+        &reply_with_headers(&w, NIA, "", "please close", "loop9@nhs.net"),
+        "2026-12-24T12:00:01Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "refused");
+    let errors = w
+        .store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|o| o.email.kind == "command_error")
+        .count();
+    assert_eq!(errors, 3);
+    w.store.close().await;
+    w.db.cleanup().await;
+}

@@ -165,7 +165,10 @@ pub fn normalise_label(s: &str) -> String {
 /// Every label the parser recognises, longest first.
 #[derive(Debug, Clone)]
 pub struct Labels {
-    entries: Vec<(String, String)>,
+    /// Normalised label to field key.
+    entries: std::collections::HashMap<String, String>,
+    /// The longest label, in characters: a longer prefix cannot be a label.
+    longest: usize,
 }
 
 impl Labels {
@@ -182,9 +185,11 @@ impl Labels {
                 }
             }
         }
-        let mut entries: Vec<(String, String)> = map.into_iter().collect();
-        entries.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-        Labels { entries }
+        let longest = map.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+        Labels {
+            entries: map.into_iter().collect(),
+            longest,
+        }
     }
 
     /// The key of the label `line` starts with, and the value after it, when the line is a labelled line:
@@ -204,11 +209,15 @@ impl Labels {
         }
         splits.sort_by_key(|s| std::cmp::Reverse(s.0));
         for (i, len) in splits {
+            // A prefix far longer than any label (a line of prose) cannot be one: skip the work.
+            if i > self.longest * 4 + 16 {
+                continue;
+            }
             let norm = normalise_label(&trimmed[..i]);
             if norm.is_empty() {
                 continue;
             }
-            if let Some((_, key)) = self.entries.iter().find(|(l, _)| *l == norm) {
+            if let Some(key) = self.entries.get(&norm) {
                 let value = trimmed[i + len..]
                     .trim()
                     .trim_start_matches([':', '\t', '|', ' '])

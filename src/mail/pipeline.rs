@@ -46,6 +46,9 @@ pub struct Report {
     pub reply_text: Option<String>,
     /// Emails queued in answer.
     pub replies: usize,
+    /// The message could not be used at all (unreadable, or for no board): the source moves it to quarantine.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub quarantine: bool,
 }
 
 impl Report {
@@ -59,6 +62,7 @@ impl Report {
             command: None,
             reply_text: None,
             replies: 0,
+            quarantine: false,
         }
     }
 }
@@ -96,6 +100,25 @@ pub fn reference_in(subject: &str) -> Option<String> {
                 && parts[2].chars().all(|c| c.is_ascii_digit())
         })
         .map(str::to_string)
+}
+
+/// Why the trusted server's Authentication-Results reject the message (DMARC or DKIM failed), if they do.
+pub fn authentication_failure(msg: &Inbound, trusted_authserv_id: &str) -> Option<String> {
+    for header in &msg.authentication_results {
+        let (server, results) = header.split_once(';').unwrap_or((header.as_str(), ""));
+        let server = server.split_whitespace().next().unwrap_or_default();
+        if !server.eq_ignore_ascii_case(trusted_authserv_id) {
+            continue;
+        }
+        let r = results.to_lowercase();
+        if r.contains("dmarc=fail") {
+            return Some("DMARC failed".into());
+        }
+        if r.contains("dkim=fail") && !r.contains("dkim=pass") {
+            return Some("DKIM failed".into());
+        }
+    }
+    None
 }
 
 fn domain_allowed(board: &Board, email: &str) -> bool {
@@ -241,6 +264,40 @@ impl<'a> Pipeline<'a> {
         if dry_run {
             return Ok(());
         }
+        // The per-sender reply cap: an address that has had its day's answers gets no more (a mail loop
+        // with an auto-responder the headers did not reveal stops here). The suppression is audited.
+        let cap = self
+            .config
+            .board(board)
+            .map(|b| i64::from(b.settings.reply_cap_per_day))
+            .unwrap_or(20);
+        let since = now - chrono::Duration::hours(24);
+        let mut allowed = Vec::with_capacity(outbox.len());
+        let mut suppressed = Vec::new();
+        for email in outbox {
+            let mut over = false;
+            for to in &email.to {
+                if store.count_outbox_to(to, since).await? >= cap {
+                    over = true;
+                }
+            }
+            if over {
+                suppressed.push(email.to.join(", "));
+            } else {
+                allowed.push(email.clone());
+            }
+        }
+        for to in &suppressed {
+            let e = Event {
+                kind: "reply_suppressed".into(),
+                at: now,
+                actor: to.clone(),
+                summary: format!("Answer to {to} not sent: {cap} answers in 24 hours already"),
+                detail: json!({ "cap": cap }),
+            };
+            store.record_event(board, None, &e).await?;
+        }
+        let outbox = allowed.as_slice();
         let done = inbound_id.map(|id| InboundDone {
             id,
             outcome: report.outcome.clone(),
@@ -286,6 +343,7 @@ impl<'a> Pipeline<'a> {
             Ok(m) => m,
             Err(e) => {
                 let mut r = Report::new("refused");
+                r.quarantine = true;
                 r.problems.push(format!("The message could not be read: {}.", e.0));
                 let ev = Self::event("refused", "unknown", "Unreadable message kept".into(), &r.problems, now);
                 self.finish(store, &board_for_log, inbound_id, &r, ev, &[], now, dry_run)
@@ -510,6 +568,22 @@ impl<'a> Pipeline<'a> {
         report.reply_text = Some(intent.reply_text.clone());
         let reference = verified.clone().or(subject_ref.clone()).unwrap_or_default();
         report.case = Some(reference.clone());
+        if let Some(why) = board
+            .settings
+            .trusted_authserv_id
+            .as_deref()
+            .and_then(|id| authentication_failure(msg, id))
+        {
+            let problem = format!(
+                "This reply failed the sender checks of the board's mail server ({why}), so it cannot act on case {}. Please reply again from your organisation's own email account.",
+                verified.clone().or(subject_ref.clone()).unwrap_or_default()
+            );
+            return self
+                .command_error(
+                    store, composer, msg, sender, None, problem, report, inbound_id, now, dry_run,
+                )
+                .await;
+        }
         let is_staff = board
             .settings
             .roles

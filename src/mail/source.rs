@@ -76,11 +76,19 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
                 return;
             }
             match ack_rx.await {
-                Ok(Ack::Done) | Ok(Ack::Quarantine) => {
+                Ok(ack @ (Ack::Done | Ack::Quarantine)) => {
                     let mut done = name.clone();
                     done.push(":2,S");
-                    if let Err(e) = tokio::fs::rename(&path, dir.join("cur").join(done)).await {
-                        tracing::warn!(file = %path.display(), error = %e, "processed, but could not be moved to cur/");
+                    let to = if ack == Ack::Done {
+                        dir.join("cur").join(done)
+                    } else {
+                        dir.join("quarantine").join(&name)
+                    };
+                    if ack == Ack::Quarantine {
+                        let _ = tokio::fs::create_dir_all(dir.join("quarantine")).await;
+                    }
+                    if let Err(e) = tokio::fs::rename(&path, &to).await {
+                        tracing::warn!(file = %path.display(), error = %e, "processed, but could not be moved out of new/");
                     }
                 }
                 Ok(Ack::Retry) | Err(_) => break,

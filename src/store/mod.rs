@@ -276,6 +276,9 @@ pub trait Store: Send + Sync + 'static {
 
     fn outbox(&self, reference: Option<&str>) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
 
+    /// How many emails have been queued to `address` since `since` (for the per-sender reply cap).
+    fn count_outbox_to(&self, address: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;
+
     /// Keep a raw inbound message, once: the same (mailbox, UIDVALIDITY, UID) or Message-ID is `Seen`.
     fn record_inbound(&self, msg: &InboundMessage) -> impl Future<Output = Result<InboundInsert>> + Send;
 

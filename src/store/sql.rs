@@ -610,6 +610,17 @@ macro_rules! impl_store {
                 rows.iter().map(outbox_row).collect()
             }
 
+            async fn count_outbox_to(&self, address: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+                // Addresses are validated (no quotes, no wildcards), so a match inside the JSON envelope is exact.
+                let pattern = format!("%\"{}\"%", address.to_lowercase());
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE created_at >= $1 AND LOWER(envelope) LIKE $2")
+                    .bind(to_ms(since))
+                    .bind(pattern)
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get("n")?)
+            }
+
             async fn record_inbound(&self, msg: &InboundMessage) -> Result<InboundInsert> {
                 let mut tx = self.pool.begin().await?;
                 let seen = sqlx::query(

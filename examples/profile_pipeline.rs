@@ -1,0 +1,47 @@
+//! Where the time goes in the inbound pipeline, in-process on SQLite (no IMAP, no SMTP):
+//! `cargo run --release --example profile_pipeline`.
+use std::time::Instant;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = escalation_bot::config::load(std::path::Path::new("config/default.toml"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pipeline = escalation_bot::mail::pipeline::Pipeline::new(&config, b"x".to_vec()).map_err(anyhow::Error::msg)?;
+    let dir = tempfile::tempdir()?;
+    let store = escalation_bot::store::SqliteStore::open(&dir.path().join("p.sqlite3")).await?;
+    let now = chrono::Utc::now();
+    escalation_bot::app::prepare_store(&config, &store, now).await?;
+    let template = std::fs::read_to_string("tests/fixtures/forms/bradford-plain.eml")?;
+    let n = 2000;
+    let msgs: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            template
+                .replace("<bradford-plain@fixtures.nhs.net>", &format!("<p{i}@x>"))
+                .into_bytes()
+        })
+        .collect();
+    let t = Instant::now();
+    for m in &msgs {
+        let _ = pipeline.read_escalation(m);
+    }
+    println!("parse only: {:.0} msg/s", n as f64 / t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    for m in &msgs {
+        let r = pipeline
+            .process(&store, &Default::default(), m, Some("bradford"), now, true)
+            .await?;
+        assert_eq!(r.outcome, "case_opened");
+    }
+    println!(
+        "dry run (parse, decide, render nothing stored): {:.0} msg/s",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    for m in &msgs {
+        pipeline
+            .process(&store, &Default::default(), m, Some("bradford"), now, false)
+            .await?;
+    }
+    println!("full, SQLite: {:.0} msg/s", n as f64 / t.elapsed().as_secs_f64());
+    Ok(())
+}
