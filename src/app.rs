@@ -177,7 +177,7 @@ async fn serve<S: Store + Clone>(
     let key = load_secret(&config.settings)?;
     let pipeline = Pipeline::new(config, key).map_err(anyhow::Error::msg)?;
     let transport = match &config.settings.smtp {
-        Some(s) => Transport::Smtp(s.clone()),
+        Some(s) => Transport::smtp(s).map_err(anyhow::Error::msg)?,
         None => Transport::Maildir(config.settings.outbox_dir.clone()),
     };
     let (stop_tx, stop_rx) = watch::channel(false);

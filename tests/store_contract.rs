@@ -448,3 +448,61 @@ async fn postgres_instances_never_share_a_reference_or_a_claim() {
     store.close().await;
     db.cleanup().await;
 }
+
+async fn units_of_work<S: escalation_bot::store::Batching>(store: &S) {
+    use escalation_bot::store::Unit;
+    let c = config();
+    store.migrate().await.expect("migrates");
+    upsert_boards(store, &c).await;
+    // Committed: everything inside lands, in order.
+    let unit = store.begin_unit().await.expect("begin");
+    let a = open_case(&unit, &c, "trafford", "2026-12-23T10:00:00Z").await;
+    let refused = unit
+        .create_case("trafford", "TRAF", 2026, |_r| -> Result<Change, Refusal> {
+            Err(Refusal {
+                problems: vec!["no".into()],
+                out_of_scope: false,
+            })
+        })
+        .await
+        .expect("store works");
+    assert!(refused.is_err());
+    let b = open_case(&unit, &c, "trafford", "2026-12-23T10:01:00Z").await;
+    assert_eq!(
+        (a.case.reference.as_str(), b.case.reference.as_str()),
+        ("TRAF-2026-0001", "TRAF-2026-0002")
+    );
+    // Reads inside the unit see its own writes.
+    assert!(unit.load_case("TRAF-2026-0002").await.expect("load").is_some());
+    unit.commit().await.expect("commit");
+    assert_eq!(store.list_cases(&CaseFilter::default()).await.expect("list").len(), 2);
+    // Dropped without commit: nothing lands, and the numbers are not used up.
+    {
+        let unit = store.begin_unit().await.expect("begin");
+        open_case(&unit, &c, "trafford", "2026-12-23T11:00:00Z").await;
+    }
+    assert_eq!(store.list_cases(&CaseFilter::default()).await.expect("list").len(), 2);
+    assert_eq!(
+        open_case(store, &c, "trafford", "2026-12-23T12:00:00Z")
+            .await
+            .case
+            .reference,
+        "TRAF-2026-0003"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_units_of_work() {
+    let (store, db) = TestDb::sqlite().await;
+    units_of_work(&store).await;
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn postgres_units_of_work() {
+    let (store, db) = TestDb::postgres().await;
+    units_of_work(&store).await;
+    store.close().await;
+    db.cleanup().await;
+}

@@ -46,11 +46,20 @@ fn default_timeout() -> u64 {
     30
 }
 
-/// Where outgoing email goes.
-#[derive(Debug, Clone)]
+/// Where outgoing email goes. The SMTP client keeps a small pool of connections for reuse.
+#[derive(Clone)]
 pub enum Transport {
-    Smtp(SmtpSettings),
+    Smtp(SmtpSettings, AsyncSmtpTransport<Tokio1Executor>),
     Maildir(PathBuf),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Smtp(s, _) => write!(f, "SMTP {}:{}", s.host, s.port),
+            Transport::Maildir(p) => write!(f, "Maildir {}", p.display()),
+        }
+    }
 }
 
 /// A failed delivery: permanent failures are not retried.
@@ -107,30 +116,32 @@ pub fn build_message(email: &OutboundEmail, date: DateTime<Utc>) -> Result<Messa
 }
 
 impl Transport {
+    /// The SMTP transport for `s`, ready to send (connections are opened when needed and reused).
+    pub fn smtp(s: &SmtpSettings) -> Result<Transport, String> {
+        let params = || TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS for {}: {e}", s.host));
+        let builder = match s.tls.as_str() {
+            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+            "tls" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Wrapper(params()?)),
+            "starttls" => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Required(params()?))
+            }
+            other => return Err(format!("smtp.tls {other:?}: use starttls, tls or none")),
+        };
+        let mut builder = builder
+            .port(s.port)
+            .timeout(Some(Duration::from_secs(s.timeout_seconds)));
+        if let (Some(u), Some(p)) = (&s.username, &s.password) {
+            builder = builder.credentials(Credentials::new(u.clone(), p.0.clone()));
+        }
+        Ok(Transport::Smtp(s.clone(), builder.build()))
+    }
+
     /// Deliver one email, within the transport's timeout.
     pub async fn deliver(&self, email: &OutboundEmail, now: DateTime<Utc>) -> Result<(), SendError> {
         let message = build_message(email, now)?;
         match self {
             Transport::Maildir(dir) => write_maildir(dir, email, &message.formatted()).await,
-            Transport::Smtp(s) => {
-                let builder = match s.tls.as_str() {
-                    "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
-                    "tls" => {
-                        let p = TlsParameters::new(s.host.clone()).map_err(|e| permanent(e.to_string()))?;
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Wrapper(p))
-                    }
-                    _ => {
-                        let p = TlsParameters::new(s.host.clone()).map_err(|e| permanent(e.to_string()))?;
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Required(p))
-                    }
-                };
-                let mut builder = builder
-                    .port(s.port)
-                    .timeout(Some(Duration::from_secs(s.timeout_seconds)));
-                if let (Some(u), Some(p)) = (&s.username, &s.password) {
-                    builder = builder.credentials(Credentials::new(u.clone(), p.0.clone()));
-                }
-                let transport = builder.build();
+            Transport::Smtp(s, transport) => {
                 let send = transport.send(message);
                 match tokio::time::timeout(Duration::from_secs(s.timeout_seconds * 2), send).await {
                     Ok(Ok(_)) => Ok(()),
@@ -193,7 +204,7 @@ impl Transport {
     /// by a daemon that died is retried soon.
     pub fn lease_ms(&self) -> i64 {
         match self {
-            Transport::Smtp(s) => (s.timeout_seconds as i64) * 3 * 1000,
+            Transport::Smtp(s, _) => (s.timeout_seconds as i64) * 3 * 1000,
             Transport::Maildir(_) => 30_000,
         }
     }

@@ -25,8 +25,8 @@ use crate::core::case::{Case, CaseStatus};
 use crate::core::lifecycle::{Event, Transition};
 use crate::core::schedule::{Deadline, Timer};
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use postgres::{PgStore, PgUnit};
+pub use sqlite::{SqliteStore, SqliteUnit};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -178,7 +178,20 @@ pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>> {
         .ok_or_else(|| StoreError::Data(format!("timestamp {ms} out of range")))
 }
 
-/// The store interface. Implemented by [`SqliteStore`] and [`PgStore`].
+/// A store whose work can be grouped: everything done through the [`Store::Unit`] it begins commits
+/// together, or not at all. Each operation inside keeps its own all-or-nothing (a savepoint), so one
+/// refused message does not undo the others. Many messages in one commit is what makes a backlog fast.
+pub trait Batching: Store {
+    type Unit: Unit;
+    fn begin_unit(&self) -> impl Future<Output = Result<Self::Unit>> + Send;
+}
+
+/// A unit of work: a [`Store`] whose changes land when it is committed, and are dropped otherwise.
+pub trait Unit: Store {
+    fn commit(self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// The store interface. Implemented by [`SqliteStore`] and [`PgStore`], and by their units of work.
 pub trait Store: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;

@@ -31,9 +31,72 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
+        Ok(self.pool.acquire().await?)
+    }
+}
+
 super::sql::impl_store!(
     PgStore,
     sqlx::Postgres,
     backend = "postgres",
     skip_locked = " FOR UPDATE SKIP LOCKED"
 );
+
+/// A unit of work on Postgres: one open transaction; see [`super::Batching`].
+pub struct PgUnit {
+    tx: tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+/// The unit's transaction, lent out as a connection.
+pub struct UnitConn<'a>(tokio::sync::MutexGuard<'a, sqlx::Transaction<'static, sqlx::Postgres>>);
+
+impl std::ops::Deref for UnitConn<'_> {
+    type Target = sqlx::PgConnection;
+    fn deref(&self) -> &sqlx::PgConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for UnitConn<'_> {
+    fn deref_mut(&mut self) -> &mut sqlx::PgConnection {
+        &mut self.0
+    }
+}
+
+impl PgUnit {
+    async fn conn(&self) -> Result<UnitConn<'_>> {
+        Ok(UnitConn(self.tx.lock().await))
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl super::Batching for PgStore {
+    type Unit = PgUnit;
+    async fn begin_unit(&self) -> Result<PgUnit> {
+        Ok(PgUnit {
+            tx: tokio::sync::Mutex::new(self.pool.begin().await?),
+        })
+    }
+}
+
+impl super::Unit for PgUnit {
+    async fn commit(self) -> Result<()> {
+        self.tx.into_inner().commit().await?;
+        Ok(())
+    }
+}
+
+mod unit_impl {
+    use super::PgUnit;
+    super::super::sql::impl_store!(
+        PgUnit,
+        sqlx::Postgres,
+        backend = "postgres",
+        skip_locked = " FOR UPDATE SKIP LOCKED"
+    );
+}

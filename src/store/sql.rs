@@ -48,7 +48,9 @@ pub(crate) const OUTBOX_COLUMNS: &str =
     "id, message_id, board_id, case_reference, kind, envelope, subject, body_text, body_html, headers, \
      attempts, created_at, sent_at, failed_at, last_error";
 
-/// Implements [`super::Store`] for `$store` (a struct with a `pool: sqlx::Pool<$db>` field).
+/// Implements [`super::Store`] for `$store`, which provides `async fn conn(&self)` giving a connection
+/// (from the pool, or the open transaction of a unit of work) and `async fn run_migrations(&self)`.
+/// Writes open a transaction on that connection: inside a unit of work, that is a savepoint.
 macro_rules! impl_store {
     ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip:literal) => {
         use sqlx::Row as _;
@@ -251,7 +253,7 @@ macro_rules! impl_store {
                 .bind(name)
                 .bind(policy_id)
                 .bind(to_ms(now))
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
                 Ok(())
             }
@@ -261,7 +263,8 @@ macro_rules! impl_store {
                 F: FnOnce(&str) -> std::result::Result<Change, E> + Send,
                 E: Send,
             {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 sqlx::query(
                     "INSERT INTO case_sequences (board_id, year, last_number) VALUES ($1, $2, 0) \
                      ON CONFLICT (board_id, year) DO NOTHING",
@@ -318,7 +321,7 @@ macro_rules! impl_store {
             async fn load_case(&self, reference: &str) -> Result<Option<StoredCase>> {
                 let row = sqlx::query("SELECT id, version, data FROM cases WHERE reference = $1")
                     .bind(reference)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *self.conn().await?)
                     .await?;
                 match row {
                     None => Ok(None),
@@ -338,7 +341,8 @@ macro_rules! impl_store {
                         case.reference, loaded.case.reference
                     )));
                 }
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let updated = sqlx::query(
                     "UPDATE cases SET status = $1, stage = $2, updated_at = $3, closed_at = $4, data = $5, \
                      version = version + 1 WHERE id = $6 AND version = $7",
@@ -372,7 +376,7 @@ macro_rules! impl_store {
                 )
                 .bind(&filter.board)
                 .bind(filter.status.map(|s| s.as_str()))
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?;
                 rows.iter()
                     .map(|row| {
@@ -397,7 +401,7 @@ macro_rules! impl_store {
                      WHERE p.email = $1 AND c.status = 'open' ORDER BY c.reference",
                 )
                 .bind(email.to_lowercase())
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?;
                 rows.iter().map(|r| Ok(r.try_get("reference")?)).collect()
             }
@@ -408,7 +412,7 @@ macro_rules! impl_store {
                      WHERE c.reference = $1 ORDER BY d.due_date, d.stage IS NULL, d.stage",
                 )
                 .bind(reference)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?;
                 rows.iter()
                     .map(|r| {
@@ -428,7 +432,7 @@ macro_rules! impl_store {
                      ORDER BY t.fire_at, t.key",
                     sql::TIMER_COLUMNS
                 );
-                let rows = sqlx::query(&q).bind(reference).fetch_all(&self.pool).await?;
+                let rows = sqlx::query(&q).bind(reference).fetch_all(&mut *self.conn().await?).await?;
                 rows.iter().map(timer_row).collect()
             }
 
@@ -439,7 +443,7 @@ macro_rules! impl_store {
                      WHERE CAST($1 AS TEXT) IS NULL OR c.reference = $1 ORDER BY e.id",
                 )
                 .bind(reference)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?;
                 rows.iter()
                     .map(|r| {
@@ -460,7 +464,8 @@ macro_rules! impl_store {
             }
 
             async fn record_event(&self, board: &str, reference: Option<&str>, event: &Event) -> Result<i64> {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let case_id: Option<i64> = match reference {
                     Some(r) => {
                         let row = sqlx::query("SELECT id FROM cases WHERE reference = $1")
@@ -481,7 +486,8 @@ macro_rules! impl_store {
 
             async fn claim_due_timers(&self, now: chrono::DateTime<chrono::Utc>, limit: i64, lease_ms: i64) -> Result<Vec<TimerRecord>> {
                 let now = to_ms(now);
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let claimed = sqlx::query(concat!(
                     "UPDATE timers SET claimed_until = $1 WHERE id IN (SELECT id FROM timers \
                      WHERE fired_at IS NULL AND fire_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
@@ -517,7 +523,8 @@ macro_rules! impl_store {
                 event: Option<&Event>,
                 outbox: &[OutboundEmail],
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let row = sqlx::query(
                     "UPDATE timers SET fired_at = $1, late = $2, claimed_until = NULL \
                      WHERE id = $3 AND fired_at IS NULL RETURNING case_id",
@@ -547,7 +554,8 @@ macro_rules! impl_store {
             }
 
             async fn enqueue(&self, outbox: &[OutboundEmail], now: chrono::DateTime<chrono::Utc>) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 insert_outbox(&mut tx, None, outbox, to_ms(now)).await?;
                 tx.commit().await?;
                 Ok(())
@@ -565,7 +573,7 @@ macro_rules! impl_store {
                     ),
                     sql::OUTBOX_COLUMNS
                 );
-                let rows = sqlx::query(&q).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&self.pool).await?;
+                let rows = sqlx::query(&q).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&mut *self.conn().await?).await?;
                 let mut out = rows.iter().map(outbox_row).collect::<Result<Vec<_>>>()?;
                 out.sort_by_key(|r| r.id);
                 Ok(out)
@@ -575,7 +583,7 @@ macro_rules! impl_store {
                 sqlx::query("UPDATE outbox SET sent_at = $1, claimed_until = NULL, last_error = NULL WHERE id = $2")
                     .bind(to_ms(now))
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(&mut *self.conn().await?)
                     .await?;
                 Ok(())
             }
@@ -596,7 +604,7 @@ macro_rules! impl_store {
                 .bind(retry_at.map(to_ms))
                 .bind(to_ms(now))
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
                 Ok(())
             }
@@ -606,7 +614,7 @@ macro_rules! impl_store {
                     "SELECT {} FROM outbox WHERE CAST($1 AS TEXT) IS NULL OR case_reference = $1 ORDER BY id",
                     sql::OUTBOX_COLUMNS
                 );
-                let rows = sqlx::query(&q).bind(reference).fetch_all(&self.pool).await?;
+                let rows = sqlx::query(&q).bind(reference).fetch_all(&mut *self.conn().await?).await?;
                 rows.iter().map(outbox_row).collect()
             }
 
@@ -616,13 +624,14 @@ macro_rules! impl_store {
                 let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE created_at >= $1 AND LOWER(envelope) LIKE $2")
                     .bind(to_ms(since))
                     .bind(pattern)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *self.conn().await?)
                     .await?;
                 Ok(row.try_get("n")?)
             }
 
             async fn record_inbound(&self, msg: &InboundMessage) -> Result<InboundInsert> {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let seen = sqlx::query(
                     "SELECT id, outcome FROM inbound WHERE message_id = $1 \
                      OR (mailbox = $2 AND uidvalidity = $3 AND uid = $4) ORDER BY id LIMIT 1",
@@ -663,7 +672,8 @@ macro_rules! impl_store {
                 outbox: &[OutboundEmail],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let case_id: Option<i64> = match reference {
                     Some(r) => sqlx::query("SELECT id FROM cases WHERE reference = $1")
                         .bind(r)
@@ -701,7 +711,7 @@ macro_rules! impl_store {
                 .bind(to_ms(now))
                 .bind(reference)
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *self.conn().await?)
                 .await?;
                 Ok(())
             }

@@ -60,4 +60,62 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        Ok(self.pool.acquire().await?)
+    }
+}
+
 super::sql::impl_store!(SqliteStore, sqlx::Sqlite, backend = "sqlite", skip_locked = "");
+
+/// A unit of work on Sqlite: one open transaction; see [`super::Batching`].
+pub struct SqliteUnit {
+    tx: tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Sqlite>>,
+}
+
+/// The unit's transaction, lent out as a connection.
+pub struct UnitConn<'a>(tokio::sync::MutexGuard<'a, sqlx::Transaction<'static, sqlx::Sqlite>>);
+
+impl std::ops::Deref for UnitConn<'_> {
+    type Target = sqlx::SqliteConnection;
+    fn deref(&self) -> &sqlx::SqliteConnection {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for UnitConn<'_> {
+    fn deref_mut(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.0
+    }
+}
+
+impl SqliteUnit {
+    async fn conn(&self) -> Result<UnitConn<'_>> {
+        Ok(UnitConn(self.tx.lock().await))
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl super::Batching for SqliteStore {
+    type Unit = SqliteUnit;
+    async fn begin_unit(&self) -> Result<SqliteUnit> {
+        Ok(SqliteUnit {
+            tx: tokio::sync::Mutex::new(self.pool.begin().await?),
+        })
+    }
+}
+
+impl super::Unit for SqliteUnit {
+    async fn commit(self) -> Result<()> {
+        self.tx.into_inner().commit().await?;
+        Ok(())
+    }
+}
+
+mod unit_impl {
+    use super::SqliteUnit;
+    super::super::sql::impl_store!(SqliteUnit, sqlx::Sqlite, backend = "sqlite", skip_locked = "");
+}
