@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, Database};
 use crate::mail::pipeline::Pipeline;
 use crate::mail::send::{run_sender, Transport};
-use crate::mail::source::{self, Ack, Incoming};
-use crate::store::{PgStore, SqliteStore, Store};
+use crate::mail::source::{self, Incoming};
+use crate::store::{Batching, PgStore, SqliteStore, Store};
 
 /// Where "now" comes from. The daemon reads it; the core never does.
 #[derive(Debug, Clone, Copy)]
@@ -164,7 +164,7 @@ pub async fn prepare_store<S: Store>(config: &Config, store: &S, now: DateTime<U
     Ok(())
 }
 
-async fn serve<S: Store + Clone>(
+async fn serve<S: Batching + Clone>(
     config: &Config,
     store: &S,
     clock: Clock,
@@ -219,16 +219,7 @@ async fn serve<S: Store + Clone>(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(incoming) = rx.recv() => {
-                let ack = match pipeline.process(store, &incoming.source, &incoming.raw, Some(&incoming.board), clock.now(), false).await {
-                    Ok(report) => {
-                        tracing::info!(board = %incoming.board, outcome = %report.outcome, case = ?report.case, "message processed");
-                        if report.quarantine { Ack::Quarantine } else { Ack::Done }
-                    }
-                    Err(e) => {
-                        tracing::error!(board = %incoming.board, error = %e, "message not processed; it will be tried again");
-                        Ack::Retry
-                    }
-                };
+                let ack = pipeline.process_batch(store, &incoming.board, &incoming.messages, clock.now()).await;
                 let _ = incoming.ack.send(ack);
                 wake.notify_one();
             }

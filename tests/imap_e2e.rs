@@ -209,9 +209,13 @@ async fn killed_mid_batch_and_restarted_the_daemon_loses_nothing_and_duplicates_
         cases_at_kill > 0 && cases_at_kill < N,
         "the kill must fall mid-batch ({cases_at_kill} of {N} done)"
     );
+    // Nothing lost: every message that is not yet a case is still in the INBOX (one committed but not yet
+    // moved is there too, and must not become a second case: the re-delivery tests in replies.rs and
+    // store_contract.rs cover that path deterministically).
     assert!(
-        left > N - cases_at_kill,
-        "some committed messages were not yet moved: the restart must not repeat them"
+        left >= N - cases_at_kill,
+        "{left} left in the INBOX but {} not yet cases",
+        N - cases_at_kill
     );
 
     let daemon = Daemon::start(&config);

@@ -187,38 +187,44 @@ async fn session(
                     .await
             })
             .await?;
-            let mut done = Vec::new();
-            let mut quarantined = Vec::new();
-            let mut retry = false;
+            let mut uids_in_order = Vec::new();
+            let mut messages = Vec::new();
             for f in &fetched {
                 let (Some(uid), Some(body)) = (f.uid, f.body()) else {
                     continue;
                 };
-                let (ack_tx, ack_rx) = oneshot::channel();
                 let source = Source {
                     mailbox: format!("imap:{}:{}", s.username, s.folder),
                     uidvalidity,
                     uid: Some(i64::from(uid)),
                 };
-                if tx
-                    .send(Incoming {
-                        board: board.to_string(),
-                        source,
-                        raw: body.to_vec(),
-                        ack: ack_tx,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return Ok(());
-                }
-                match ack_rx.await {
-                    Ok(Ack::Done) => done.push(uid),
-                    Ok(Ack::Quarantine) => quarantined.push(uid),
-                    Ok(Ack::Retry) | Err(_) => {
-                        retry = true;
-                        break;
-                    }
+                uids_in_order.push(uid);
+                messages.push((source, body.to_vec()));
+            }
+            if messages.is_empty() {
+                continue;
+            }
+            let (ack_tx, ack_rx) = oneshot::channel();
+            if tx
+                .send(Incoming {
+                    board: board.to_string(),
+                    messages,
+                    ack: ack_tx,
+                })
+                .await
+                .is_err()
+            {
+                return Ok(());
+            }
+            let Ok(acks) = ack_rx.await else { return Ok(()) };
+            let mut done = Vec::new();
+            let mut quarantined = Vec::new();
+            let mut retry = false;
+            for (uid, ack) in uids_in_order.into_iter().zip(acks) {
+                match ack {
+                    Ack::Done => done.push(uid),
+                    Ack::Quarantine => quarantined.push(uid),
+                    Ack::Retry => retry = true,
                 }
             }
             // Their effects have committed: move them out of the folder.

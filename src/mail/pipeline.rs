@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::compose::{blank_form, Composer};
 use super::mime::{decode, Inbound, Limits};
 use super::render::Templates;
+use super::source::Ack;
 use super::token::Signer;
 use crate::config::{Board, Config};
 use crate::core::case::Person;
@@ -21,7 +22,9 @@ use crate::core::intake::{parse_record, Labels, ParsedRecord};
 use crate::core::lifecycle::{self, Event};
 use crate::core::nhs;
 use crate::core::reply::{parse_reply, ReplyCommand};
-use crate::store::{Change, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError};
+use crate::store::{
+    Batching, Change, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError, Unit,
+};
 
 /// Where a message came from: mailbox name, and UIDVALIDITY/UID for IMAP.
 #[derive(Debug, Clone, Default)]
@@ -52,6 +55,15 @@ pub struct Report {
 }
 
 impl Report {
+    /// What the source should do with the message now that its effect has committed.
+    pub fn ack(&self) -> Ack {
+        if self.quarantine {
+            Ack::Quarantine
+        } else {
+            Ack::Done
+        }
+    }
+
     fn new(outcome: &str) -> Self {
         Report {
             outcome: outcome.into(),
@@ -199,6 +211,52 @@ impl<'a> Pipeline<'a> {
             .filter(|t| !t.trim().is_empty())
             .or_else(|| msg.html_text.clone())
             .unwrap_or_default()
+    }
+
+    /// Process several messages for `board` in one unit of work: their effects commit together, which is
+    /// what makes a backlog fast. Should the unit fail, each message is processed on its own instead, so
+    /// one bad message never holds back the others. One [`Ack`] per message, in order.
+    pub async fn process_batch<S: Batching>(
+        &self,
+        store: &S,
+        board: &str,
+        messages: &[(Source, Vec<u8>)],
+        now: DateTime<Utc>,
+    ) -> Vec<Ack> {
+        let together = async {
+            let unit = store.begin_unit().await?;
+            let mut reports = Vec::with_capacity(messages.len());
+            for (source, raw) in messages {
+                reports.push(self.process(&unit, source, raw, Some(board), now, false).await?);
+            }
+            unit.commit().await?;
+            Ok::<_, StoreError>(reports)
+        };
+        match together.await {
+            Ok(reports) => {
+                for r in &reports {
+                    tracing::info!(board, outcome = %r.outcome, case = ?r.case, "message processed");
+                }
+                reports.iter().map(Report::ack).collect()
+            }
+            Err(e) => {
+                tracing::warn!(board, error = %e, "a batch failed; processing its messages one at a time");
+                let mut acks = Vec::with_capacity(messages.len());
+                for (source, raw) in messages {
+                    acks.push(match self.process(store, source, raw, Some(board), now, false).await {
+                        Ok(r) => {
+                            tracing::info!(board, outcome = %r.outcome, case = ?r.case, "message processed");
+                            r.ack()
+                        }
+                        Err(e) => {
+                            tracing::error!(board, error = %e, "message not processed; it will be tried again");
+                            Ack::Retry
+                        }
+                    });
+                }
+                acks
+            }
+        }
     }
 
     /// Process one raw message received at `now`. With `dry_run`, nothing is written.

@@ -22,14 +22,17 @@ pub enum Ack {
     Retry,
 }
 
-/// A raw message from a source, waiting to be processed.
+/// Raw messages from one source, waiting to be processed together: the main loop answers with one
+/// [`Ack`] per message, in order, once their effects have committed.
 #[derive(Debug)]
 pub struct Incoming {
     pub board: String,
-    pub source: Source,
-    pub raw: Vec<u8>,
-    pub ack: oneshot::Sender<Ack>,
+    pub messages: Vec<(Source, Vec<u8>)>,
+    pub ack: oneshot::Sender<Vec<Ack>>,
 }
+
+/// How many messages a source hands over at once.
+pub const BATCH: usize = 50;
 
 /// Watch `dir/new` for `board`: every message there goes to `tx`; done ones move to `cur/`.
 pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mut stop: watch::Receiver<bool>) {
@@ -48,26 +51,32 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
             }
         }
         names.sort();
-        for name in names {
+        for chunk in names.chunks(BATCH) {
             if *stop.borrow() {
                 return;
             }
-            let path = dir.join("new").join(&name);
-            let raw = match tokio::fs::read(&path).await {
-                Ok(r) => r,
-                Err(_) => continue,
-            };
+            let mut files = Vec::new();
+            let mut messages = Vec::new();
+            for name in chunk {
+                let path = dir.join("new").join(name);
+                if let Ok(raw) = tokio::fs::read(&path).await {
+                    let source = Source {
+                        mailbox: format!("maildir:{board}"),
+                        uidvalidity: None,
+                        uid: None,
+                    };
+                    messages.push((source, raw));
+                    files.push((name.clone(), path));
+                }
+            }
+            if messages.is_empty() {
+                continue;
+            }
             let (ack_tx, ack_rx) = oneshot::channel();
-            let source = Source {
-                mailbox: format!("maildir:{board}"),
-                uidvalidity: None,
-                uid: None,
-            };
             if tx
                 .send(Incoming {
                     board: board.clone(),
-                    source,
-                    raw,
+                    messages,
                     ack: ack_tx,
                 })
                 .await
@@ -75,23 +84,30 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
             {
                 return;
             }
-            match ack_rx.await {
-                Ok(ack @ (Ack::Done | Ack::Quarantine)) => {
-                    let mut done = name.clone();
-                    done.push(":2,S");
-                    let to = if ack == Ack::Done {
-                        dir.join("cur").join(done)
-                    } else {
-                        dir.join("quarantine").join(&name)
-                    };
-                    if ack == Ack::Quarantine {
-                        let _ = tokio::fs::create_dir_all(dir.join("quarantine")).await;
+            let Ok(acks) = ack_rx.await else { return };
+            let mut retry = false;
+            for ((name, path), ack) in files.into_iter().zip(acks) {
+                match ack {
+                    Ack::Done | Ack::Quarantine => {
+                        let mut done = name.clone();
+                        done.push(":2,S");
+                        let to = if ack == Ack::Done {
+                            dir.join("cur").join(done)
+                        } else {
+                            dir.join("quarantine").join(&name)
+                        };
+                        if ack == Ack::Quarantine {
+                            let _ = tokio::fs::create_dir_all(dir.join("quarantine")).await;
+                        }
+                        if let Err(e) = tokio::fs::rename(&path, &to).await {
+                            tracing::warn!(file = %path.display(), error = %e, "processed, but could not be moved out of new/");
+                        }
                     }
-                    if let Err(e) = tokio::fs::rename(&path, &to).await {
-                        tracing::warn!(file = %path.display(), error = %e, "processed, but could not be moved out of new/");
-                    }
+                    Ack::Retry => retry = true,
                 }
-                Ok(Ack::Retry) | Err(_) => break,
+            }
+            if retry {
+                break;
             }
         }
         tokio::select! {
