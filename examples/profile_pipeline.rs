@@ -42,6 +42,27 @@ async fn main() -> anyhow::Result<()> {
             .process(&store, &Default::default(), m, Some("bradford"), now, false)
             .await?;
     }
-    println!("full, SQLite: {:.0} msg/s", n as f64 / t.elapsed().as_secs_f64());
+    println!(
+        "full, SQLite, one at a time: {:.0} msg/s",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
+    let batched: Vec<(escalation_bot::mail::pipeline::Source, Vec<u8>)> = (0..n)
+        .map(|i| {
+            (
+                Default::default(),
+                template
+                    .replace("<bradford-plain@fixtures.nhs.net>", &format!("<b{i}@x>"))
+                    .into_bytes(),
+            )
+        })
+        .collect();
+    let t = Instant::now();
+    for chunk in batched.chunks(50) {
+        pipeline.process_batch(&store, "bradford", chunk, now).await;
+    }
+    println!(
+        "full, SQLite, batches of 50: {:.0} msg/s",
+        n as f64 / t.elapsed().as_secs_f64()
+    );
     Ok(())
 }

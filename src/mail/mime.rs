@@ -228,17 +228,16 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             agency: None,
         })
     });
-    let text = msg
-        .text_bodies()
-        .next()
-        .and_then(|_| msg.body_text(0))
-        .map(|t| t.replace('\0', " "));
+    // Only a real text/plain part counts as text: mail-parser would otherwise convert the HTML to text for
+    // us, work thrown away because the HTML is read with its tables kept (below).
+    let text = msg.text_bodies().find_map(|p| match &p.body {
+        PartType::Text(t) => Some(t.replace('\0', " ")),
+        _ => None,
+    });
     let html_text = msg.html_bodies().next().and_then(|p| match &p.body {
         PartType::Html(h) => Some(html_to_text(h)),
         _ => None,
     });
-    // A text body that mail-parser produced from the HTML is not a plain-text alternative.
-    let text = text.filter(|_| msg.text_bodies().any(|p| matches!(p.body, PartType::Text(_))));
     Ok(Inbound {
         message_id: msg
             .message_id()

@@ -196,11 +196,17 @@ impl<'a> Pipeline<'a> {
 
     /// The best reading of the record: the plain text or the HTML, whichever yields more fields.
     fn read_record(&self, msg: &Inbound) -> ParsedRecord {
-        let candidates = [msg.text.as_deref(), msg.html_text.as_deref()];
-        candidates
+        let text = msg.text.as_deref().map(|t| parse_record(t, &self.labels));
+        // A plain text that already carries a whole form needs no second reading from the HTML.
+        if let Some(t) = &text {
+            if t.fields_found >= 8 && t.problems.is_empty() {
+                return t.clone();
+            }
+        }
+        let html = msg.html_text.as_deref().map(|t| parse_record(t, &self.labels));
+        [text, html]
             .into_iter()
             .flatten()
-            .map(|t| parse_record(t, &self.labels))
             .max_by_key(|p| p.fields_found)
             .unwrap_or_default()
     }
