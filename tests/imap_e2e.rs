@@ -120,6 +120,20 @@ fn header(raw: &[u8], name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// (emails queued, sent, with an error) in the daemon's SQLite outbox.
+async fn outbox_state(db: &Path) -> (i64, i64, i64) {
+    use sqlx::Connection;
+    let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+        .await
+        .expect("db");
+    sqlx::query_as(
+        "SELECT COUNT(*), COALESCE(SUM(sent_at IS NOT NULL), 0), COALESCE(SUM(last_error IS NOT NULL), 0) FROM outbox",
+    )
+    .fetch_one(&mut c)
+    .await
+    .expect("outbox")
+}
+
 fn case_count(config: &Path) -> usize {
     let out = Command::new(env!("CARGO_BIN_EXE_escalation-bot"))
         .arg("--config")
@@ -182,6 +196,8 @@ async fn an_appended_escalation_is_acknowledged_in_the_senders_mailbox_within_tw
     assert_eq!(servers.count("bsab", "INBOX").await, 0);
     assert_eq!(servers.count("bsab", "Processed").await, 1);
     daemon.stop();
+    // The SMTP server accepted it for both recipients: the outbox says sent, with no error to retry.
+    assert_eq!(outbox_state(&dir.path().join("data/db.sqlite3")).await, (1, 1, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -245,5 +261,11 @@ async fn killed_mid_batch_and_restarted_the_daemon_loses_nothing_and_duplicates_
         acks.len() <= N + 1,
         "{} acknowledgements for {N} escalations",
         acks.len()
+    );
+    let (queued, sent, errors) = outbox_state(&dir.path().join("data/db.sqlite3")).await;
+    assert_eq!(
+        (queued as usize, sent as usize, errors),
+        (N, N, 0),
+        "every acknowledgement sent, none failed"
     );
 }

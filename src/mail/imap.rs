@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::pipeline::Source;
-use super::source::{Ack, Incoming};
+use super::source::{Ack, Incoming, BATCH};
 use crate::config::Secret;
 
 /// A board's IMAP mailbox (`[imap]` in the board's file).
@@ -152,6 +152,59 @@ pub async fn watch_mailbox(
     }
 }
 
+/// Wait for a batch's acknowledgement, then move its messages out: processed ones to the processed folder,
+/// unusable ones to quarantine. A message to retry stays, and the connection starts over.
+async fn settle(
+    session: &mut ImapSession,
+    s: &ImapSettings,
+    can_move: bool,
+    uids: Vec<u32>,
+    ack: oneshot::Receiver<Vec<Ack>>,
+) -> anyhow::Result<()> {
+    let secs = s.timeout_seconds;
+    let acks = ack.await.map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+    let mut done = Vec::new();
+    let mut quarantined = Vec::new();
+    let mut retry = false;
+    for (uid, ack) in uids.into_iter().zip(acks) {
+        match ack {
+            Ack::Done => done.push(uid),
+            Ack::Quarantine => quarantined.push(uid),
+            Ack::Retry => retry = true,
+        }
+    }
+    for (uids, folder) in [(&done, &s.processed_folder), (&quarantined, &s.quarantine_folder)] {
+        if uids.is_empty() {
+            continue;
+        }
+        let set = uids.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
+        if can_move {
+            within(secs, "UID MOVE", session.uid_mv(&set, folder)).await?;
+        } else {
+            within(secs, "UID COPY", session.uid_copy(&set, folder)).await?;
+            within(secs, "UID STORE", async {
+                session
+                    .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
+            within(secs, "EXPUNGE", async {
+                session.expunge().await?.try_collect::<Vec<_>>().await
+            })
+            .await?;
+        }
+    }
+    if retry {
+        anyhow::bail!(
+            "a message could not be processed; it stays in {} and will be tried again",
+            s.folder
+        );
+    }
+    Ok(())
+}
+
 /// One connection's life: drain the folder, then wait (IDLE or poll) for more, until `stop` or an error.
 async fn session(
     board: &str,
@@ -177,7 +230,10 @@ async fn session(
             .into_iter()
             .collect();
         uids.sort_unstable();
-        for chunk in uids.chunks(50) {
+        // Pipelined: while the main loop processes one batch, the next is fetched and handed over, and
+        // each batch is moved out as soon as its acknowledgement says its effects committed.
+        let mut in_flight: Option<(Vec<u32>, oneshot::Receiver<Vec<Ack>>)> = None;
+        for chunk in uids.chunks(BATCH) {
             let set = chunk.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
             let fetched: Vec<_> = within(secs * 4, "UID FETCH", async {
                 session
@@ -216,47 +272,12 @@ async fn session(
             {
                 return Ok(());
             }
-            let Ok(acks) = ack_rx.await else { return Ok(()) };
-            let mut done = Vec::new();
-            let mut quarantined = Vec::new();
-            let mut retry = false;
-            for (uid, ack) in uids_in_order.into_iter().zip(acks) {
-                match ack {
-                    Ack::Done => done.push(uid),
-                    Ack::Quarantine => quarantined.push(uid),
-                    Ack::Retry => retry = true,
-                }
+            if let Some((uids, rx)) = in_flight.replace((uids_in_order, ack_rx)) {
+                settle(&mut session, s, can_move, uids, rx).await?;
             }
-            // Their effects have committed: move them out of the folder.
-            for (uids, folder) in [(&done, &s.processed_folder), (&quarantined, &s.quarantine_folder)] {
-                if uids.is_empty() {
-                    continue;
-                }
-                let set = uids.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
-                if can_move {
-                    within(secs, "UID MOVE", session.uid_mv(&set, folder)).await?;
-                } else {
-                    within(secs, "UID COPY", session.uid_copy(&set, folder)).await?;
-                    within(secs, "UID STORE", async {
-                        session
-                            .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                            .await?
-                            .try_collect::<Vec<_>>()
-                            .await
-                    })
-                    .await?;
-                    within(secs, "EXPUNGE", async {
-                        session.expunge().await?.try_collect::<Vec<_>>().await
-                    })
-                    .await?;
-                }
-            }
-            if retry {
-                anyhow::bail!(
-                    "a message could not be processed; it stays in {} and will be tried again",
-                    s.folder
-                );
-            }
+        }
+        if let Some((uids, rx)) = in_flight.take() {
+            settle(&mut session, s, can_move, uids, rx).await?;
         }
         if *stop.borrow() {
             let _ = within(secs, "LOGOUT", session.logout()).await;

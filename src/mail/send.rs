@@ -210,10 +210,19 @@ impl Transport {
     }
 }
 
-/// Deliver what is due, one email at a time, until none is left: returns how many were sent.
-pub async fn send_due<S: Store>(store: &S, transport: &Transport, clock: &Clock) -> anyhow::Result<usize> {
+/// Deliver what is due, one email at a time, until none is left or `stop` is set: returns how many were
+/// sent. Stopping between emails keeps a shutdown prompt however long the outbox is.
+pub async fn send_due<S: Store>(
+    store: &S,
+    transport: &Transport,
+    clock: &Clock,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<usize> {
     let mut sent = 0;
     loop {
+        if *stop.borrow() {
+            return Ok(sent);
+        }
         let batch = store.claim_outbox(clock.now(), 1, transport.lease_ms()).await?;
         let Some(rec) = batch.into_iter().next() else {
             return Ok(sent);
@@ -235,7 +244,7 @@ pub async fn send_due<S: Store>(store: &S, transport: &Transport, clock: &Clock)
     }
 }
 
-/// The sender task: deliver what is due whenever woken, and at least every second, until `stop`.
+/// The sender task: deliver what is due whenever woken, and at least every five seconds, until `stop`.
 pub async fn run_sender<S: Store>(
     store: S,
     transport: Transport,
@@ -244,12 +253,13 @@ pub async fn run_sender<S: Store>(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
-        if let Err(e) = send_due(&store, &transport, &clock).await {
+        if let Err(e) = send_due(&store, &transport, &clock, &stop).await {
             tracing::error!(error = %e, "the outbox could not be delivered");
         }
         tokio::select! {
             _ = wake.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            // Woken as soon as there is mail; the timer only picks up retries that have come due.
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             _ = stop.changed() => return,
         }
     }

@@ -32,7 +32,7 @@ pub struct Incoming {
 }
 
 /// How many messages a source hands over at once.
-pub const BATCH: usize = 50;
+pub const BATCH: usize = 100;
 
 /// Watch `dir/new` for `board`: every message there goes to `tx`; done ones move to `cur/`.
 pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mut stop: watch::Receiver<bool>) {
@@ -111,7 +111,7 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => return,
         }
     }

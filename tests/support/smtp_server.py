@@ -15,9 +15,12 @@ class DeliverByLmtp:
         self.lmtp_port = lmtp_port
 
     async def handle_DATA(self, server, session, envelope):
+        # LMTP answers once per recipient after DATA, which smtplib reads as one reply: so deliver to each
+        # recipient separately.
         try:
             with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
-                lmtp.sendmail(envelope.mail_from, envelope.rcpt_tos, envelope.original_content)
+                for rcpt in envelope.rcpt_tos:
+                    lmtp.sendmail(envelope.mail_from, [rcpt], envelope.original_content)
         except smtplib.SMTPRecipientsRefused:
             return "550 no such mailbox"
         except Exception as e:  # the bot must see a temporary failure, and retry
