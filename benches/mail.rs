@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailserver::{MailServers, PASSWORD};
+use mailserver::MailServers;
 
 fn fixtures() -> Vec<Vec<u8>> {
     let mut v: Vec<Vec<u8>> = std::fs::read_dir("tests/fixtures/forms")
@@ -55,35 +55,6 @@ fn release_binary() -> PathBuf {
         .expect("cargo");
     assert!(status.success(), "release build");
     PathBuf::from("target/release/escalation-bot")
-}
-
-fn write_config(dir: &Path, servers: &MailServers, database: &str) -> PathBuf {
-    let root = dir.join("config");
-    for sub in ["policies", "boards"] {
-        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
-        for entry in std::fs::read_dir(Path::new("config").join(sub)).expect("config") {
-            let p = entry.expect("entry").path();
-            std::fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
-        }
-    }
-    let bradford = root.join("boards/bradford.toml");
-    let mut text = std::fs::read_to_string(&bradford).expect("read");
-    text.push_str(&format!(
-        "\n[imap]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"bsab\"\npassword = \"{PASSWORD}\"\n",
-        servers.imap_port
-    ));
-    std::fs::write(&bradford, text).expect("write");
-    let main = root.join("default.toml");
-    std::fs::write(
-        &main,
-        format!(
-            "[database]\nurl = \"{database}\"\n[mailbox]\npath = \"../data/mailbox\"\n[outbox]\npath = \"../data/outbox\"\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_seconds = 10\n",
-            servers.smtp_port
-        ),
-    )
-    .expect("write");
-    main
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -127,7 +98,7 @@ fn escalation(template: &[u8], n: usize) -> Vec<u8> {
 async fn backlog(bin: &Path, label: &str, database: &str, n: usize, latency: bool) {
     let servers = MailServers::start();
     let dir = tempfile::tempdir().expect("dir");
-    let config = write_config(dir.path(), &servers, database);
+    let config = servers.daemon_config(dir.path(), database);
     let template = std::fs::read("tests/fixtures/forms/bradford-plain.eml").expect("fixture");
     {
         let mut s = servers.session("bsab").await;
@@ -170,7 +141,7 @@ async fn backlog(bin: &Path, label: &str, database: &str, n: usize, latency: boo
 async fn latency_samples(bin: &Path, label: &str, database: &str) {
     let servers = MailServers::start();
     let dir = tempfile::tempdir().expect("dir");
-    let config = write_config(dir.path(), &servers, database);
+    let config = servers.daemon_config(dir.path(), database);
     let template = std::fs::read("tests/fixtures/forms/bradford-plain.eml").expect("fixture");
     let mut child = start(bin, &config);
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -200,7 +171,7 @@ async fn latency_samples(bin: &Path, label: &str, database: &str) {
 async fn idle_memory(bin: &Path) {
     let servers = MailServers::start();
     let dir = tempfile::tempdir().expect("dir");
-    let config = write_config(dir.path(), &servers, "sqlite:../data/db.sqlite3");
+    let config = servers.daemon_config(dir.path(), "sqlite:../data/db.sqlite3");
     let mut child = start(bin, &config);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let t0 = cpu_ticks(child.id());

@@ -12,37 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::mailserver::{MailServers, PASSWORD};
+use common::mailserver::MailServers;
 
-/// The shipped configuration, with Bradford's mailbox on the test Dovecot and mail out through the test
-/// SMTP server; data in `dir`.
 fn daemon_config(servers: &MailServers, dir: &Path) -> PathBuf {
-    let root = dir.join("config");
-    for sub in ["policies", "boards"] {
-        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
-        for entry in std::fs::read_dir(Path::new("config").join(sub)).expect("config") {
-            let p = entry.expect("entry").path();
-            std::fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
-        }
-    }
-    let bradford = root.join("boards/bradford.toml");
-    let mut text = std::fs::read_to_string(&bradford).expect("read");
-    text.push_str(&format!(
-        "\n[imap]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"bsab\"\npassword = \"{PASSWORD}\"\nidle_seconds = 60\ntimeout_seconds = 10\n",
-        servers.imap_port
-    ));
-    std::fs::write(&bradford, text).expect("write");
-    let main = root.join("default.toml");
-    std::fs::write(
-        &main,
-        format!(
-            "[database]\nurl = \"sqlite:../data/db.sqlite3\"\n[mailbox]\npath = \"../data/mailbox\"\n[outbox]\npath = \"../data/outbox\"\n\
-             [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_seconds = 5\n",
-            servers.smtp_port
-        ),
-    )
-    .expect("write");
-    main
+    servers.daemon_config(dir, "sqlite:../data/db.sqlite3")
 }
 
 struct Daemon {

@@ -26,6 +26,16 @@ use crate::store::{
     Batching, Change, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError, Unit,
 };
 
+/// What acting on a reply came to: done (and answered), or refused with the problem to answer.
+enum Acted {
+    Done(Report),
+    Refuse {
+        reference: Option<String>,
+        problem: String,
+        report: Report,
+    },
+}
+
 /// Where a message came from: mailbox name, and UIDVALIDITY/UID for IMAP.
 #[derive(Debug, Clone, Default)]
 pub struct Source {
@@ -611,6 +621,7 @@ impl<'a> Pipeline<'a> {
         Ok(report)
     }
 
+    /// Act on a reply, or answer why not.
     #[allow(clippy::too_many_arguments)]
     async fn reply<S: Store>(
         &self,
@@ -624,6 +635,57 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Report, StoreError> {
+        match self
+            .act_on_reply(
+                store,
+                composer,
+                msg,
+                sender,
+                verified,
+                subject_ref,
+                inbound_id,
+                now,
+                dry_run,
+            )
+            .await?
+        {
+            Acted::Done(report) => Ok(report),
+            Acted::Refuse {
+                reference,
+                problem,
+                report,
+            } => {
+                self.command_error(
+                    store,
+                    composer,
+                    msg,
+                    sender,
+                    reference.as_deref(),
+                    problem,
+                    report,
+                    inbound_id,
+                    now,
+                    dry_run,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The checks and the change a reply calls for; a refusal is returned, not yet answered.
+    #[allow(clippy::too_many_arguments)]
+    async fn act_on_reply<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        sender: &Person,
+        verified: Option<String>,
+        subject_ref: Option<String>,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Acted, StoreError> {
         let board = composer.board;
         let intent = parse_reply(&Self::body_text(msg));
         let mut report = Report::new("refused");
@@ -642,11 +704,11 @@ impl<'a> Pipeline<'a> {
                 "This reply failed the sender checks of the board's mail server ({why}), so it cannot act on case {}. Please reply again from your organisation's own email account.",
                 verified.clone().or(subject_ref.clone()).unwrap_or_default()
             );
-            return self
-                .command_error(
-                    store, composer, msg, sender, None, problem, report, inbound_id, now, dry_run,
-                )
-                .await;
+            return Ok(Acted::Refuse {
+                reference: None,
+                problem,
+                report,
+            });
         }
         let is_staff = board
             .settings
@@ -658,65 +720,38 @@ impl<'a> Pipeline<'a> {
             let Some(stored) = store.load_case(&reference).await? else {
                 report.case = None;
                 let problem = format!("There is no case {reference}: please check the reference, or reply to the bot's email about the case.");
-                return self
-                    .command_error(
-                        store, composer, msg, sender, None, problem, report, inbound_id, now, dry_run,
-                    )
-                    .await;
+                return Ok(Acted::Refuse {
+                    reference: None,
+                    problem,
+                    report,
+                });
             };
             let case = &stored.case;
             let participant = case.is_participant(&sender.email);
             if !(participant || is_staff) {
                 let problem = format!("Only the people involved in case {reference} and the board's staff can act on it; {} is not one of them.", sender.email);
-                return self
-                    .command_error(
-                        store,
-                        composer,
-                        msg,
-                        sender,
-                        Some(&reference),
-                        problem,
-                        report,
-                        inbound_id,
-                        now,
-                        dry_run,
-                    )
-                    .await;
+                return Ok(Acted::Refuse {
+                    reference: Some(reference.clone()),
+                    problem,
+                    report,
+                });
             }
             if verified.is_none() && !participant {
                 let problem =
                     "Commands must be sent in reply to the escalation service's own email about the case.".to_string();
-                return self
-                    .command_error(
-                        store,
-                        composer,
-                        msg,
-                        sender,
-                        Some(&reference),
-                        problem,
-                        report,
-                        inbound_id,
-                        now,
-                        dry_run,
-                    )
-                    .await;
+                return Ok(Acted::Refuse {
+                    reference: Some(reference.clone()),
+                    problem,
+                    report,
+                });
             }
             let command = match &intent.command {
                 Err(problem) => {
-                    return self
-                        .command_error(
-                            store,
-                            composer,
-                            msg,
-                            sender,
-                            Some(&reference),
-                            problem.clone(),
-                            report,
-                            inbound_id,
-                            now,
-                            dry_run,
-                        )
-                        .await;
+                    return Ok(Acted::Refuse {
+                        reference: Some(reference.clone()),
+                        problem: problem.clone(),
+                        report,
+                    });
                 }
                 Ok(ReplyCommand::Apply { command }) => command.clone(),
                 Ok(other) => {
@@ -740,31 +775,22 @@ impl<'a> Pipeline<'a> {
                     );
                     self.finish(store, board.id(), inbound_id, &report, ev, &[email], now, dry_run)
                         .await?;
-                    return Ok(report);
+                    return Ok(Acted::Done(report));
                 }
             };
             let t = match lifecycle::apply(&board.rules, case, sender, &command, now) {
                 Ok(t) => t,
                 Err(e) => {
-                    return self
-                        .command_error(
-                            store,
-                            composer,
-                            msg,
-                            sender,
-                            Some(&reference),
-                            e.0,
-                            report,
-                            inbound_id,
-                            now,
-                            dry_run,
-                        )
-                        .await
+                    return Ok(Acted::Refuse {
+                        reference: Some(reference.clone()),
+                        problem: e.0,
+                        report,
+                    })
                 }
             };
             report.outcome = "command_applied".into();
             if dry_run {
-                return Ok(report);
+                return Ok(Acted::Done(report));
             }
             let headline = intent.command_word.clone().unwrap_or_default().to_lowercase();
             let mut outbox = vec![composer
@@ -788,7 +814,7 @@ impl<'a> Pipeline<'a> {
                 )
                 .await
             {
-                Ok(_) => return Ok(report),
+                Ok(_) => return Ok(Acted::Done(report)),
                 Err(StoreError::Conflict(_)) if attempt < 2 => continue,
                 Err(e) => return Err(e),
             }

@@ -137,6 +137,39 @@ protocol lmtp {{
         }
     }
 
+    /// A daemon configuration in `dir`: the shipped policies and boards, Bradford's mailbox on this Dovecot
+    /// (user `bsab`), mail out through this SMTP server, and the database `database` (relative to the
+    /// configuration folder, e.g. `sqlite:../data/db.sqlite3`). Returns the main configuration file.
+    pub fn daemon_config(&self, dir: &std::path::Path, database: &str) -> PathBuf {
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let root = dir.join("config");
+        for sub in ["policies", "boards"] {
+            std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+            for entry in std::fs::read_dir(here.join("config").join(sub)).expect("config") {
+                let p = entry.expect("entry").path();
+                std::fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
+            }
+        }
+        let bradford = root.join("boards/bradford.toml");
+        let mut text = std::fs::read_to_string(&bradford).expect("read");
+        text.push_str(&format!(
+            "\n[imap]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\nusername = \"bsab\"\npassword = \"{PASSWORD}\"\nidle_seconds = 60\ntimeout_seconds = 10\n",
+            self.imap_port
+        ));
+        std::fs::write(&bradford, text).expect("write");
+        let main = root.join("default.toml");
+        std::fs::write(
+            &main,
+            format!(
+                "[database]\nurl = \"{database}\"\n[mailbox]\npath = \"../data/mailbox\"\n[outbox]\npath = \"../data/outbox\"\n\
+                 [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_seconds = 5\n",
+                self.smtp_port
+            ),
+        )
+        .expect("write");
+        main
+    }
+
     /// A logged-in IMAP session as `user`.
     pub async fn session(&self, user: &str) -> async_imap::Session<tokio::net::TcpStream> {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.imap_port))
