@@ -188,7 +188,10 @@ async fn idle_memory(bin: &Path) {
 
 #[tokio::main]
 async fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    // `cargo bench` passes --bench; anything else (a stray `cargo test --all-targets`) gets a pointer instead
+    // of minutes of benchmarking.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("run with: cargo bench --bench mail");
         return;
     }
     let n: usize = std::env::var("ESCALATION_BOT_BENCH_BACKLOG")

@@ -87,7 +87,7 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --quiet --all-targets -- -D warnings
 log "cargo test"
-cargo test --all-targets 2>&1 | tee target/test-output.txt
+cargo test --lib --bins --tests 2>&1 | tee target/test-output.txt
 # One line with the totals, for CI logs.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' target/test-output.txt
