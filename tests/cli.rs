@@ -256,3 +256,105 @@ fn run_starts_on_the_embedded_default_and_stops_on_sigterm() {
     assert!(status.success(), "a clean stop on SIGTERM: {status:?}");
     assert!(lines.any(|l| l.is_ok_and(|l| l.contains("stopped"))));
 }
+
+#[test]
+fn ingest_json_reports_fields_outcome_and_reply_commands() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_cdir, path) = temp_config(&format!("sqlite:{}", dir.path().join("i.sqlite3").display()));
+    let cfg = path.to_str().expect("path");
+    let form = "tests/fixtures/forms/trafford-html.eml";
+    let v = json(&run(&[
+        "--config",
+        cfg,
+        "ingest",
+        "--dry-run",
+        "--json",
+        "--now",
+        "2026-12-23T10:00:00Z",
+        form,
+    ]));
+    let r = &v[0];
+    assert_eq!(
+        (r["file"].as_str(), r["outcome"].as_str()),
+        (Some(form), Some("case_opened"))
+    );
+    assert_eq!(r["case"], Value::Null, "a dry run opens nothing");
+    assert_eq!(r["fields"]["nhs_number"], "9990000018");
+    assert_eq!(r["fields"]["adult_name"], "Zoë Testperson");
+    assert_eq!(r["command"], Value::Null);
+    // Really ingested, then a reply naming a case that does not exist: refused, with the command and the new
+    // text reported all the same.
+    let v = json(&run(&[
+        "--config",
+        cfg,
+        "ingest",
+        "--json",
+        "--now",
+        "2026-12-23T10:00:00Z",
+        form,
+    ]));
+    assert_eq!(v[0]["case"], "TRAF-2026-0001");
+    let reply = dir.path().join("reply.eml");
+    std::fs::write(
+        &reply,
+        "From: nia.nurse@nhs.net\r\nTo: escalations@trafford-ssp.invalid\r\nSubject: RE: TRAF-2026-0999 escalation\r\n\
+         Message-ID: <r1@nhs.net>\r\n\r\nRESOLVED\r\nOutcome: agreed\r\n\r\nOn Wed, 23 Dec 2026, bot wrote:\r\n> old\r\n",
+    )
+    .expect("write");
+    let v = json(&run(&[
+        "--config",
+        cfg,
+        "ingest",
+        "--json",
+        reply.to_str().expect("path"),
+    ]));
+    let r = &v[0];
+    assert_eq!(
+        (r["outcome"].as_str(), r["command"].as_str()),
+        (Some("refused"), Some("RESOLVED"))
+    );
+    assert_eq!(r["case"], Value::Null);
+    assert_eq!(r["reply_text"], "RESOLVED\nOutcome: agreed");
+    assert!(r["problems"][0]
+        .as_str()
+        .unwrap_or_default()
+        .contains("no case TRAF-2026-0999"));
+}
+
+#[test]
+fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cdir, path) = temp_config(&format!("sqlite:{}", dir.path().join("d.sqlite3").display()));
+    let mut child = bin()
+        .args(["--config", path.to_str().expect("path"), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    // The temp config puts the mailbox and outbox folders beside it ("mail", "out").
+    let new = cdir.path().join("mail/trafford/new");
+    let started = Instant::now();
+    while !new.exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::copy("tests/fixtures/forms/trafford-plain.eml", new.join("1.eml")).expect("drop a message in");
+    let out = cdir.path().join("out/new");
+    let mut acks = Vec::new();
+    while acks.is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+        acks = std::fs::read_dir(&out)
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    assert_eq!(acks.len(), 1, "one acknowledgement written to the outbox folder");
+    let text = std::fs::read_to_string(&acks[0]).expect("read");
+    assert!(text.contains("Subject: TRAF-2026-0001: escalation received"), "{text}");
+    assert!(text.contains("Auto-Submitted: auto-replied") && text.contains("X-Auto-Response-Suppress: All"));
+    assert!(!new.join("1.eml").exists(), "the message left new/");
+    assert!(
+        cdir.path().join("mail/trafford/cur/1.eml:2,S").exists(),
+        "and is in cur/"
+    );
+}
