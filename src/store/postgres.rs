@@ -32,6 +32,10 @@ impl PgStore {
 }
 
 impl PgStore {
+    fn pending(&self) -> Option<&std::sync::Mutex<super::sql::Pending>> {
+        None
+    }
+
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>> {
         Ok(self.pool.acquire().await?)
     }
@@ -41,12 +45,14 @@ super::sql::impl_store!(
     PgStore,
     sqlx::Postgres,
     backend = "postgres",
-    skip_locked = " FOR UPDATE SKIP LOCKED"
+    skip_locked = " FOR UPDATE SKIP LOCKED",
+    unit = false
 );
 
 /// A unit of work on Postgres: one open transaction; see [`super::Batching`].
 pub struct PgUnit {
     tx: tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Postgres>>,
+    pending: std::sync::Mutex<super::sql::Pending>,
 }
 
 /// The unit's transaction, lent out as a connection.
@@ -66,6 +72,10 @@ impl std::ops::DerefMut for UnitConn<'_> {
 }
 
 impl PgUnit {
+    fn pending(&self) -> Option<&std::sync::Mutex<super::sql::Pending>> {
+        Some(&self.pending)
+    }
+
     async fn conn(&self) -> Result<UnitConn<'_>> {
         Ok(UnitConn(self.tx.lock().await))
     }
@@ -80,12 +90,15 @@ impl super::Batching for PgStore {
     async fn begin_unit(&self) -> Result<PgUnit> {
         Ok(PgUnit {
             tx: tokio::sync::Mutex::new(self.pool.begin().await?),
+            pending: Default::default(),
         })
     }
 }
 
 impl super::Unit for PgUnit {
     async fn commit(self) -> Result<()> {
+        // Write what waits, then commit.
+        drop(self.lend().await?);
         self.tx.into_inner().commit().await?;
         Ok(())
     }
@@ -97,6 +110,7 @@ mod unit_impl {
         PgUnit,
         sqlx::Postgres,
         backend = "postgres",
-        skip_locked = " FOR UPDATE SKIP LOCKED"
+        skip_locked = " FOR UPDATE SKIP LOCKED",
+        unit = true
     );
 }

@@ -41,6 +41,30 @@ pub(crate) fn timer_kind(s: &str) -> Result<TimerKind> {
     TimerKind::parse(s).ok_or_else(|| StoreError::Data(format!("unknown timer kind {s:?}")))
 }
 
+/// Rows at most per multi-row statement: 1,000 rows of at most 12 columns stay inside both engines' limit
+/// on bound parameters (SQLite 32,766; PostgreSQL 65,535).
+pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
+
+/// What a unit of work has yet to write. A new case's own row is written at once (its id is needed);
+/// its participants, deadlines, timers, event, emails and the inbound message's outcome wait here, and
+/// the sequence numbers it used are counted here, so that a batch of new cases costs a handful of
+/// multi-row statements rather than a dozen round trips each. Every read and every other write through
+/// the unit first writes what waits here, so the unit still sees its own writes, in order.
+#[derive(Default)]
+pub struct Pending {
+    pub(crate) changes: Vec<(i64, super::Change)>,
+    /// (board, year) → the last number used, and whether it is still to be written.
+    pub(crate) sequences: std::collections::BTreeMap<(String, i32), (i64, bool)>,
+    /// A write of pending rows failed: the unit must not commit.
+    pub(crate) broken: bool,
+}
+
+impl Pending {
+    pub(crate) fn lock(m: &std::sync::Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+        m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 pub(crate) const TIMER_COLUMNS: &str =
     "t.id, c.reference, t.key, t.kind, t.label, t.due_date, t.fire_at, t.fired_at, t.late";
 
@@ -51,8 +75,10 @@ pub(crate) const OUTBOX_COLUMNS: &str =
 /// Implements [`super::Store`] for `$store`, which provides `async fn conn(&self)` giving a connection
 /// (from the pool, or the open transaction of a unit of work) and `async fn run_migrations(&self)`.
 /// Writes open a transaction on that connection: inside a unit of work, that is a savepoint.
+/// Each adapter type provides `async fn conn(&self)` and `fn pending(&self) -> Option<&Mutex<Pending>>`
+/// (`None` on a store, `Some` on a unit of work, see [`Pending`]).
 macro_rules! impl_store {
-    ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip:literal) => {
+    ($store:ty, $db:ty, backend = $backend:literal, skip_locked = $skip:literal, unit = $unit:literal) => {
         use sqlx::Row as _;
         use $crate::core::case::CaseStatus;
         use $crate::core::lifecycle::Event;
@@ -63,7 +89,61 @@ macro_rules! impl_store {
             OutboundEmail, OutboxRecord, Result, StoreError, StoredCase, TimerRecord,
         };
 
-        type Tx<'a> = sqlx::Transaction<'a, $db>;
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        /// Where one operation writes. On a store, a transaction of its own. Inside a unit of work, the
+        /// unit's transaction itself, with no savepoint: an operation either writes nothing before it
+        /// decides not to (a conflict, a duplicate, a refused build — see `create_case`), or fails with a
+        /// database error, which fails the whole unit (and `process_batch` then takes its messages one by
+        /// one). Savepoints would cost two statements per operation, a third of a new case's round trips.
+        enum Tx<'c> {
+            Own(sqlx::Transaction<'c, $db>),
+            Unit(&'c mut Conn),
+        }
+
+        impl<'c> Tx<'c> {
+            async fn begin(conn: &'c mut Conn) -> Result<Tx<'c>> {
+                if $unit {
+                    Ok(Tx::Unit(conn))
+                } else {
+                    Ok(Tx::Own(sqlx::Connection::begin(conn).await?))
+                }
+            }
+
+            async fn commit(self) -> Result<()> {
+                if let Tx::Own(tx) = self {
+                    tx.commit().await?;
+                }
+                Ok(())
+            }
+
+            /// Undo the operation: on a unit, callers have written nothing to undo (see the type's notes).
+            async fn rollback(self) -> Result<()> {
+                if let Tx::Own(tx) = self {
+                    tx.rollback().await?;
+                }
+                Ok(())
+            }
+        }
+
+        impl std::ops::Deref for Tx<'_> {
+            type Target = Conn;
+            fn deref(&self) -> &Conn {
+                match self {
+                    Tx::Own(tx) => tx,
+                    Tx::Unit(c) => c,
+                }
+            }
+        }
+
+        impl std::ops::DerefMut for Tx<'_> {
+            fn deref_mut(&mut self) -> &mut Conn {
+                match self {
+                    Tx::Own(tx) => &mut *tx,
+                    Tx::Unit(c) => c,
+                }
+            }
+        }
 
         fn timer_row(row: &<$db as sqlx::Database>::Row) -> Result<TimerRecord> {
             Ok(TimerRecord {
@@ -129,89 +209,287 @@ macro_rules! impl_store {
         }
 
         async fn insert_outbox(tx: &mut Tx<'_>, case_id: Option<i64>, emails: &[OutboundEmail], now: i64) -> Result<()> {
-            for e in emails {
-                sqlx::query(
+            let rows: Vec<_> = emails.iter().map(|e| (case_id, e, now)).collect();
+            insert_outbox_rows(&mut **tx, &rows).await
+        }
+
+        async fn insert_outbox_rows(conn: &mut Conn, emails: &[(Option<i64>, &OutboundEmail, i64)]) -> Result<()> {
+            for chunk in emails.chunks(sql::ROWS_PER_STATEMENT) {
+                let mut rows = Vec::with_capacity(chunk.len());
+                for (case_id, e, now) in chunk {
+                    rows.push((*case_id, *e, *now, json(&serde_json::json!({ "to": e.to, "cc": e.cc }))?, json(&e.headers)?));
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO outbox (message_id, board_id, case_id, case_reference, kind, envelope, subject, \
-                     body_text, body_html, headers, created_at, next_attempt_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) \
-                     ON CONFLICT (message_id) DO NOTHING",
-                )
-                .bind(&e.message_id)
-                .bind(&e.board_id)
-                .bind(case_id)
-                .bind(&e.case_reference)
-                .bind(&e.kind)
-                .bind(json(&serde_json::json!({ "to": e.to, "cc": e.cc }))?)
-                .bind(&e.subject)
-                .bind(&e.text)
-                .bind(&e.html)
-                .bind(json(&e.headers)?)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                     body_text, body_html, headers, created_at, next_attempt_at) ",
+                );
+                q.push_values(rows, |mut b, (case_id, e, now, envelope, headers)| {
+                    b.push_bind(&e.message_id)
+                        .push_bind(&e.board_id)
+                        .push_bind(case_id)
+                        .push_bind(&e.case_reference)
+                        .push_bind(&e.kind)
+                        .push_bind(envelope)
+                        .push_bind(&e.subject)
+                        .push_bind(&e.text)
+                        .push_bind(&e.html)
+                        .push_bind(headers)
+                        .push_bind(now)
+                        .push_bind(now);
+                });
+                q.push(" ON CONFLICT (message_id) DO NOTHING");
+                q.build().execute(&mut *conn).await?;
             }
             Ok(())
         }
 
-        /// Everything a change writes besides the case row: participants, deadlines, timers, the event
-        /// and the emails.
-        async fn write_change(tx: &mut Tx<'_>, case_id: i64, change: &Change) -> Result<()> {
-            let t = &change.transition;
-            let case = &t.case;
-            for p in &case.participants {
-                sqlx::query(
-                    "INSERT INTO participants (case_id, email, name, agency, role, stage) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id, email) DO NOTHING",
-                )
-                .bind(case_id)
-                .bind(p.email.to_lowercase())
-                .bind(&p.name)
-                .bind(&p.agency)
-                .bind(json(&p.role)?.trim_matches('"').to_string())
-                .bind(i64::from(p.stage))
-                .execute(&mut **tx)
-                .await?;
+        /// Everything changes write besides their case rows — participants, deadlines, timers, events,
+        /// emails and the inbound messages' outcomes — each table in as few statements as its rows allow.
+        /// A change to an existing case must first have removed the deadlines and timers it replaces.
+        async fn write_children(conn: &mut Conn, changes: &[(i64, &Change)]) -> Result<()> {
+            let mut participants = Vec::new();
+            let mut deadlines = Vec::new();
+            let mut timers = Vec::new();
+            let mut events = Vec::new();
+            let mut emails = Vec::new();
+            let mut inbound = Vec::new();
+            for (case_id, change) in changes {
+                let t = &change.transition;
+                for p in &t.case.participants {
+                    participants.push((*case_id, p, json(&p.role)?.trim_matches('"').to_string()));
+                }
+                deadlines.extend(t.deadlines.iter().map(|d| (*case_id, d)));
+                timers.extend(t.timers.created.iter().map(|timer| (*case_id, timer)));
+                events.push((*case_id, t.case.board.as_str(), &t.event, json(&t.event.detail)?));
+                let now = to_ms(t.event.at);
+                emails.extend(change.outbox.iter().map(|e| (Some(*case_id), e, now)));
+                if let Some(done) = &change.inbound {
+                    inbound.push((done.id, done.outcome.as_str(), json(&done.problems)?, now, *case_id));
+                }
             }
-            sqlx::query("DELETE FROM deadlines WHERE case_id = $1").bind(case_id).execute(&mut **tx).await?;
-            for d in &t.deadlines {
-                sqlx::query(
-                    "INSERT INTO deadlines (case_id, label, stage, due_date, kind) VALUES ($1, $2, $3, $4, $5)",
-                )
-                .bind(case_id)
-                .bind(&d.label)
-                .bind(d.stage.map(i64::from))
-                .bind(d.due_date.to_string())
-                .bind(sql::deadline_kind_str(d.kind))
-                .execute(&mut **tx)
-                .await?;
+            for chunk in participants.chunks(sql::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO participants (case_id, email, name, agency, role, stage) ",
+                );
+                q.push_values(chunk, |mut b, (case_id, p, role)| {
+                    b.push_bind(*case_id)
+                        .push_bind(p.email.to_lowercase())
+                        .push_bind(&p.name)
+                        .push_bind(&p.agency)
+                        .push_bind(role)
+                        .push_bind(i64::from(p.stage));
+                });
+                q.push(" ON CONFLICT (case_id, email) DO NOTHING");
+                q.build().execute(&mut *conn).await?;
             }
-            for key in &t.timers.cancelled {
-                sqlx::query("DELETE FROM timers WHERE case_id = $1 AND key = $2 AND fired_at IS NULL")
-                    .bind(case_id)
-                    .bind(key)
-                    .execute(&mut **tx)
-                    .await?;
+            for chunk in deadlines.chunks(sql::ROWS_PER_STATEMENT) {
+                let mut q =
+                    sqlx::QueryBuilder::<$db>::new("INSERT INTO deadlines (case_id, label, stage, due_date, kind) ");
+                q.push_values(chunk, |mut b, (case_id, d)| {
+                    b.push_bind(*case_id)
+                        .push_bind(&d.label)
+                        .push_bind(d.stage.map(i64::from))
+                        .push_bind(d.due_date.to_string())
+                        .push_bind(sql::deadline_kind_str(d.kind));
+                });
+                q.build().execute(&mut *conn).await?;
             }
-            for timer in &t.timers.created {
-                sqlx::query(
-                    "INSERT INTO timers (case_id, key, kind, label, due_date, fire_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (case_id, key) DO NOTHING",
-                )
-                .bind(case_id)
-                .bind(&timer.key)
-                .bind(timer.kind.as_str())
-                .bind(&timer.label)
-                .bind(timer.due_date.to_string())
-                .bind(to_ms(timer.fire_at))
-                .execute(&mut **tx)
-                .await?;
+            for chunk in timers.chunks(sql::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO timers (case_id, key, kind, label, due_date, fire_at) ",
+                );
+                q.push_values(chunk, |mut b, (case_id, timer)| {
+                    b.push_bind(*case_id)
+                        .push_bind(&timer.key)
+                        .push_bind(timer.kind.as_str())
+                        .push_bind(&timer.label)
+                        .push_bind(timer.due_date.to_string())
+                        .push_bind(to_ms(timer.fire_at));
+                });
+                q.push(" ON CONFLICT (case_id, key) DO NOTHING");
+                q.build().execute(&mut *conn).await?;
             }
-            insert_event(tx, &case.board, Some(case_id), &t.event).await?;
-            insert_outbox(tx, Some(case_id), &change.outbox, to_ms(t.event.at)).await?;
-            if let Some(done) = &change.inbound {
-                mark_inbound(tx, done, Some(case_id), to_ms(t.event.at)).await?;
+            for chunk in events.chunks(sql::ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO events (board_id, case_id, at, kind, actor, summary, detail) ",
+                );
+                q.push_values(chunk, |mut b, (case_id, board, e, detail)| {
+                    b.push_bind(*board)
+                        .push_bind(Some(*case_id))
+                        .push_bind(to_ms(e.at))
+                        .push_bind(&e.kind)
+                        .push_bind(&e.actor)
+                        .push_bind(&e.summary)
+                        .push_bind(detail);
+                });
+                q.build().execute(&mut *conn).await?;
+            }
+            insert_outbox_rows(&mut *conn, &emails).await?;
+            for chunk in inbound.chunks(sql::ROWS_PER_STATEMENT) {
+                // One UPDATE for many messages: the new values as a table joined on the id.
+                let mut q = sqlx::QueryBuilder::<$db>::new("WITH v (id, outcome, problems, processed_at, case_id) AS (");
+                q.push_values(chunk, |mut b, (id, outcome, problems, now, case_id)| {
+                    b.push("CAST(")
+                        .push_bind_unseparated(*id)
+                        .push_unseparated(" AS BIGINT)")
+                        .push_bind(*outcome)
+                        .push_bind(problems)
+                        .push("CAST(")
+                        .push_bind_unseparated(*now)
+                        .push_unseparated(" AS BIGINT)")
+                        .push("CAST(")
+                        .push_bind_unseparated(*case_id)
+                        .push_unseparated(" AS BIGINT)");
+                });
+                q.push(
+                    ") UPDATE inbound SET outcome = v.outcome, problems = v.problems, processed_at = v.processed_at, \
+                     case_id = v.case_id FROM v WHERE inbound.id = v.id",
+                );
+                q.build().execute(&mut *conn).await?;
             }
             Ok(())
+        }
+
+        /// Write one change (its case row written by the caller). `fresh`: the case was created in this
+        /// transaction, so it has no deadlines or timers to replace.
+        async fn write_change(tx: &mut Tx<'_>, case_id: i64, change: &Change, fresh: bool) -> Result<()> {
+            let t = &change.transition;
+            if !fresh {
+                sqlx::query("DELETE FROM deadlines WHERE case_id = $1").bind(case_id).execute(&mut **tx).await?;
+                if !t.timers.cancelled.is_empty() {
+                    let mut q =
+                        sqlx::QueryBuilder::<$db>::new("DELETE FROM timers WHERE fired_at IS NULL AND case_id = ");
+                    q.push_bind(case_id).push(" AND key IN (");
+                    let mut keys = q.separated(", ");
+                    for key in &t.timers.cancelled {
+                        keys.push_bind(key);
+                    }
+                    q.push(")");
+                    q.build().execute(&mut **tx).await?;
+                }
+            }
+            write_children(&mut **tx, &[(case_id, change)]).await
+        }
+
+        /// Write what waits in a unit of work (see [`sql::Pending`]).
+        async fn flush(conn: &mut Conn, pending: &std::sync::Mutex<sql::Pending>) -> Result<()> {
+            let (changes, sequences) = {
+                let mut p = sql::Pending::lock(pending);
+                if p.broken {
+                    return Err(StoreError::Data("an earlier write in this unit of work failed".into()));
+                }
+                let sequences: Vec<((String, i32), i64)> = p
+                    .sequences
+                    .iter_mut()
+                    .filter(|(_, (_, dirty))| *dirty)
+                    .map(|(k, (n, dirty))| {
+                        *dirty = false;
+                        (k.clone(), *n)
+                    })
+                    .collect();
+                (std::mem::take(&mut p.changes), sequences)
+            };
+            if changes.is_empty() && sequences.is_empty() {
+                return Ok(());
+            }
+            let written = async {
+                let refs: Vec<(i64, &Change)> = changes.iter().map(|(id, c)| (*id, c)).collect();
+                write_children(&mut *conn, &refs).await?;
+                for ((board, year), last) in &sequences {
+                    sqlx::query("UPDATE case_sequences SET last_number = $1 WHERE board_id = $2 AND year = $3")
+                        .bind(*last)
+                        .bind(board)
+                        .bind(i64::from(*year))
+                        .execute(&mut *conn)
+                        .await?;
+                }
+                Ok::<(), StoreError>(())
+            }
+            .await;
+            if written.is_err() {
+                sql::Pending::lock(pending).broken = true;
+            }
+            written
+        }
+
+        impl $store {
+            /// The connection for an operation, with anything a unit of work has pending written first.
+            pub(crate) async fn lend(&self) -> Result<impl std::ops::DerefMut<Target = Conn> + Send + '_> {
+                let mut conn = self.conn().await?;
+                if let Some(pending) = self.pending() {
+                    flush(&mut conn, pending).await?;
+                }
+                Ok(conn)
+            }
+
+            /// `create_case` inside a unit of work: the sequence counted in memory, the case row written,
+            /// the rest left pending.
+            async fn create_deferred<F, E>(
+                &self,
+                pending: &std::sync::Mutex<sql::Pending>,
+                board: &str,
+                prefix: &str,
+                year: i32,
+                build: F,
+            ) -> Result<std::result::Result<StoredCase, E>>
+            where
+                F: FnOnce(&str) -> std::result::Result<Change, E> + Send,
+                E: Send,
+            {
+                let mut conn = self.conn().await?;
+                let key = (board.to_string(), year);
+                let cached = sql::Pending::lock(pending).sequences.get(&key).map(|(n, _)| *n);
+                let last = match cached {
+                    Some(n) => n,
+                    None => {
+                        // Read the counter, and on PostgreSQL lock it for the unit, as the update would.
+                        let row = sqlx::query(
+                            "INSERT INTO case_sequences (board_id, year, last_number) VALUES ($1, $2, 0) \
+                             ON CONFLICT (board_id, year) DO UPDATE SET last_number = case_sequences.last_number \
+                             RETURNING last_number",
+                        )
+                        .bind(board)
+                        .bind(i64::from(year))
+                        .fetch_one(&mut *conn)
+                        .await?;
+                        let n: i64 = row.try_get("last_number")?;
+                        sql::Pending::lock(pending).sequences.insert(key.clone(), (n, false));
+                        n
+                    }
+                };
+                let reference = $crate::core::case::format_reference(prefix, year, last + 1);
+                let change = match build(&reference) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e)),
+                };
+                let case = &change.transition.case;
+                if case.reference != reference {
+                    return Err(StoreError::Data(format!(
+                        "the case built for {reference} carries reference {}",
+                        case.reference
+                    )));
+                }
+                let row = sqlx::query(
+                    "INSERT INTO cases (reference, board_id, status, stage, opened_at, updated_at, closed_at, version, data) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) RETURNING id",
+                )
+                .bind(&reference)
+                .bind(board)
+                .bind(case.status.as_str())
+                .bind(i64::from(case.stage))
+                .bind(to_ms(case.opened_at))
+                .bind(to_ms(change.transition.event.at))
+                .bind(closed_at(case))
+                .bind(json(case)?)
+                .fetch_one(&mut *conn)
+                .await?;
+                let id: i64 = row.try_get("id")?;
+                let stored = StoredCase { id, version: 1, case: case.clone() };
+                let mut p = sql::Pending::lock(pending);
+                p.sequences.insert(key, (last + 1, true));
+                p.changes.push((id, change));
+                Ok(Ok(stored))
+            }
         }
 
         async fn mark_inbound(tx: &mut Tx<'_>, done: &InboundDone, case_id: Option<i64>, now: i64) -> Result<()> {
@@ -253,7 +531,7 @@ macro_rules! impl_store {
                 .bind(name)
                 .bind(policy_id)
                 .bind(to_ms(now))
-                .execute(&mut *self.conn().await?)
+                .execute(&mut *self.lend().await?)
                 .await?;
                 Ok(())
             }
@@ -263,19 +541,15 @@ macro_rules! impl_store {
                 F: FnOnce(&str) -> std::result::Result<Change, E> + Send,
                 E: Send,
             {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                sqlx::query(
-                    "INSERT INTO case_sequences (board_id, year, last_number) VALUES ($1, $2, 0) \
-                     ON CONFLICT (board_id, year) DO NOTHING",
-                )
-                .bind(board)
-                .bind(i64::from(year))
-                .execute(&mut *tx)
-                .await?;
+                if let Some(pending) = self.pending() {
+                    return self.create_deferred(pending, board, prefix, year, build).await;
+                }
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
                 let row = sqlx::query(
-                    "UPDATE case_sequences SET last_number = last_number + 1 \
-                     WHERE board_id = $1 AND year = $2 RETURNING last_number",
+                    "INSERT INTO case_sequences (board_id, year, last_number) VALUES ($1, $2, 1) \
+                     ON CONFLICT (board_id, year) DO UPDATE SET last_number = case_sequences.last_number + 1 \
+                     RETURNING last_number",
                 )
                 .bind(board)
                 .bind(i64::from(year))
@@ -286,6 +560,14 @@ macro_rules! impl_store {
                 let change = match build(&reference) {
                     Ok(c) => c,
                     Err(e) => {
+                        // Give the number back (inside a unit there is no savepoint to roll back to).
+                        sqlx::query(
+                            "UPDATE case_sequences SET last_number = last_number - 1 WHERE board_id = $1 AND year = $2",
+                        )
+                        .bind(board)
+                        .bind(i64::from(year))
+                        .execute(&mut *tx)
+                        .await?;
                         tx.rollback().await?;
                         return Ok(Err(e));
                     }
@@ -313,7 +595,7 @@ macro_rules! impl_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let id: i64 = row.try_get("id")?;
-                write_change(&mut tx, id, &change).await?;
+                write_change(&mut tx, id, &change, true).await?;
                 tx.commit().await?;
                 Ok(Ok(StoredCase { id, version: 1, case: case.clone() }))
             }
@@ -321,7 +603,7 @@ macro_rules! impl_store {
             async fn load_case(&self, reference: &str) -> Result<Option<StoredCase>> {
                 let row = sqlx::query("SELECT id, version, data FROM cases WHERE reference = $1")
                     .bind(reference)
-                    .fetch_optional(&mut *self.conn().await?)
+                    .fetch_optional(&mut *self.lend().await?)
                     .await?;
                 match row {
                     None => Ok(None),
@@ -341,8 +623,8 @@ macro_rules! impl_store {
                         case.reference, loaded.case.reference
                     )));
                 }
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
                 let updated = sqlx::query(
                     "UPDATE cases SET status = $1, stage = $2, updated_at = $3, closed_at = $4, data = $5, \
                      version = version + 1 WHERE id = $6 AND version = $7",
@@ -361,7 +643,7 @@ macro_rules! impl_store {
                     tx.rollback().await?;
                     return Err(StoreError::Conflict(case.reference.clone()));
                 }
-                write_change(&mut tx, loaded.id, change).await?;
+                write_change(&mut tx, loaded.id, change, false).await?;
                 tx.commit().await?;
                 Ok(StoredCase { id: loaded.id, version: loaded.version + 1, case: case.clone() })
             }
@@ -376,7 +658,7 @@ macro_rules! impl_store {
                 )
                 .bind(&filter.board)
                 .bind(filter.status.map(|s| s.as_str()))
-                .fetch_all(&mut *self.conn().await?)
+                .fetch_all(&mut *self.lend().await?)
                 .await?;
                 rows.iter()
                     .map(|row| {
@@ -401,7 +683,7 @@ macro_rules! impl_store {
                      WHERE p.email = $1 AND c.status = 'open' ORDER BY c.reference",
                 )
                 .bind(email.to_lowercase())
-                .fetch_all(&mut *self.conn().await?)
+                .fetch_all(&mut *self.lend().await?)
                 .await?;
                 rows.iter().map(|r| Ok(r.try_get("reference")?)).collect()
             }
@@ -412,7 +694,7 @@ macro_rules! impl_store {
                      WHERE c.reference = $1 ORDER BY d.due_date, d.stage IS NULL, d.stage",
                 )
                 .bind(reference)
-                .fetch_all(&mut *self.conn().await?)
+                .fetch_all(&mut *self.lend().await?)
                 .await?;
                 rows.iter()
                     .map(|r| {
@@ -432,7 +714,7 @@ macro_rules! impl_store {
                      ORDER BY t.fire_at, t.key",
                     sql::TIMER_COLUMNS
                 );
-                let rows = sqlx::query(&q).bind(reference).fetch_all(&mut *self.conn().await?).await?;
+                let rows = sqlx::query(&q).bind(reference).fetch_all(&mut *self.lend().await?).await?;
                 rows.iter().map(timer_row).collect()
             }
 
@@ -443,7 +725,7 @@ macro_rules! impl_store {
                      WHERE CAST($1 AS TEXT) IS NULL OR c.reference = $1 ORDER BY e.id",
                 )
                 .bind(reference)
-                .fetch_all(&mut *self.conn().await?)
+                .fetch_all(&mut *self.lend().await?)
                 .await?;
                 rows.iter()
                     .map(|r| {
@@ -464,8 +746,8 @@ macro_rules! impl_store {
             }
 
             async fn record_event(&self, board: &str, reference: Option<&str>, event: &Event) -> Result<i64> {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
                 let case_id: Option<i64> = match reference {
                     Some(r) => {
                         let row = sqlx::query("SELECT id FROM cases WHERE reference = $1")
@@ -486,8 +768,8 @@ macro_rules! impl_store {
 
             async fn claim_due_timers(&self, now: chrono::DateTime<chrono::Utc>, limit: i64, lease_ms: i64) -> Result<Vec<TimerRecord>> {
                 let now = to_ms(now);
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
                 let claimed = sqlx::query(concat!(
                     "UPDATE timers SET claimed_until = $1 WHERE id IN (SELECT id FROM timers \
                      WHERE fired_at IS NULL AND fire_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
@@ -523,8 +805,8 @@ macro_rules! impl_store {
                 event: Option<&Event>,
                 outbox: &[OutboundEmail],
             ) -> Result<()> {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
                 let row = sqlx::query(
                     "UPDATE timers SET fired_at = $1, late = $2, claimed_until = NULL \
                      WHERE id = $3 AND fired_at IS NULL RETURNING case_id",
@@ -554,8 +836,8 @@ macro_rules! impl_store {
             }
 
             async fn enqueue(&self, outbox: &[OutboundEmail], now: chrono::DateTime<chrono::Utc>) -> Result<()> {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
                 insert_outbox(&mut tx, None, outbox, to_ms(now)).await?;
                 tx.commit().await?;
                 Ok(())
@@ -573,7 +855,7 @@ macro_rules! impl_store {
                     ),
                     sql::OUTBOX_COLUMNS
                 );
-                let rows = sqlx::query(&q).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&mut *self.conn().await?).await?;
+                let rows = sqlx::query(&q).bind(now + lease_ms).bind(now).bind(limit).fetch_all(&mut *self.lend().await?).await?;
                 let mut out = rows.iter().map(outbox_row).collect::<Result<Vec<_>>>()?;
                 out.sort_by_key(|r| r.id);
                 Ok(out)
@@ -583,7 +865,7 @@ macro_rules! impl_store {
                 sqlx::query("UPDATE outbox SET sent_at = $1, claimed_until = NULL, last_error = NULL WHERE id = $2")
                     .bind(to_ms(now))
                     .bind(id)
-                    .execute(&mut *self.conn().await?)
+                    .execute(&mut *self.lend().await?)
                     .await?;
                 Ok(())
             }
@@ -604,7 +886,7 @@ macro_rules! impl_store {
                 .bind(retry_at.map(to_ms))
                 .bind(to_ms(now))
                 .bind(id)
-                .execute(&mut *self.conn().await?)
+                .execute(&mut *self.lend().await?)
                 .await?;
                 Ok(())
             }
@@ -614,7 +896,7 @@ macro_rules! impl_store {
                     "SELECT {} FROM outbox WHERE CAST($1 AS TEXT) IS NULL OR case_reference = $1 ORDER BY id",
                     sql::OUTBOX_COLUMNS
                 );
-                let rows = sqlx::query(&q).bind(reference).fetch_all(&mut *self.conn().await?).await?;
+                let rows = sqlx::query(&q).bind(reference).fetch_all(&mut *self.lend().await?).await?;
                 rows.iter().map(outbox_row).collect()
             }
 
@@ -624,31 +906,19 @@ macro_rules! impl_store {
                 let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE created_at >= $1 AND LOWER(envelope) LIKE $2")
                     .bind(to_ms(since))
                     .bind(pattern)
-                    .fetch_one(&mut *self.conn().await?)
+                    .fetch_one(&mut *self.lend().await?)
                     .await?;
                 Ok(row.try_get("n")?)
             }
 
             async fn record_inbound(&self, msg: &InboundMessage) -> Result<InboundInsert> {
+                // Nothing pending in a unit can make this insert wrong, so it goes first without waiting.
                 let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let seen = sqlx::query(
-                    "SELECT id, outcome FROM inbound WHERE message_id = $1 \
-                     OR (mailbox = $2 AND uidvalidity = $3 AND uid = $4) ORDER BY id LIMIT 1",
-                )
-                .bind(&msg.message_id)
-                .bind(&msg.mailbox)
-                .bind(msg.uidvalidity)
-                .bind(msg.uid)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if let Some(row) = seen {
-                    tx.rollback().await?;
-                    return Ok(InboundInsert::Seen { id: row.try_get("id")?, outcome: row.try_get("outcome")? });
-                }
-                let row = sqlx::query(
+                // The common case, a new message, in one statement: the unique Message-ID and the unique
+                // (mailbox, UIDVALIDITY, UID) make a message seen before insert nothing.
+                let inserted = sqlx::query(
                     "INSERT INTO inbound (board_id, mailbox, uidvalidity, uid, message_id, received_at, raw) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .bind(&msg.board_id)
                 .bind(&msg.mailbox)
@@ -657,10 +927,25 @@ macro_rules! impl_store {
                 .bind(&msg.message_id)
                 .bind(to_ms(msg.received_at))
                 .bind(&msg.raw)
-                .fetch_one(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?;
-                tx.commit().await?;
-                Ok(InboundInsert::New(row.try_get("id")?))
+                if let Some(row) = inserted {
+                    return Ok(InboundInsert::New(row.try_get("id")?));
+                }
+                drop(conn);
+                // Seen before: its outcome may still be pending in this unit.
+                let mut conn = self.lend().await?;
+                let row = sqlx::query(
+                    "SELECT id, outcome FROM inbound WHERE message_id = $1 \
+                     OR (mailbox = $2 AND uidvalidity = $3 AND uid = $4) ORDER BY id LIMIT 1",
+                )
+                .bind(&msg.message_id)
+                .bind(&msg.mailbox)
+                .bind(msg.uidvalidity)
+                .bind(msg.uid)
+                .fetch_one(&mut *conn)
+                .await?;
+                Ok(InboundInsert::Seen { id: row.try_get("id")?, outcome: row.try_get("outcome")? })
             }
 
             async fn finish_inbound(
@@ -672,8 +957,8 @@ macro_rules! impl_store {
                 outbox: &[OutboundEmail],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<()> {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
                 let case_id: Option<i64> = match reference {
                     Some(r) => sqlx::query("SELECT id FROM cases WHERE reference = $1")
                         .bind(r)
@@ -711,7 +996,7 @@ macro_rules! impl_store {
                 .bind(to_ms(now))
                 .bind(reference)
                 .bind(id)
-                .execute(&mut *self.conn().await?)
+                .execute(&mut *self.lend().await?)
                 .await?;
                 Ok(())
             }

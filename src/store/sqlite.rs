@@ -61,16 +61,27 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    fn pending(&self) -> Option<&std::sync::Mutex<super::sql::Pending>> {
+        None
+    }
+
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
         Ok(self.pool.acquire().await?)
     }
 }
 
-super::sql::impl_store!(SqliteStore, sqlx::Sqlite, backend = "sqlite", skip_locked = "");
+super::sql::impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    backend = "sqlite",
+    skip_locked = "",
+    unit = false
+);
 
 /// A unit of work on Sqlite: one open transaction; see [`super::Batching`].
 pub struct SqliteUnit {
     tx: tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Sqlite>>,
+    pending: std::sync::Mutex<super::sql::Pending>,
 }
 
 /// The unit's transaction, lent out as a connection.
@@ -90,6 +101,10 @@ impl std::ops::DerefMut for UnitConn<'_> {
 }
 
 impl SqliteUnit {
+    fn pending(&self) -> Option<&std::sync::Mutex<super::sql::Pending>> {
+        Some(&self.pending)
+    }
+
     async fn conn(&self) -> Result<UnitConn<'_>> {
         Ok(UnitConn(self.tx.lock().await))
     }
@@ -104,12 +119,15 @@ impl super::Batching for SqliteStore {
     async fn begin_unit(&self) -> Result<SqliteUnit> {
         Ok(SqliteUnit {
             tx: tokio::sync::Mutex::new(self.pool.begin().await?),
+            pending: Default::default(),
         })
     }
 }
 
 impl super::Unit for SqliteUnit {
     async fn commit(self) -> Result<()> {
+        // Write what waits, then commit.
+        drop(self.lend().await?);
         self.tx.into_inner().commit().await?;
         Ok(())
     }
@@ -117,5 +135,11 @@ impl super::Unit for SqliteUnit {
 
 mod unit_impl {
     use super::SqliteUnit;
-    super::super::sql::impl_store!(SqliteUnit, sqlx::Sqlite, backend = "sqlite", skip_locked = "");
+    super::super::sql::impl_store!(
+        SqliteUnit,
+        sqlx::Sqlite,
+        backend = "sqlite",
+        skip_locked = "",
+        unit = true
+    );
 }
