@@ -20,8 +20,25 @@ async fn main() -> anyhow::Result<()> {
                 .into_bytes()
         })
         .collect();
-    // `profile_pipeline batched`: only the batched run (for a profiler).
+    // `profile_pipeline batched`: only the batched run (for a profiler); `profile_pipeline parse-mix`: only
+    // parsing, over the golden fixtures of every board (plain, Word HTML, multipart).
     let only_batched = std::env::args().nth(1).as_deref() == Some("batched");
+    if std::env::args().nth(1).as_deref() == Some("parse-mix") {
+        let mut mix = Vec::new();
+        for entry in std::fs::read_dir("tests/fixtures/forms")? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "eml") {
+                mix.push(std::fs::read(path)?);
+            }
+        }
+        let n = 30_000;
+        let t = Instant::now();
+        for i in 0..n {
+            let _ = pipeline.read_escalation(&mix[i % mix.len()]);
+        }
+        println!("parse mix: {:.0} msg/s", n as f64 / t.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let t = Instant::now();
     for m in msgs.iter().filter(|_| !only_batched) {
         let _ = pipeline.read_escalation(m);

@@ -82,6 +82,12 @@ ensure_mail_servers() {
 ensure_postgres
 ensure_mail_servers
 
+# `scripts/test.sh --setup`: install and start what the tests and benchmarks need, and stop there
+# (before `cargo bench --bench mail`).
+if [ "${1:-}" = "--setup" ]; then
+  exit 0
+fi
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"

@@ -167,8 +167,8 @@ pub fn normalise_label(s: &str) -> String {
 pub struct Labels {
     /// Normalised label to field key.
     entries: std::collections::HashMap<String, String>,
-    /// The longest label, in characters: a longer prefix cannot be a label.
-    longest: usize,
+    /// The longest normalised label, in bytes: a longer prefix cannot be a label.
+    longest_bytes: usize,
 }
 
 impl Labels {
@@ -185,48 +185,96 @@ impl Labels {
                 }
             }
         }
-        let longest = map.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+        let longest_bytes = map.keys().map(String::len).max().unwrap_or(0);
         Labels {
             entries: map.into_iter().collect(),
-            longest,
+            longest_bytes,
         }
     }
 
     /// The key of the label `line` starts with, and the value after it, when the line is a labelled line:
-    /// the label followed by a separator (`:`, a tab, `|`, ` - `) and the value, or the label alone.
+    /// the label followed by a separator (`:`, a tab, `|`, ` - `, `=`, `?`, `. `) and the value, or the
+    /// label alone. Where several prefixes are labels, the longest wins ("Summary of reason for dispute –
+    /// include views…:" over "Summary").
+    ///
+    /// One pass: the prefix is normalised as it grows (as [`normalise_label`] would normalise it), looked
+    /// up at each separator, and the scan stops once it is longer than any label. Every line of every
+    /// message comes through here, so this is the parser's hot path.
     pub fn match_line(&self, line: &str) -> Option<(String, String)> {
-        let norm_line = line.replace(['\u{2013}', '\u{2014}'], "-");
+        let norm_line: std::borrow::Cow<str> = if line.contains(['\u{2013}', '\u{2014}']) {
+            line.replace(['\u{2013}', '\u{2014}'], "-").into()
+        } else {
+            line.into()
+        };
         let trimmed = norm_line
             .trim()
             .trim_start_matches(['*', '•', '-', '>', ' '])
             .trim_start();
-        // Every place the line could split into label and value: after each separator, or the whole line.
-        // The longest prefix that is a known label wins ("Summary of reason for dispute – include views…:").
-        let seps = [":", "\t", "|", " - ", "=", "?", ". "];
-        let mut splits: Vec<(usize, usize)> = vec![(trimmed.len(), 0)];
-        for sep in seps {
-            splits.extend(trimmed.match_indices(sep).map(|(i, m)| (i, m.len())));
+        let mut acc = String::with_capacity(self.longest_bytes + 8);
+        let mut found: Option<(usize, usize, &String)> = None;
+        let mut lookup = |acc: &str, i: usize, len: usize| {
+            let norm = acc.trim_end_matches([':', ' ', '.']);
+            if !norm.is_empty() {
+                if let Some(key) = self.entries.get(norm) {
+                    found = Some((i, len, key));
+                }
+            }
+        };
+        let mut whole = true;
+        for (i, c) in trimmed.char_indices() {
+            if let Some(len) = separator_at(&trimmed[i..]) {
+                lookup(&acc, i, len);
+            }
+            if acc.trim_end_matches([':', ' ', '.']).len() > self.longest_bytes {
+                whole = false;
+                break;
+            }
+            push_normalised(&mut acc, c);
         }
-        splits.sort_by_key(|s| std::cmp::Reverse(s.0));
-        for (i, len) in splits {
-            // A prefix far longer than any label (a line of prose) cannot be one: skip the work.
-            if i > self.longest * 4 + 16 {
-                continue;
-            }
-            let norm = normalise_label(&trimmed[..i]);
-            if norm.is_empty() {
-                continue;
-            }
-            if let Some(key) = self.entries.get(&norm) {
-                let value = trimmed[i + len..]
-                    .trim()
-                    .trim_start_matches([':', '\t', '|', ' '])
-                    .trim()
-                    .to_string();
-                return Some((key.clone(), value));
-            }
+        if whole {
+            lookup(&acc, trimmed.len(), 0);
         }
-        None
+        let (i, len, key) = found?;
+        let value = trimmed[i + len..]
+            .trim()
+            .trim_start_matches([':', '\t', '|', ' '])
+            .trim()
+            .to_string();
+        Some((key.clone(), value))
+    }
+}
+
+/// The length of the label/value separator `s` starts with, if it starts with one.
+fn separator_at(s: &str) -> Option<usize> {
+    match s.as_bytes().first()? {
+        b':' | b'\t' | b'|' | b'=' | b'?' => Some(1),
+        b' ' if s.starts_with(" - ") => Some(3),
+        b'.' if s.starts_with(". ") => Some(2),
+        _ => None,
+    }
+}
+
+/// Add `c` to a label being normalised as [`normalise_label`] does: curly quotes and dashes made plain,
+/// decoration dropped, lower case, runs of white space one space, leading bullets and spaces dropped.
+fn push_normalised(acc: &mut String, c: char) {
+    let c = match c {
+        '\u{2019}' | '\u{2018}' => '\'',
+        '\u{2013}' | '\u{2014}' => '-',
+        '*' | '•' | '·' | '_' | '?' => return,
+        c if c.is_whitespace() => ' ',
+        c => c,
+    };
+    if acc.is_empty() && matches!(c, '-' | '>' | '#' | '.' | ' ') {
+        return;
+    }
+    if c == ' ' {
+        if !acc.ends_with(' ') {
+            acc.push(' ');
+        }
+    } else if c.is_ascii() {
+        acc.push(c.to_ascii_lowercase());
+    } else {
+        acc.extend(c.to_lowercase());
     }
 }
 
@@ -720,5 +768,55 @@ mod tests {
         let html = "<table><tr><td><p>Name of adult at risk:</p></td><td><p>Alex&nbsp;Testperson</p></td></tr>\
                     <tr><td>Stage</td><td>2</td></tr></table><script>x</script>";
         assert_eq!(html_to_text(html), "Name of adult at risk:\tAlex Testperson\nStage\t2");
+    }
+
+    /// The straightforward reading `match_line` must agree with: every split, each prefix normalised.
+    fn match_line_oracle(labels: &Labels, line: &str) -> Option<(String, String)> {
+        let norm_line = line.replace(['\u{2013}', '\u{2014}'], "-");
+        let trimmed = norm_line
+            .trim()
+            .trim_start_matches(['*', '•', '-', '>', ' '])
+            .trim_start();
+        let mut splits: Vec<(usize, usize)> = vec![(trimmed.len(), 0)];
+        for sep in [":", "\t", "|", " - ", "=", "?", ". "] {
+            splits.extend(trimmed.match_indices(sep).map(|(i, m)| (i, m.len())));
+        }
+        splits.sort_by_key(|s| std::cmp::Reverse(s.0));
+        for (i, len) in splits {
+            let norm = normalise_label(&trimmed[..i]);
+            if let Some(key) = labels.entries.get(&norm).filter(|_| !norm.is_empty()) {
+                let value = trimmed[i + len..]
+                    .trim()
+                    .trim_start_matches([':', '\t', '|', ' '])
+                    .trim();
+                return Some((key.clone(), value.to_string()));
+            }
+        }
+        None
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn match_line_agrees_with_the_oracle(
+            label in 0..COMMON_LABELS.len(),
+            lead in "[ *•>\t-]{0,3}",
+            upper in proptest::bool::ANY,
+            sep in proptest::sample::select(vec![":", " : ", "\t", " | ", " - ", " – ", "=", "?", ". ", " ", ""]),
+            value in "[A-Za-z0-9 .:?@–-]{0,30}",
+        ) {
+            let labels = Labels::new(std::iter::empty());
+            let mut l = COMMON_LABELS[label].1.to_string();
+            if upper {
+                l = l.to_uppercase();
+            }
+            let line = format!("{lead}{l}{sep}{value}");
+            proptest::prop_assert_eq!(labels.match_line(&line), match_line_oracle(&labels, &line), "{:?}", line);
+        }
+
+        #[test]
+        fn match_line_agrees_on_any_text(line in "[A-Za-z :\t|=?.*•>’–-]{0,60}") {
+            let labels = Labels::new(std::iter::empty());
+            proptest::prop_assert_eq!(labels.match_line(&line), match_line_oracle(&labels, &line));
+        }
     }
 }
