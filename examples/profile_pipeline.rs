@@ -31,12 +31,28 @@ async fn main() -> anyhow::Result<()> {
                 mix.push(std::fs::read(path)?);
             }
         }
-        let n = 30_000;
+        let n: usize = std::env::var("PROFILE_N")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(30_000);
         let t = Instant::now();
         for i in 0..n {
             let _ = pipeline.read_escalation(&mix[i % mix.len()]);
         }
-        println!("parse mix: {:.0} msg/s", n as f64 / t.elapsed().as_secs_f64());
+        println!("parse mix, one core: {:.0} msg/s", n as f64 / t.elapsed().as_secs_f64());
+        let bs: usize = std::env::var("PROFILE_BATCH")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(100);
+        let batch: Vec<&[u8]> = (0..bs).map(|i| mix[i % mix.len()].as_slice()).collect();
+        let t = Instant::now();
+        for _ in 0..n / bs {
+            pipeline.prepare_all(&batch).await;
+        }
+        println!(
+            "parse mix, batches of 100 on every core: {:.0} msg/s",
+            n as f64 / t.elapsed().as_secs_f64()
+        );
         return Ok(());
     }
     let t = Instant::now();

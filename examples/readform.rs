@@ -15,8 +15,8 @@ fn main() {
         Ok((msg, parsed)) => {
             println!(
                 "--- text\n{}\n--- html as text\n{}",
-                msg.text.unwrap_or_default(),
-                msg.html_text.unwrap_or_default()
+                msg.text.clone().unwrap_or_default(),
+                msg.html_text().unwrap_or_default()
             );
             println!("--- fields\n{:#}", escalation_bot::mail::pipeline::fields_json(&parsed));
         }

@@ -52,10 +52,18 @@ pub struct Inbound {
     pub auto_generated: Option<String>,
     /// The plain-text body, if any.
     pub text: Option<String>,
-    /// The HTML body as text (tables as tabbed lines), if any.
-    pub html_text: Option<String>,
+    /// The HTML body, if any, as sent: [`Inbound::html_text`] reads it, only when it is needed (a plain
+    /// text that carries the whole form makes the HTML's conversion wasted work).
+    pub html: Option<String>,
     /// Raw `Authentication-Results` header values.
     pub authentication_results: Vec<String>,
+}
+
+impl Inbound {
+    /// The HTML body as text (tables as tabbed lines), if there is one.
+    pub fn html_text(&self) -> Option<String> {
+        self.html.as_deref().map(html_to_text)
+    }
 }
 
 /// A header value safe to put into an outgoing header: control characters (CR, LF, NUL…) become spaces.
@@ -234,8 +242,8 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
         PartType::Text(t) => Some(t.replace('\0', " ")),
         _ => None,
     });
-    let html_text = msg.html_bodies().next().and_then(|p| match &p.body {
-        PartType::Html(h) => Some(html_to_text(h)),
+    let html = msg.html_bodies().next().and_then(|p| match &p.body {
+        PartType::Html(h) => Some(h.to_string()),
         _ => None,
     });
     Ok(Inbound {
@@ -257,7 +265,7 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
         auto_generated: auto_generated(&get, &subject, &content_type),
         subject,
         text,
-        html_text,
+        html,
         authentication_results: msg
             .headers_raw()
             .filter(|(n, _)| n.eq_ignore_ascii_case("Authentication-Results"))

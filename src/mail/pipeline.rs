@@ -92,10 +92,48 @@ impl Report {
 /// Everything the pipeline needs besides the store and the clock.
 pub struct Pipeline<'a> {
     pub config: &'a Config,
-    pub labels: Labels,
+    pub reader: std::sync::Arc<Reader>,
     pub templates: Templates,
     pub key: Vec<u8>,
+}
+
+/// Decoding a message and reading the record in it: everything CPU-bound and store-free, shared with the
+/// blocking threads that prepare a batch.
+pub struct Reader {
+    pub labels: Labels,
     pub limits: Limits,
+}
+
+impl Reader {
+    /// Decode `raw` and read the record in it.
+    pub fn prepare(&self, raw: &[u8]) -> Prepared {
+        let decoded = decode(raw, &self.limits);
+        let record = decoded.as_ref().ok().map(|m| self.read_record(m));
+        Prepared { decoded, record }
+    }
+
+    /// The best reading of the record: the plain text or the HTML, whichever yields more fields.
+    pub fn read_record(&self, msg: &Inbound) -> ParsedRecord {
+        let text = msg.text.as_deref().map(|t| parse_record(t, &self.labels));
+        // A plain text that already carries a whole form needs no second reading from the HTML.
+        let text = match text {
+            Some(t) if t.fields_found >= 8 && t.problems.is_empty() => return t,
+            other => other,
+        };
+        let html = msg.html_text().map(|t| parse_record(&t, &self.labels));
+        [text, html]
+            .into_iter()
+            .flatten()
+            .max_by_key(|p| p.fields_found)
+            .unwrap_or_default()
+    }
+}
+
+/// A message decoded and its record read, ready for the decisions that need the store.
+pub struct Prepared {
+    decoded: Result<Inbound, super::mime::Unreadable>,
+    /// The record, read whether or not the message turns out to be a new escalation.
+    record: Option<ParsedRecord>,
 }
 
 /// The record fields as the `ingest --json` contract reports them (NHS number as ten digits when valid).
@@ -158,10 +196,12 @@ impl<'a> Pipeline<'a> {
     pub fn new(config: &'a Config, key: Vec<u8>) -> Result<Self, String> {
         Ok(Pipeline {
             config,
-            labels: Labels::new(config.boards.iter().map(|b| b.policy())),
+            reader: std::sync::Arc::new(Reader {
+                labels: Labels::new(config.boards.iter().map(|b| b.policy())),
+                limits: Limits::default(),
+            }),
             templates: Templates::load(config.settings.templates_dir.as_deref())?,
             key,
-            limits: Limits::default(),
         })
     }
 
@@ -197,35 +237,64 @@ impl<'a> Pipeline<'a> {
         (self.config.boards.len() == 1).then(|| &self.config.boards[0])
     }
 
+    /// Decode `raw` and read the record in it: the pure, CPU-bound part of processing a message.
+    pub fn prepare(&self, raw: &[u8]) -> Prepared {
+        self.reader.prepare(raw)
+    }
+
+    /// [`Pipeline::prepare`] for many messages, in order, on every core the machine has (up to four):
+    /// this thread takes a share and the runtime's blocking threads the rest. A reader that fails outright
+    /// (a bug in a parser) makes its messages unreadable, never the daemon stop.
+    pub async fn prepare_all(&self, raws: &[&[u8]]) -> Vec<Prepared> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+        if threads < 2 || raws.len() < 16 {
+            return raws.iter().map(|r| self.prepare(r)).collect();
+        }
+        let mut chunks = raws.chunks(raws.len().div_ceil(threads));
+        let first = chunks.next().unwrap_or_default();
+        let others: Vec<_> = chunks
+            .map(|chunk| {
+                let reader = self.reader.clone();
+                let owned: Vec<Vec<u8>> = chunk.iter().map(|r| r.to_vec()).collect();
+                let task =
+                    tokio::task::spawn_blocking(move || owned.iter().map(|r| reader.prepare(r)).collect::<Vec<_>>());
+                (chunk.len(), task)
+            })
+            .collect();
+        let mut out: Vec<Prepared> = first.iter().map(|r| self.prepare(r)).collect();
+        for (len, task) in others {
+            match task.await {
+                Ok(v) => out.extend(v),
+                Err(e) => {
+                    tracing::error!(error = %e, "reading {len} messages failed; they are kept as unreadable");
+                    out.extend((0..len).map(|_| Prepared {
+                        decoded: Err(super::mime::Unreadable(
+                            "the message could not be read (the reader failed)".into(),
+                        )),
+                        record: None,
+                    }))
+                }
+            }
+        }
+        out
+    }
+
     /// Decode `raw` and read the escalation record in it, as the pipeline does.
     pub fn read_escalation(&self, raw: &[u8]) -> Result<(Inbound, ParsedRecord), super::mime::Unreadable> {
-        let msg = decode(raw, &self.limits)?;
+        let msg = decode(raw, &self.reader.limits)?;
         let parsed = self.read_record(&msg);
         Ok((msg, parsed))
     }
 
-    /// The best reading of the record: the plain text or the HTML, whichever yields more fields.
     fn read_record(&self, msg: &Inbound) -> ParsedRecord {
-        let text = msg.text.as_deref().map(|t| parse_record(t, &self.labels));
-        // A plain text that already carries a whole form needs no second reading from the HTML.
-        if let Some(t) = &text {
-            if t.fields_found >= 8 && t.problems.is_empty() {
-                return t.clone();
-            }
-        }
-        let html = msg.html_text.as_deref().map(|t| parse_record(t, &self.labels));
-        [text, html]
-            .into_iter()
-            .flatten()
-            .max_by_key(|p| p.fields_found)
-            .unwrap_or_default()
+        self.reader.read_record(msg)
     }
 
     fn body_text(msg: &Inbound) -> String {
         msg.text
             .clone()
             .filter(|t| !t.trim().is_empty())
-            .or_else(|| msg.html_text.clone())
+            .or_else(|| msg.html_text())
             .unwrap_or_default()
     }
 
@@ -239,11 +308,17 @@ impl<'a> Pipeline<'a> {
         messages: &[(Source, Vec<u8>)],
         now: DateTime<Utc>,
     ) -> Vec<Ack> {
+        // Decoding and reading, the CPU-bound part, for the whole batch at once on every core.
+        let raws: Vec<&[u8]> = messages.iter().map(|(_, raw)| raw.as_slice()).collect();
+        let prepared = self.prepare_all(&raws).await;
         let together = async {
             let unit = store.begin_unit().await?;
             let mut reports = Vec::with_capacity(messages.len());
-            for (source, raw) in messages {
-                reports.push(self.process(&unit, source, raw, Some(board), now, false).await?);
+            for ((source, raw), prepared) in messages.iter().zip(prepared) {
+                reports.push(
+                    self.process_prepared(&unit, source, raw, prepared, Some(board), now, false)
+                        .await?,
+                );
             }
             unit.commit().await?;
             Ok::<_, StoreError>(reports)
@@ -285,7 +360,23 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Report, StoreError> {
-        let decoded = decode(raw, &self.limits);
+        self.process_prepared(store, source, raw, self.prepare(raw), board_hint, now, dry_run)
+            .await
+    }
+
+    /// [`Pipeline::process`] for a message already prepared.
+    #[allow(clippy::too_many_arguments)]
+    async fn process_prepared<S: Store>(
+        &self,
+        store: &S,
+        source: &Source,
+        raw: &[u8],
+        prepared: Prepared,
+        board_hint: Option<&str>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        let Prepared { decoded, record } = prepared;
         let message_id = match &decoded {
             Ok(m) => m.message_id.clone(),
             Err(_) => super::mime::content_id(raw),
@@ -317,7 +408,7 @@ impl<'a> Pipeline<'a> {
                 }
             }
         };
-        self.process_decoded(store, decoded, board_hint, inbound_id, now, dry_run)
+        self.process_decoded(store, decoded, record, board_hint, inbound_id, now, dry_run)
             .await
     }
 
@@ -400,10 +491,12 @@ impl<'a> Pipeline<'a> {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn process_decoded<S: Store>(
         &self,
         store: &S,
         decoded: Result<Inbound, super::mime::Unreadable>,
+        record: Option<ParsedRecord>,
         board_hint: Option<&str>,
         inbound_id: Option<i64>,
         now: DateTime<Utc>,
@@ -493,7 +586,7 @@ impl<'a> Pipeline<'a> {
                 )
                 .await;
         }
-        self.new_case(store, &composer, &msg, &sender, inbound_id, now, dry_run)
+        self.new_case(store, &composer, &msg, record, &sender, inbound_id, now, dry_run)
             .await
     }
 
@@ -503,6 +596,7 @@ impl<'a> Pipeline<'a> {
         store: &S,
         composer: &Composer<'_>,
         msg: &Inbound,
+        record: Option<ParsedRecord>,
         sender: &Person,
         inbound_id: Option<i64>,
         now: DateTime<Utc>,
@@ -510,7 +604,7 @@ impl<'a> Pipeline<'a> {
     ) -> Result<Report, StoreError> {
         let board = composer.board;
         let policy = board.policy();
-        let parsed = self.read_record(msg);
+        let parsed = record.unwrap_or_else(|| self.read_record(msg));
         let mut report = Report::new("refused");
         report.board = Some(board.id().to_string());
         report.fields = fields_json(&parsed);
