@@ -7,7 +7,8 @@
 //! 3. APPEND to acknowledgement delivered in the sender's mailbox: 50 samples, p50 / p95 / max.
 //! 4. The daemon's resident memory when idle and after the backlog.
 //!
-//! `ESCALATION_BOT_BENCH_BACKLOG` sets the backlog size (default 10000).
+//! `ESCALATION_BOT_BENCH_BACKLOG` sets the backlog size (default 10000); `ESCALATION_BOT_BENCH_ONLY=sqlite` or
+//! `=postgres` runs that backlog alone.
 
 #[path = "../tests/common/mailserver.rs"]
 #[allow(dead_code)]
@@ -30,7 +31,7 @@ fn fixtures() -> Vec<Vec<u8>> {
     v
 }
 
-fn parse_rate() {
+async fn parse_rate() {
     let config = escalation_bot::config::load(Path::new("config/default.toml")).expect("config");
     let pipeline = escalation_bot::mail::pipeline::Pipeline::new(&config, b"bench".to_vec()).expect("pipeline");
     let msgs = fixtures();
@@ -50,9 +51,8 @@ fn parse_rate() {
     let batch: Vec<&[u8]> = (0..100).map(|i| msgs[i % msgs.len()].as_slice()).collect();
     let start = Instant::now();
     let mut read = 0;
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
     for _ in 0..n / batch.len() {
-        read += runtime.block_on(pipeline.prepare_all(&batch)).len();
+        read += pipeline.prepare_all(&batch).await.len();
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
@@ -212,10 +212,19 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    parse_rate();
+    // `ESCALATION_BOT_BENCH_ONLY=sqlite` (or `postgres`): that backlog alone, while working on it.
+    let only = std::env::var("ESCALATION_BOT_BENCH_ONLY").unwrap_or_default();
     let bin = release_binary();
-    idle_memory(&bin).await;
-    backlog(&bin, "SQLite", "sqlite:../data/db.sqlite3", n, true).await;
+    if only.is_empty() {
+        parse_rate().await;
+        idle_memory(&bin).await;
+    }
+    if only.is_empty() || only == "sqlite" {
+        backlog(&bin, "SQLite", "sqlite:../data/db.sqlite3", n, only.is_empty()).await;
+    }
+    if !(only.is_empty() || only == "postgres") {
+        return;
+    }
     let admin =
         std::env::var("ESCALATION_BOT_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let name = format!("escbot_bench_{}", std::process::id());

@@ -117,8 +117,10 @@ impl Templates {
 
     /// Render email `kind` with `data`.
     pub fn render(&self, kind: &str, data: &Value) -> Result<Rendered, String> {
+        // One context for the three parts (`render` would copy `data` into a context for each).
+        let context = handlebars::Context::from(data.clone());
         let r = |reg: &Handlebars, part: &str| {
-            reg.render(&format!("{kind}.{part}"), data)
+            reg.render_with_context(&format!("{kind}.{part}"), &context)
                 .map_err(|e| format!("template {kind}.{part}: {e}"))
         };
         let text = r(&self.text, "text")?;
