@@ -143,6 +143,10 @@ async fn backlog(bin: &Path, label: &str, database: &str, n: usize, latency: boo
         "backlog ({label}): {} of {n} acknowledgements already delivered over SMTP by then",
         servers.count("nia.nurse", "INBOX").await
     );
+    println!(
+        "backlog ({label}): the daemon used {:.2} s of CPU meanwhile (all threads)",
+        cpu_ticks(pid) as f64 / 100.0
+    );
     println!("memory ({label}): {} KiB resident after the backlog", rss_kib(pid));
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();

@@ -12,7 +12,10 @@ async fn main() -> anyhow::Result<()> {
     let now = chrono::Utc::now();
     escalation_bot::app::prepare_store(&config, &store, now).await?;
     let template = std::fs::read_to_string("tests/fixtures/forms/bradford-plain.eml")?;
-    let n = 2000;
+    let n: usize = std::env::var("PROFILE_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
     let msgs: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             template
@@ -92,11 +95,15 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let t = Instant::now();
-    for chunk in batched.chunks(50) {
+    let bs: usize = std::env::var("PROFILE_BATCH")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
+    for chunk in batched.chunks(bs) {
         pipeline.process_batch(&store, "bradford", chunk, now).await;
     }
     println!(
-        "full, SQLite, batches of 50: {:.0} msg/s",
+        "full, SQLite, batches of {bs}: {:.0} msg/s",
         n as f64 / t.elapsed().as_secs_f64()
     );
     Ok(())

@@ -230,9 +230,10 @@ async fn session(
             .into_iter()
             .collect();
         uids.sort_unstable();
-        // Pipelined: while the main loop processes one batch, the next is fetched and handed over, and
-        // each batch is moved out as soon as its acknowledgement says its effects committed.
-        let mut in_flight: Option<(Vec<u32>, oneshot::Receiver<Vec<Ack>>)> = None;
+        // Pipelined: while the main loop processes one batch, the next two are fetched and handed over, so
+        // it never waits on this connection; each batch is moved out once its acknowledgement says its
+        // effects committed.
+        let mut in_flight: std::collections::VecDeque<(Vec<u32>, oneshot::Receiver<Vec<Ack>>)> = Default::default();
         for chunk in uids.chunks(BATCH) {
             let set = chunk.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
             let fetched: Vec<_> = within(secs * 4, "UID FETCH", async {
@@ -272,11 +273,14 @@ async fn session(
             {
                 return Ok(());
             }
-            if let Some((uids, rx)) = in_flight.replace((uids_in_order, ack_rx)) {
-                settle(&mut session, s, can_move, uids, rx).await?;
+            in_flight.push_back((uids_in_order, ack_rx));
+            if in_flight.len() > 2 {
+                if let Some((uids, rx)) = in_flight.pop_front() {
+                    settle(&mut session, s, can_move, uids, rx).await?;
+                }
             }
         }
-        if let Some((uids, rx)) = in_flight.take() {
+        while let Some((uids, rx)) = in_flight.pop_front() {
             settle(&mut session, s, can_move, uids, rx).await?;
         }
         if *stop.borrow() {
