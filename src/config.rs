@@ -203,6 +203,11 @@ pub struct BoardSettings {
     /// The most answers (refusals, command errors, status) one address gets in 24 hours: stops mail loops.
     #[serde(default = "default_reply_cap")]
     pub reply_cap_per_day: u32,
+    /// Put a signed token for the case in a plus address in Reply-To (`escalations+brad-2027-0042.3f9a…@…`),
+    /// so that a reply is matched to its case even where a mail client or gateway drops In-Reply-To and
+    /// References. Only for a mailbox whose server delivers plus addresses to it (most do).
+    #[serde(default)]
+    pub reply_to_token: bool,
     /// The authserv-id of the board's own mail server: when set, a command whose Authentication-Results
     /// from that server report a DMARC or DKIM failure is refused.
     #[serde(default)]

@@ -19,7 +19,10 @@ struct World {
 }
 
 async fn world() -> World {
-    let config = config();
+    world_with(config()).await
+}
+
+async fn world_with(config: Config) -> World {
     let (store, db) = TestDb::sqlite().await;
     escalation_bot::app::prepare_store(&config, &store, at("2026-12-23T10:00:00Z"))
         .await
@@ -398,6 +401,78 @@ async fn answers_to_one_address_are_capped_per_day() {
         .filter(|o| o.email.kind == "command_error")
         .count();
     assert_eq!(errors, 3);
+    w.store.close().await;
+    w.db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_reply_to_the_plus_addressed_token_finds_its_case_without_thread_headers() {
+    let mut config = config();
+    for b in &mut config.boards {
+        b.settings.reply_to_token = true;
+    }
+    let w = world_with(config).await;
+    let ack = w
+        .store
+        .outbox(Some(&w.reference))
+        .await
+        .expect("outbox")
+        .into_iter()
+        .find(|o| o.email.kind == "acknowledgement")
+        .expect("acknowledgement");
+    let reply_to = ack.email.headers.get("Reply-To").expect("Reply-To").clone();
+    let board_mailbox = &w.config.board("south-gloucestershire").expect("board").settings.mailbox;
+    let (local, domain) = board_mailbox.rsplit_once('@').expect("mailbox");
+    assert!(
+        reply_to.starts_with(&format!("{local}+{}.", w.reference.to_lowercase())) && reply_to.ends_with(domain),
+        "{reply_to}"
+    );
+    // No In-Reply-To, no References, no reference in the subject: only the address replied to.
+    let plain = |from: &str, to: &str, body: &str, id: &str| {
+        format!(
+            "From: {from}\r\nTo: {to}\r\nSubject: Re: our disagreement\r\nMessage-ID: <{id}>\r\n\
+             Date: Wed, 23 Dec 2026 11:00:00 +0000\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+        )
+        .into_bytes()
+    };
+    let r = send(
+        &w,
+        &plain(
+            NIA,
+            &reply_to.to_uppercase(),
+            "NOTE The GP called back.",
+            "plus-1@nhs.net",
+        ),
+        "2026-12-23T11:00:00Z",
+    )
+    .await;
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref(), r.case.as_deref()),
+        ("command_applied", Some("NOTE"), Some(w.reference.as_str())),
+        "{:?}",
+        r.problems
+    );
+    // The token proves the case, not the sender: a stranger writing to it cannot act.
+    let r = send(
+        &w,
+        &plain("mallory@nhs.net", &reply_to, "WITHDRAW", "plus-2@nhs.net"),
+        "2026-12-23T11:05:00Z",
+    )
+    .await;
+    assert_eq!(r.outcome, "refused", "{:?}", r.problems);
+    // A token made up for another case is no token: not matched, not acted on.
+    let other = format!("{}9999", &w.reference[..w.reference.len() - 4]).to_lowercase();
+    let forged = reply_to.replace(&w.reference.to_lowercase(), &other);
+    let r = send(
+        &w,
+        &plain(NIA, &forged, "WITHDRAW", "plus-3@nhs.net"),
+        "2026-12-23T11:10:00Z",
+    )
+    .await;
+    assert_ne!(r.outcome, "command_applied");
+    assert!(r.case.as_deref() != Some(other.to_uppercase().as_str()));
+    let case = w.store.load_case(&w.reference).await.expect("load").expect("case").case;
+    assert_eq!(case.status, CaseStatus::Open, "nobody but a participant withdrew it");
     w.store.close().await;
     w.db.cleanup().await;
 }

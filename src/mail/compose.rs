@@ -167,7 +167,11 @@ impl Composer<'_> {
             "From".into(),
             format!("{} <{}>", self.board.policy().short_name, self.board.settings.mailbox),
         );
-        headers.insert("Reply-To".into(), self.board.settings.mailbox.clone());
+        let reply_to = match reference {
+            Some(r) if self.board.settings.reply_to_token => self.signer.reply_address(&self.board.settings.mailbox, r),
+            _ => self.board.settings.mailbox.clone(),
+        };
+        headers.insert("Reply-To".into(), reply_to);
         headers.insert(
             "Auto-Submitted".into(),
             if in_reply_to.is_some() {

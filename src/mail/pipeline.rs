@@ -181,6 +181,22 @@ pub fn authentication_failure(msg: &Inbound, trusted_authserv_id: &str) -> Optio
     None
 }
 
+/// Whether `address` is `mailbox`, or a plus address of it (`local+anything@domain`).
+fn same_mailbox(mailbox: &str, address: &str) -> bool {
+    if mailbox.eq_ignore_ascii_case(address) {
+        return true;
+    }
+    match (mailbox.rsplit_once('@'), address.rsplit_once('@')) {
+        (Some((local, domain)), Some((a_local, a_domain))) => {
+            a_domain.eq_ignore_ascii_case(domain)
+                && a_local
+                    .split_once('+')
+                    .is_some_and(|(base, _)| base.eq_ignore_ascii_case(local))
+        }
+        _ => false,
+    }
+}
+
 fn domain_allowed(board: &Board, email: &str) -> bool {
     let Some((_, domain)) = email.rsplit_once('@') else {
         return false;
@@ -225,12 +241,7 @@ impl<'a> Pipeline<'a> {
         }
         let addressed = msg.to.iter().chain(msg.cc.iter());
         for a in addressed {
-            if let Some(b) = self
-                .config
-                .boards
-                .iter()
-                .find(|b| b.settings.mailbox.eq_ignore_ascii_case(a))
-            {
+            if let Some(b) = self.config.boards.iter().find(|b| same_mailbox(&b.settings.mailbox, a)) {
                 return Some(b);
             }
         }
@@ -564,12 +575,19 @@ impl<'a> Pipeline<'a> {
             return Ok(r);
         };
         let composer = self.composer(board);
+        // Our signed Message-ID in the thread headers, or our signed token in the plus address replied to.
         let verified = msg
             .in_reply_to
             .iter()
             .chain(msg.references.iter())
             .find_map(|id| composer.signer.verify(id))
-            .filter(|r| r != "none");
+            .filter(|r| r != "none")
+            .or_else(|| {
+                msg.to
+                    .iter()
+                    .chain(msg.cc.iter())
+                    .find_map(|a| composer.signer.verify_address(&board.settings.mailbox, a))
+            });
         let subject_ref = reference_in(&msg.subject);
         if verified.is_some() || subject_ref.is_some() {
             return self

@@ -66,6 +66,46 @@ impl Signer {
         )
     }
 
+    /// The signature of a plus-address token: lower case, because some servers lower-case local parts.
+    fn address_signature(&self, reference: &str) -> String {
+        hex(&hmac_sha256(
+            &self.key,
+            format!("reply-to.{}", reference.to_ascii_lowercase()).as_bytes(),
+        )[..8])
+    }
+
+    /// `mailbox` with a signed token for `reference` as its plus part: `local+ref.sig@domain`.
+    pub fn reply_address(&self, mailbox: &str, reference: &str) -> String {
+        match mailbox.rsplit_once('@') {
+            Some((local, domain)) => format!(
+                "{local}+{}.{}@{domain}",
+                reference.to_ascii_lowercase(),
+                self.address_signature(reference)
+            ),
+            None => mailbox.to_string(),
+        }
+    }
+
+    /// The case reference (upper case) a plus address of `mailbox` carries, if its token's signature is right.
+    pub fn verify_address(&self, mailbox: &str, address: &str) -> Option<String> {
+        let (local, domain) = mailbox.rsplit_once('@')?;
+        let (a_local, a_domain) = address.trim().trim_matches(['<', '>']).rsplit_once('@')?;
+        if !a_domain.eq_ignore_ascii_case(domain) {
+            return None;
+        }
+        let token = a_local
+            .get(..local.len())
+            .filter(|l| l.eq_ignore_ascii_case(local))
+            .and_then(|_| a_local.get(local.len()..))?
+            .strip_prefix('+')?;
+        let (reference, sig) = token.rsplit_once('.')?;
+        let expected = self.address_signature(reference);
+        let sig = sig.to_ascii_lowercase();
+        let same = expected.len() == sig.len()
+            && expected.bytes().zip(sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        same.then(|| reference.to_ascii_uppercase())
+    }
+
     /// The case reference a Message-ID of ours names, if its signature is right.
     pub fn verify(&self, id: &str) -> Option<String> {
         let id = id.trim().trim_matches(['<', '>']);
@@ -103,5 +143,37 @@ mod tests {
         assert_eq!(s.verify(&forged), None);
         assert_eq!(Signer::new(b"other".to_vec(), "bot.example").verify(&id), None);
         assert_eq!(s.verify("random@nhs.net"), None);
+    }
+
+    #[test]
+    fn plus_address_tokens_verify_and_forgeries_do_not() {
+        let s = Signer::new(b"secret".to_vec(), "bot.example");
+        let mailbox = "escalations@bsab.example";
+        let a = s.reply_address(mailbox, "BRAD-2027-0042");
+        assert!(a.starts_with("escalations+brad-2027-0042."), "{a}");
+        assert!(a.ends_with("@bsab.example"));
+        assert_eq!(s.verify_address(mailbox, &a).as_deref(), Some("BRAD-2027-0042"));
+        // Servers and clients may change the case of an address.
+        assert_eq!(
+            s.verify_address(mailbox, &a.to_uppercase()).as_deref(),
+            Some("BRAD-2027-0042")
+        );
+        assert_eq!(
+            s.verify_address(mailbox, &format!("<{a}>")).as_deref(),
+            Some("BRAD-2027-0042")
+        );
+        // Another case's reference with this signature, another key, another mailbox, no token: nothing.
+        assert_eq!(s.verify_address(mailbox, &a.replace("0042", "0043")), None);
+        assert_eq!(
+            Signer::new(b"other".to_vec(), "bot.example").verify_address(mailbox, &a),
+            None
+        );
+        assert_eq!(s.verify_address("other@bsab.example", &a), None);
+        assert_eq!(
+            s.verify_address(mailbox, &a.replace("bsab.example", "evil.example")),
+            None
+        );
+        assert_eq!(s.verify_address(mailbox, mailbox), None);
+        assert_eq!(s.verify_address(mailbox, "escalations+@bsab.example"), None);
     }
 }
