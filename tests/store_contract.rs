@@ -357,9 +357,46 @@ async fn contract<S: Store>(store: &S) {
     let other = InboundMessage {
         uid: Some(44),
         message_id: "<new@nhs.net>".into(),
-        ..msg
+        ..msg.clone()
     };
     assert!(matches!(store.record_inbound(&other).await.expect("inbound"), InboundInsert::New(n) if n != id));
+
+    // Many at once, as a batch is kept: new ones, one seen before, and a copy of one in the same batch.
+    let fresh = |uid: i64, mid: &str| InboundMessage {
+        uid: Some(uid),
+        message_id: mid.into(),
+        ..msg.clone()
+    };
+    let batch = [
+        fresh(50, "<b50@nhs.net>"),
+        redelivered.clone(),
+        fresh(51, "<b51@nhs.net>"),
+        fresh(52, "<b50@nhs.net>"),
+        fresh(51, "<b51-again@nhs.net>"),
+    ];
+    let answers = store.record_inbound_many(&batch).await.expect("inbound batch");
+    assert_eq!(answers.len(), 5);
+    let InboundInsert::New(b50) = answers[0] else {
+        panic!("new: {answers:?}")
+    };
+    assert_eq!(
+        answers[1],
+        InboundInsert::Seen {
+            id,
+            outcome: Some("case_opened".into())
+        }
+    );
+    let InboundInsert::New(b51) = answers[2] else {
+        panic!("new: {answers:?}")
+    };
+    assert!(b50 != b51 && b50 != id);
+    assert!(matches!(&answers[3], InboundInsert::Seen { id, outcome: Some(_) } if *id == b50));
+    assert!(matches!(&answers[4], InboundInsert::Seen { id, outcome: Some(_) } if *id == b51));
+    // And each is then seen, as one at a time.
+    assert_eq!(
+        store.record_inbound(&batch[2]).await.expect("inbound"),
+        InboundInsert::Seen { id: b51, outcome: None }
+    );
 }
 
 async fn audit_log_is_append_only(db: &TestDb) {

@@ -324,10 +324,17 @@ impl<'a> Pipeline<'a> {
         let prepared = self.prepare_all(&raws).await;
         let together = async {
             let unit = store.begin_unit().await?;
+            // Every message kept in a few statements, not a round trip each.
+            let kept: Vec<InboundMessage> = messages
+                .iter()
+                .zip(&prepared)
+                .map(|((source, raw), p)| Self::kept(source, raw, &p.decoded, Some(board), now))
+                .collect();
+            let recorded = unit.record_inbound_many(&kept).await?;
             let mut reports = Vec::with_capacity(messages.len());
-            for ((source, raw), prepared) in messages.iter().zip(prepared) {
+            for (((source, raw), prepared), recorded) in messages.iter().zip(prepared).zip(recorded) {
                 reports.push(
-                    self.process_prepared(&unit, source, raw, prepared, Some(board), now, false)
+                    self.process_prepared(&unit, source, raw, prepared, Some(recorded), Some(board), now, false)
                         .await?,
                 );
             }
@@ -371,8 +378,30 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Report, StoreError> {
-        self.process_prepared(store, source, raw, self.prepare(raw), board_hint, now, dry_run)
+        self.process_prepared(store, source, raw, self.prepare(raw), None, board_hint, now, dry_run)
             .await
+    }
+
+    /// The inbound row that keeps a message.
+    fn kept(
+        source: &Source,
+        raw: &[u8],
+        decoded: &Result<Inbound, super::mime::Unreadable>,
+        board_hint: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> InboundMessage {
+        InboundMessage {
+            board_id: board_hint.map(str::to_string),
+            mailbox: source.mailbox.clone(),
+            uidvalidity: source.uidvalidity,
+            uid: source.uid,
+            message_id: match decoded {
+                Ok(m) => m.message_id.clone(),
+                Err(_) => super::mime::content_id(raw),
+            },
+            received_at: now,
+            raw: raw.to_vec(),
+        }
     }
 
     /// [`Pipeline::process`] for a message already prepared.
@@ -383,6 +412,7 @@ impl<'a> Pipeline<'a> {
         source: &Source,
         raw: &[u8],
         prepared: Prepared,
+        recorded: Option<InboundInsert>,
         board_hint: Option<&str>,
         now: DateTime<Utc>,
         dry_run: bool,
@@ -395,16 +425,15 @@ impl<'a> Pipeline<'a> {
         let inbound_id = if dry_run {
             None
         } else {
-            let kept = InboundMessage {
-                board_id: board_hint.map(str::to_string),
-                mailbox: source.mailbox.clone(),
-                uidvalidity: source.uidvalidity,
-                uid: source.uid,
-                message_id: message_id.clone(),
-                received_at: now,
-                raw: raw.to_vec(),
+            let recorded = match recorded {
+                Some(r) => r,
+                None => {
+                    store
+                        .record_inbound(&Self::kept(source, raw, &decoded, board_hint, now))
+                        .await?
+                }
             };
-            match store.record_inbound(&kept).await? {
+            match recorded {
                 InboundInsert::New(id) => Some(id),
                 // Kept before but never finished (the daemon stopped mid-way): process it now.
                 InboundInsert::Seen { id, outcome: None } => Some(id),

@@ -295,6 +295,11 @@ pub trait Store: Send + Sync + 'static {
     /// Keep a raw inbound message, once: the same (mailbox, UIDVALIDITY, UID) or Message-ID is `Seen`.
     fn record_inbound(&self, msg: &InboundMessage) -> impl Future<Output = Result<InboundInsert>> + Send;
 
+    /// [`Store::record_inbound`] for many messages in a few statements, answers in order. A message
+    /// identical to an earlier one of the same call (same Message-ID, or same mailbox, UIDVALIDITY and UID)
+    /// is `Seen` with an outcome: it is the same message, and has its effect once.
+    fn record_inbound_many(&self, msgs: &[InboundMessage]) -> impl Future<Output = Result<Vec<InboundInsert>>> + Send;
+
     /// Finish an inbound message that changes no case: its audit event, the emails it causes and its
     /// outcome (when it was kept), in one transaction.
     #[allow(clippy::too_many_arguments)]

@@ -948,6 +948,61 @@ macro_rules! impl_store {
                 Ok(InboundInsert::Seen { id: row.try_get("id")?, outcome: row.try_get("outcome")? })
             }
 
+            async fn record_inbound_many(&self, msgs: &[InboundMessage]) -> Result<Vec<InboundInsert>> {
+                // The first of identical messages in this call stands for the others.
+                let mut first: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
+                for (i, m) in msgs.iter().enumerate() {
+                    let same = msgs[..i].iter().position(|e| {
+                        e.message_id == m.message_id
+                            || (m.uid.is_some() && e.mailbox == m.mailbox && e.uidvalidity == m.uidvalidity && e.uid == m.uid)
+                    });
+                    first.push(same);
+                }
+                let distinct: Vec<&InboundMessage> =
+                    msgs.iter().zip(&first).filter(|(_, f)| f.is_none()).map(|(m, _)| m).collect();
+                // New ones inserted together; the unique Message-ID and UID make the seen ones insert nothing.
+                let mut ids: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                {
+                    let mut conn = self.conn().await?;
+                    for chunk in distinct.chunks(sql::ROWS_PER_STATEMENT) {
+                        let mut q = sqlx::QueryBuilder::<$db>::new(
+                            "INSERT INTO inbound (board_id, mailbox, uidvalidity, uid, message_id, received_at, raw) ",
+                        );
+                        q.push_values(chunk, |mut b, m| {
+                            b.push_bind(&m.board_id)
+                                .push_bind(&m.mailbox)
+                                .push_bind(m.uidvalidity)
+                                .push_bind(m.uid)
+                                .push_bind(&m.message_id)
+                                .push_bind(to_ms(m.received_at))
+                                .push_bind(&m.raw);
+                        });
+                        q.push(" ON CONFLICT DO NOTHING RETURNING id, message_id");
+                        for row in q.build().fetch_all(&mut *conn).await? {
+                            ids.insert(row.try_get("message_id")?, row.try_get("id")?);
+                        }
+                    }
+                }
+                let mut out: Vec<InboundInsert> = Vec::with_capacity(msgs.len());
+                for (i, m) in msgs.iter().enumerate() {
+                    let answer = match first[i] {
+                        Some(j) => match &out[j] {
+                            InboundInsert::New(id) | InboundInsert::Seen { id, .. } => InboundInsert::Seen {
+                                id: *id,
+                                outcome: Some("an identical copy in the same batch was processed".into()),
+                            },
+                        },
+                        None => match ids.get(&m.message_id) {
+                            Some(id) => InboundInsert::New(*id),
+                            // Seen before this call: as record_inbound says.
+                            None => self.record_inbound(m).await?,
+                        },
+                    };
+                    out.push(answer);
+                }
+                Ok(out)
+            }
+
             async fn finish_inbound(
                 &self,
                 board: &str,
