@@ -179,8 +179,10 @@ pub(crate) fn from_ms(ms: i64) -> Result<DateTime<Utc>> {
 }
 
 /// A store whose work can be grouped: everything done through the [`Store::Unit`] it begins commits
-/// together, or not at all. Each operation inside keeps its own all-or-nothing (a savepoint), so one
-/// refused message does not undo the others. Many messages in one commit is what makes a backlog fast.
+/// together, or not at all. A refusal is not a failure: it commits with the rest. An operation that fails
+/// with a database error fails the unit (callers then go one by one, as `process_batch` does); there are no
+/// savepoints. Many messages in one commit, and new cases' rows written together (see `sql::Pending`), is
+/// what makes a backlog fast.
 pub trait Batching: Store {
     type Unit: Unit;
     fn begin_unit(&self) -> impl Future<Output = Result<Self::Unit>> + Send;

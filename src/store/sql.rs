@@ -74,7 +74,7 @@ pub(crate) const OUTBOX_COLUMNS: &str =
 
 /// Implements [`super::Store`] for `$store`, which provides `async fn conn(&self)` giving a connection
 /// (from the pool, or the open transaction of a unit of work) and `async fn run_migrations(&self)`.
-/// Writes open a transaction on that connection: inside a unit of work, that is a savepoint.
+/// Writes open a transaction on that connection; inside a unit of work they write into the unit's own.
 /// Each adapter type provides `async fn conn(&self)` and `fn pending(&self) -> Option<&Mutex<Pending>>`
 /// (`None` on a store, `Some` on a unit of work, see [`Pending`]).
 macro_rules! impl_store {
