@@ -526,6 +526,43 @@ async fn units_of_work<S: escalation_bot::store::Batching>(store: &S) {
             .reference,
         "TRAF-2026-0003"
     );
+    // A unit's new cases wait under ids reserved in advance: across more than one block of ids, with a
+    // read in the middle (which writes what waits), every case keeps the id it was given, and ids given
+    // out afterwards, in a unit or not, are new.
+    let unit = store.begin_unit().await.expect("begin");
+    let mut given = Vec::new();
+    for i in 0..130 {
+        let stored = open_case(&unit, &c, "trafford", &format!("2026-12-24T09:{:02}:00Z", i % 60)).await;
+        given.push((stored.case.reference.clone(), stored.id));
+        if i == 70 {
+            let seen = unit
+                .load_case(&stored.case.reference)
+                .await
+                .expect("load")
+                .expect("visible");
+            assert_eq!(seen.id, stored.id);
+        }
+    }
+    unit.commit().await.expect("commit");
+    let later = open_case(store, &c, "trafford", "2026-12-24T10:00:00Z").await;
+    let unit = store.begin_unit().await.expect("begin");
+    let in_unit = open_case(&unit, &c, "trafford", "2026-12-24T10:01:00Z").await;
+    unit.commit().await.expect("commit");
+    given.push((later.case.reference.clone(), later.id));
+    given.push((in_unit.case.reference.clone(), in_unit.id));
+    let mut ids: Vec<i64> = given.iter().map(|(_, id)| *id).collect();
+    ids.extend([a.id, b.id]);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), given.len() + 2, "every case has an id of its own");
+    for (reference, id) in &given {
+        let stored = store.load_case(reference).await.expect("load").expect("committed");
+        assert_eq!(stored.id, *id, "{reference} keeps the id it was given");
+    }
+    assert_eq!(
+        store.list_cases(&CaseFilter::default()).await.expect("list").len(),
+        3 + given.len()
+    );
 }
 
 #[tokio::test]

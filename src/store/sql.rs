@@ -45,14 +45,23 @@ pub(crate) fn timer_kind(s: &str) -> Result<TimerKind> {
 /// on bound parameters (SQLite 32,766; PostgreSQL 65,535).
 pub(crate) const ROWS_PER_STATEMENT: usize = 1000;
 
-/// What a unit of work has yet to write. A new case's own row is written at once (its id is needed);
-/// its participants, deadlines, timers, event, emails and the inbound message's outcome wait here, and
-/// the sequence numbers it used are counted here, so that a batch of new cases costs a handful of
-/// multi-row statements rather than a dozen round trips each. Every read and every other write through
-/// the unit first writes what waits here, so the unit still sees its own writes, in order.
+/// What a unit of work has yet to write. A new case — its row, participants, deadlines, timers, event,
+/// emails and the inbound message's outcome — waits here under an id reserved for it in advance (see
+/// [`Pending::case_ids`]), and the sequence numbers it used are counted here, so that a batch of new
+/// cases costs a handful of multi-row statements rather than round trips of its own. Every read and
+/// every other write through the unit first writes what waits here, so the unit still sees its own
+/// writes, in order.
 #[derive(Default)]
 pub struct Pending {
+    /// New cases, each under its reserved id.
     pub(crate) changes: Vec<(i64, super::Change)>,
+    /// Case ids reserved for this unit and not yet given out. PostgreSQL takes a block from the
+    /// column's sequence (the unused rest is a gap, as after any rollback). SQLite counts on from the
+    /// highest id in use, which no one else can change meanwhile: the unit holds the database's one
+    /// write lock from its first write, and a case is created only after one (its reference number).
+    pub(crate) case_ids: std::collections::VecDeque<i64>,
+    /// The highest id given out by this unit, which SQLite's next block starts after.
+    pub(crate) last_case_id: i64,
     /// (board, year) → the last number used, and whether it is still to be written.
     pub(crate) sequences: std::collections::BTreeMap<(String, i32), (i64, bool)>,
     /// A write of pending rows failed: the unit must not commit.
@@ -64,6 +73,9 @@ impl Pending {
         m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// Case ids a unit reserves at a time: one batch's worth.
+pub(crate) const CASE_IDS_PER_BLOCK: i64 = 100;
 
 pub(crate) const TIMER_COLUMNS: &str =
     "t.id, c.reference, t.key, t.kind, t.label, t.due_date, t.fire_at, t.fired_at, t.late";
@@ -371,6 +383,61 @@ macro_rules! impl_store {
             write_children(&mut **tx, &[(case_id, change)]).await
         }
 
+        /// New cases' rows, under the ids reserved for them (see [`sql::Pending::case_ids`]).
+        async fn insert_cases(conn: &mut Conn, changes: &[(i64, &Change)]) -> Result<()> {
+            for chunk in changes.chunks(sql::ROWS_PER_STATEMENT) {
+                let mut rows = Vec::with_capacity(chunk.len());
+                for (id, change) in chunk {
+                    let case = &change.transition.case;
+                    rows.push((*id, case, to_ms(change.transition.event.at), json(case)?));
+                }
+                let mut q = sqlx::QueryBuilder::<$db>::new(if $backend == "postgres" {
+                    "INSERT INTO cases (id, reference, board_id, status, stage, opened_at, updated_at, closed_at, \
+                     version, data) OVERRIDING SYSTEM VALUE "
+                } else {
+                    "INSERT INTO cases (id, reference, board_id, status, stage, opened_at, updated_at, closed_at, \
+                     version, data) "
+                });
+                q.push_values(rows, |mut b, (id, case, at, data)| {
+                    b.push_bind(id)
+                        .push_bind(&case.reference)
+                        .push_bind(&case.board)
+                        .push_bind(case.status.as_str())
+                        .push_bind(i64::from(case.stage))
+                        .push_bind(to_ms(case.opened_at))
+                        .push_bind(at)
+                        .push_bind(closed_at(case))
+                        .push_bind(1_i64)
+                        .push_bind(data);
+                });
+                q.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Reserve a block of case ids for a unit of work (see [`sql::Pending::case_ids`]).
+        async fn reserve_case_ids(conn: &mut Conn, pending: &std::sync::Mutex<sql::Pending>) -> Result<()> {
+            let ids: Vec<i64> = if $backend == "postgres" {
+                sqlx::query_scalar(
+                    "SELECT nextval(pg_get_serial_sequence('cases', 'id')) FROM generate_series(1, $1)",
+                )
+                .bind(sql::CASE_IDS_PER_BLOCK)
+                .fetch_all(&mut *conn)
+                .await?
+            } else {
+                let highest: i64 = sqlx::query_scalar(
+                    "SELECT MAX(COALESCE((SELECT MAX(seq) FROM sqlite_sequence WHERE name = 'cases'), 0), \
+                     COALESCE((SELECT MAX(id) FROM cases), 0))",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                let from = highest.max(sql::Pending::lock(pending).last_case_id);
+                (from + 1..=from + sql::CASE_IDS_PER_BLOCK).collect()
+            };
+            sql::Pending::lock(pending).case_ids.extend(ids);
+            Ok(())
+        }
+
         /// Write what waits in a unit of work (see [`sql::Pending`]).
         async fn flush(conn: &mut Conn, pending: &std::sync::Mutex<sql::Pending>) -> Result<()> {
             let (changes, sequences) = {
@@ -394,6 +461,7 @@ macro_rules! impl_store {
             }
             let written = async {
                 let refs: Vec<(i64, &Change)> = changes.iter().map(|(id, c)| (*id, c)).collect();
+                insert_cases(&mut *conn, &refs).await?;
                 write_children(&mut *conn, &refs).await?;
                 for ((board, year), last) in &sequences {
                     sqlx::query("UPDATE case_sequences SET last_number = $1 WHERE board_id = $2 AND year = $3")
@@ -422,8 +490,8 @@ macro_rules! impl_store {
                 Ok(conn)
             }
 
-            /// `create_case` inside a unit of work: the sequence counted in memory, the case row written,
-            /// the rest left pending.
+            /// `create_case` inside a unit of work: the sequence counted in memory, an id reserved, the
+            /// case left pending.
             async fn create_deferred<F, E>(
                 &self,
                 pending: &std::sync::Mutex<sql::Pending>,
@@ -469,23 +537,21 @@ macro_rules! impl_store {
                         case.reference
                     )));
                 }
-                let row = sqlx::query(
-                    "INSERT INTO cases (reference, board_id, status, stage, opened_at, updated_at, closed_at, version, data) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8) RETURNING id",
-                )
-                .bind(&reference)
-                .bind(board)
-                .bind(case.status.as_str())
-                .bind(i64::from(case.stage))
-                .bind(to_ms(case.opened_at))
-                .bind(to_ms(change.transition.event.at))
-                .bind(closed_at(case))
-                .bind(json(case)?)
-                .fetch_one(&mut *conn)
-                .await?;
-                let id: i64 = row.try_get("id")?;
-                let stored = StoredCase { id, version: 1, case: case.clone() };
+                if case.board != board {
+                    return Err(StoreError::Data(format!(
+                        "the case built for board {board} belongs to {}",
+                        case.board
+                    )));
+                }
+                if sql::Pending::lock(pending).case_ids.is_empty() {
+                    reserve_case_ids(&mut conn, pending).await?;
+                }
                 let mut p = sql::Pending::lock(pending);
+                let Some(id) = p.case_ids.pop_front() else {
+                    return Err(StoreError::Data("no case id was reserved".into()));
+                };
+                p.last_case_id = p.last_case_id.max(id);
+                let stored = StoredCase { id, version: 1, case: case.clone() };
                 p.sequences.insert(key, (last + 1, true));
                 p.changes.push((id, change));
                 Ok(Ok(stored))
