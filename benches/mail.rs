@@ -88,14 +88,44 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
+/// The daemon, logging warnings to nowhere; or, with `ESCALATION_BOT_BENCH_LOG=FILTER` (`debug` shows each
+/// batch's fetch, processing and move times), to `ESCALATION_BOT_BENCH_LOG_FILE` (default `bench-daemon.log`).
+/// The whole machine's busy and total CPU time so far, in clock ticks (the first line of /proc/stat).
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = f.iter().take(8).sum();
+    let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}
+
 fn start(bin: &Path, config: &Path) -> Child {
+    let (filter, log) = match std::env::var("ESCALATION_BOT_BENCH_LOG") {
+        Ok(filter) => {
+            let path = std::env::var("ESCALATION_BOT_BENCH_LOG_FILE").unwrap_or_else(|_| "bench-daemon.log".into());
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .expect("daemon log file");
+            (filter, Stdio::from(file))
+        }
+        Err(_) => ("warn".to_string(), Stdio::null()),
+    };
     Command::new(bin)
         .arg("--config")
         .arg(config)
         .arg("run")
-        .env("ESCALATION_BOT_LOG", "warn")
+        .env("ESCALATION_BOT_LOG", filter)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("daemon")
 }
@@ -124,6 +154,7 @@ async fn backlog(bin: &Path, label: &str, database: &str, n: usize, latency: boo
         s.logout().await.ok();
     }
     let started = Instant::now();
+    let machine_before = machine_ticks();
     let mut child = start(bin, &config);
     let pid = child.id();
     // Cases with acknowledgements queued: a message leaves the INBOX only after its effect committed. One
@@ -142,6 +173,7 @@ async fn backlog(bin: &Path, label: &str, database: &str, n: usize, latency: boo
     }
     watch.logout().await.ok();
     let drained = started.elapsed();
+    let machine_after = machine_ticks();
     println!(
         "backlog ({label}): {n} messages to cases with acknowledgements queued in {:.2} s = {:.0} messages/s",
         drained.as_secs_f64(),
@@ -154,6 +186,10 @@ async fn backlog(bin: &Path, label: &str, database: &str, n: usize, latency: boo
     println!(
         "backlog ({label}): the daemon used {:.2} s of CPU meanwhile (all threads)",
         cpu_ticks(pid) as f64 / 100.0
+    );
+    println!(
+        "backlog ({label}): the machine was busy {:.0}% of the time on all its cores (the daemon, Dovecot, this bench)",
+        100.0 * (machine_after.0 - machine_before.0) as f64 / (machine_after.1 - machine_before.1).max(1) as f64
     );
     println!("memory ({label}): {} KiB resident after the backlog", rss_kib(pid));
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();

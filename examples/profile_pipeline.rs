@@ -106,5 +106,27 @@ async fn main() -> anyhow::Result<()> {
         "full, SQLite, batches of {bs}: {:.0} msg/s",
         n as f64 / t.elapsed().as_secs_f64()
     );
+    if std::env::var("PROFILE_SIZES").is_ok() {
+        // What each message leaves in the database, table by table (the bytes SQLite writes twice, WAL first).
+        let db = sqlx::SqlitePool::connect(&format!("sqlite:{}", dir.path().join("p.sqlite3").display())).await?;
+        for (table, columns) in [
+            ("inbound", "length(raw) + length(problems) + length(message_id)"),
+            ("cases", "length(data)"),
+            ("events", "length(detail) + length(summary)"),
+            (
+                "outbox",
+                "length(body_text) + length(body_html) + length(headers) + length(envelope) + length(subject)",
+            ),
+            ("participants", "length(email) + length(name) + length(agency)"),
+            ("deadlines", "length(label)"),
+            ("timers", "length(label) + length(key)"),
+        ] {
+            let (rows, bytes): (i64, Option<i64>) =
+                sqlx::query_as(&format!("SELECT COUNT(*), SUM({columns}) FROM {table}"))
+                    .fetch_one(&db)
+                    .await?;
+            println!("{table}: {rows} rows, {} bytes each", bytes.unwrap_or(0) / rows.max(1));
+        }
+    }
     Ok(())
 }

@@ -240,7 +240,14 @@ async fn serve<S: Batching + Clone>(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(incoming) = rx.recv() => {
+                let started = std::time::Instant::now();
                 let ack = pipeline.process_batch(store, &incoming.board, &incoming.messages, clock.now()).await;
+                tracing::debug!(
+                    board = %incoming.board,
+                    messages = incoming.messages.len(),
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "batch processed"
+                );
                 let _ = incoming.ack.send(ack);
                 wake.notify_one();
             }

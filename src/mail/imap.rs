@@ -152,57 +152,116 @@ pub async fn watch_mailbox(
     }
 }
 
-/// Wait for a batch's acknowledgement, then move its messages out: processed ones to the processed folder,
-/// unusable ones to quarantine. A message to retry stays, and the connection starts over.
-async fn settle(
-    session: &mut ImapSession,
-    s: &ImapSettings,
-    can_move: bool,
-    uids: Vec<u32>,
-    ack: oneshot::Receiver<Vec<Ack>>,
-) -> anyhow::Result<()> {
-    let secs = s.timeout_seconds;
-    let acks = ack.await.map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
-    let mut done = Vec::new();
-    let mut quarantined = Vec::new();
-    let mut retry = false;
-    for (uid, ack) in uids.into_iter().zip(acks) {
-        match ack {
-            Ack::Done => done.push(uid),
-            Ack::Quarantine => quarantined.push(uid),
-            Ack::Retry => retry = true,
-        }
+/// Messages whose effects have committed, waiting to be moved out of the watched folder together: a
+/// server's MOVE costs it much per command as well as per message (Dovecot on this machine: about 31 ms
+/// for 100 messages, 18 ms per 100 for 250), so during a backlog several batches go in one command.
+#[derive(Default)]
+struct Settled {
+    done: Vec<u32>,
+    quarantined: Vec<u32>,
+    /// A message could not be processed: it stays, and the connection starts over once the rest is out.
+    retry: bool,
+}
+
+/// How many settled messages wait for one MOVE while more batches are on their way.
+const MOVE_AT_LEAST: usize = 250;
+
+impl Settled {
+    fn len(&self) -> usize {
+        self.done.len() + self.quarantined.len()
     }
-    for (uids, folder) in [(&done, &s.processed_folder), (&quarantined, &s.quarantine_folder)] {
-        if uids.is_empty() {
-            continue;
-        }
-        let set = uids.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
-        if can_move {
-            within(secs, "UID MOVE", session.uid_mv(&set, folder)).await?;
-        } else {
-            within(secs, "UID COPY", session.uid_copy(&set, folder)).await?;
-            within(secs, "UID STORE", async {
-                session
-                    .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?;
-            within(secs, "EXPUNGE", async {
-                session.expunge().await?.try_collect::<Vec<_>>().await
-            })
-            .await?;
-        }
-    }
-    if retry {
-        anyhow::bail!(
-            "a message could not be processed; it stays in {} and will be tried again",
-            s.folder
+
+    /// Wait for a batch's acknowledgement and add its messages.
+    async fn add(&mut self, uids: Vec<u32>, ack: oneshot::Receiver<Vec<Ack>>) -> anyhow::Result<()> {
+        let waited = std::time::Instant::now();
+        let acks = ack.await.map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+        tracing::debug!(
+            waited_ms = waited.elapsed().as_secs_f64() * 1e3,
+            messages = uids.len(),
+            "batch acknowledged"
         );
+        for (uid, ack) in uids.into_iter().zip(acks) {
+            match ack {
+                Ack::Done => self.done.push(uid),
+                Ack::Quarantine => self.quarantined.push(uid),
+                Ack::Retry => self.retry = true,
+            }
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Move what has settled: processed messages to the processed folder, unusable ones to quarantine.
+    /// Then, if a message is to be retried, fail, so that the connection starts over and fetches it again.
+    async fn move_out(&mut self, session: &mut ImapSession, s: &ImapSettings, can_move: bool) -> anyhow::Result<()> {
+        let secs = s.timeout_seconds;
+        let started = std::time::Instant::now();
+        let (done, quarantined) = (std::mem::take(&mut self.done), std::mem::take(&mut self.quarantined));
+        for (uids, folder) in [(&done, &s.processed_folder), (&quarantined, &s.quarantine_folder)] {
+            if uids.is_empty() {
+                continue;
+            }
+            let set = uid_set(uids);
+            if can_move {
+                within(secs, "UID MOVE", session.uid_mv(&set, folder)).await?;
+            } else {
+                within(secs, "UID COPY", session.uid_copy(&set, folder)).await?;
+                within(secs, "UID STORE", async {
+                    session
+                        .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+                        .await?
+                        .try_collect::<Vec<_>>()
+                        .await
+                })
+                .await?;
+                within(secs, "EXPUNGE", async {
+                    session.expunge().await?.try_collect::<Vec<_>>().await
+                })
+                .await?;
+            }
+        }
+        tracing::debug!(
+            folder = %s.folder,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            done = done.len(),
+            quarantined = quarantined.len(),
+            "messages moved out"
+        );
+        if std::mem::take(&mut self.retry) {
+            anyhow::bail!(
+                "a message could not be processed; it stays in {} and will be tried again",
+                s.folder
+            );
+        }
+        Ok(())
+    }
+}
+
+/// An IMAP sequence set of UIDs, runs written as ranges (`1:100,205`): a MOVE of a backlog's batches is a
+/// short command rather than hundreds of numbers.
+fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let first = sorted[i];
+        let mut last = first;
+        while i + 1 < sorted.len() && sorted[i + 1] == last + 1 {
+            i += 1;
+            last = sorted[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if last == first {
+            out.push_str(&first.to_string());
+        } else {
+            out.push_str(&format!("{first}:{last}"));
+        }
+        i += 1;
+    }
+    out
 }
 
 /// One connection's life: drain the folder, then wait (IDLE or poll) for more, until `stop` or an error.
@@ -234,8 +293,10 @@ async fn session(
         // it never waits on this connection; each batch is moved out once its acknowledgement says its
         // effects committed.
         let mut in_flight: std::collections::VecDeque<(Vec<u32>, oneshot::Receiver<Vec<Ack>>)> = Default::default();
+        let mut settled = Settled::default();
         for chunk in uids.chunks(BATCH) {
-            let set = chunk.iter().map(|u| u.to_string()).collect::<Vec<_>>().join(",");
+            let started = std::time::Instant::now();
+            let set = uid_set(chunk);
             let fetched: Vec<_> = within(secs * 4, "UID FETCH", async {
                 session
                     .uid_fetch(&set, "(UID BODY.PEEK[])")
@@ -258,6 +319,12 @@ async fn session(
                 uids_in_order.push(uid);
                 messages.push((source, body.to_vec()));
             }
+            tracing::debug!(
+                folder = %s.folder,
+                messages = messages.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "batch fetched"
+            );
             if messages.is_empty() {
                 continue;
             }
@@ -276,13 +343,17 @@ async fn session(
             in_flight.push_back((uids_in_order, ack_rx));
             if in_flight.len() > 2 {
                 if let Some((uids, rx)) = in_flight.pop_front() {
-                    settle(&mut session, s, can_move, uids, rx).await?;
+                    settled.add(uids, rx).await?;
+                    if settled.len() >= MOVE_AT_LEAST || settled.retry {
+                        settled.move_out(&mut session, s, can_move).await?;
+                    }
                 }
             }
         }
         while let Some((uids, rx)) = in_flight.pop_front() {
-            settle(&mut session, s, can_move, uids, rx).await?;
+            settled.add(uids, rx).await?;
         }
+        settled.move_out(&mut session, s, can_move).await?;
         if *stop.borrow() {
             let _ = within(secs, "LOGOUT", session.logout()).await;
             return Ok(());
@@ -309,5 +380,19 @@ async fn session(
                 _ = stop.changed() => return Ok(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uid_set;
+
+    #[test]
+    fn uid_sets_write_runs_as_ranges() {
+        assert_eq!(uid_set(&[]), "");
+        assert_eq!(uid_set(&[7]), "7");
+        assert_eq!(uid_set(&[3, 1, 2, 5, 9, 10, 10]), "1:3,5,9:10");
+        let backlog: Vec<u32> = (1..=300).chain(400..=450).collect();
+        assert_eq!(uid_set(&backlog), "1:300,400:450");
     }
 }
