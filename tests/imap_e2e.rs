@@ -2,6 +2,7 @@
 //! (with IDLE) and delivery, an SMTP server delivering into Dovecot, SQLite, and the real binary.
 //! - A message appended to the board's INBOX becomes a case, and its acknowledgement arrives in the
 //!   sender's own mailbox, inside two seconds.
+//! - In one batch, good messages go to the Processed folder and an unreadable one to Quarantine.
 //! - The daemon killed mid-batch and restarted leaves no duplicate case or acknowledgement, and loses nothing.
 
 mod common;
@@ -171,6 +172,48 @@ async fn an_appended_escalation_is_acknowledged_in_the_senders_mailbox_within_tw
     daemon.stop();
     // The SMTP server accepted it for both recipients: the outbox says sent, with no error to retry.
     assert_eq!(outbox_state(&dir.path().join("data/db.sqlite3")).await, (1, 1, 0));
+}
+
+/// A message the bot cannot read: MIME parts nested deeper than it reads.
+fn unreadable() -> Vec<u8> {
+    let depth = 40;
+    let mut raw = String::from(
+        "From: Quinn Quarantine <quinn.quarantine@fixtures.nhs.net>\r\nTo: escalations@bradford.gov.uk\r\n\
+         Subject: nested\r\nMessage-ID: <e2e-nested@fixtures.nhs.net>\r\nMIME-Version: 1.0\r\n",
+    );
+    for d in 0..depth {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{d}\"\r\n\r\n--b{d}\r\n"
+        ));
+    }
+    raw.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
+    for d in (0..depth).rev() {
+        raw.push_str(&format!("--b{d}--\r\n"));
+    }
+    raw.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_one_batch_a_good_message_goes_to_processed_and_an_unreadable_one_to_quarantine() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    servers.append("bsab", &unreadable()).await;
+    servers.append("bsab", &escalation(1)).await;
+    servers.append("bsab", &escalation(2)).await;
+    let daemon = Daemon::start(&daemon_config(&servers, dir.path()));
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            servers.count("bsab", "INBOX").await == 0
+        })
+        .await,
+        "the INBOX was never emptied"
+    );
+    daemon.stop();
+    assert_eq!(servers.count("bsab", "Processed").await, 2);
+    assert_eq!(servers.count("bsab", "Quarantine").await, 1);
+    let quarantined = servers.messages("bsab", "Quarantine").await;
+    assert_eq!(header(&quarantined[0], "Message-ID"), "<e2e-nested@fixtures.nhs.net>");
+    assert_eq!(case_count(&daemon_config(&servers, dir.path())), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
