@@ -200,27 +200,23 @@ impl Labels {
     }
 
     /// The key of the label `line` starts with, and the value after it, when the line is a labelled line:
-    /// the label followed by a separator (`:`, a tab, `|`, ` - `, `=`, `?`, `. `) and the value, or the
-    /// label alone. Where several prefixes are labels, the longest wins ("Summary of reason for dispute –
+    /// the label followed by a separator (`:`, a tab, `|`, ` - ` or an en or em dash between spaces, `=`,
+    /// `?`, `. `) and the value, or the label alone. The value is as the sender wrote it (dashes and all). Where several prefixes are labels, the longest wins ("Summary of reason for dispute –
     /// include views…:" over "Summary").
     ///
     /// One pass: the prefix is normalised as it grows (as [`normalise_label`] would normalise it), looked
     /// up at each separator, and the scan stops once it is longer than any label. Every line of every
     /// message comes through here, so this is the parser's hot path.
     pub fn match_line(&self, line: &str) -> Option<(String, String)> {
-        let norm_line: std::borrow::Cow<str> = if line.contains(['\u{2013}', '\u{2014}']) {
-            line.replace(['\u{2013}', '\u{2014}'], "-").into()
-        } else {
-            line.into()
-        };
-        let trimmed = norm_line
+        let trimmed = line
             .trim()
-            .trim_start_matches(['*', '•', '-', '>', ' '])
+            .trim_start_matches(['*', '•', '-', '\u{2013}', '\u{2014}', '>', ' '])
             .trim_start();
         let mut acc = String::with_capacity(self.longest_bytes + 8);
+        // The length of `acc` without its trailing ':', ' ' and '.' (kept as it grows, not re-trimmed).
+        let mut kept = 0;
         let mut found: Option<(usize, usize, &String)> = None;
-        let mut lookup = |acc: &str, i: usize, len: usize| {
-            let norm = acc.trim_end_matches([':', ' ', '.']);
+        let mut lookup = |norm: &str, i: usize, len: usize| {
             if !norm.is_empty() {
                 if let Some(key) = self.entries.get(norm) {
                     found = Some((i, len, key));
@@ -230,10 +226,10 @@ impl Labels {
         let mut whole = true;
         let mut started = false;
         for (i, c) in trimmed.char_indices() {
+            let so_far = &acc[..kept];
             if let Some(len) = separator_at(&trimmed[i..]) {
-                lookup(&acc, i, len);
+                lookup(so_far, i, len);
             }
-            let so_far = acc.trim_end_matches([':', ' ', '.']);
             // Every longer prefix, trimmed, starts with these bytes: no label starts so, no label follows.
             if !started && so_far.len() >= START {
                 started = true;
@@ -247,9 +243,12 @@ impl Labels {
                 break;
             }
             push_normalised(&mut acc, c);
+            if !acc.ends_with([':', ' ', '.']) {
+                kept = acc.len();
+            }
         }
         if whole {
-            lookup(&acc, trimmed.len(), 0);
+            lookup(&acc[..kept], trimmed.len(), 0);
         }
         let (i, len, key) = found?;
         let value = trimmed[i + len..]
@@ -266,6 +265,7 @@ fn separator_at(s: &str) -> Option<usize> {
     match s.as_bytes().first()? {
         b':' | b'\t' | b'|' | b'=' | b'?' => Some(1),
         b' ' if s.starts_with(" - ") => Some(3),
+        b' ' if s.starts_with(" \u{2013} ") || s.starts_with(" \u{2014} ") => Some(5),
         b'.' if s.starts_with(". ") => Some(2),
         _ => None,
     }
@@ -442,7 +442,11 @@ fn set(record: &mut Record, key: &str, value: String) {
 
 /// Read the labelled fields of `text`.
 pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
-    let text = text.replace("\r\n", "\n").replace(['\r', '\0'], "\n");
+    let text: std::borrow::Cow<str> = if text.contains(['\r', '\0']) {
+        text.replace("\r\n", "\n").replace(['\r', '\0'], "\n").into()
+    } else {
+        text.into()
+    };
     let mut fields: Vec<(String, Vec<String>)> = Vec::new();
     for raw in text.lines() {
         let line = raw.trim_end();
@@ -552,6 +556,10 @@ fn cut_trailer(value: &str) -> String {
 
 /// "Kind regards," and its kin: the end of the message, not part of the last field.
 fn is_sign_off(t: &str) -> bool {
+    // The longest sign-off with its punctuation is well inside this.
+    if t.len() > 24 {
+        return false;
+    }
     let l = t.to_lowercase();
     let l = l.trim_end_matches([',', '.', '!']);
     [
@@ -572,8 +580,9 @@ fn is_sign_off(t: &str) -> bool {
 }
 
 pub(crate) fn is_mobile_footer(t: &str) -> bool {
-    let l = t.to_lowercase();
-    l.starts_with("sent from my ") || l.starts_with("get outlook for ") || l.starts_with("sent from outlook")
+    ["sent from my ", "get outlook for ", "sent from outlook"]
+        .iter()
+        .any(|p| t.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
 }
 
 /// Text from HTML, keeping a table's structure: each row on a line, its cells separated by a tab; block
@@ -799,15 +808,27 @@ mod tests {
         assert_eq!(html_to_text(html), "Name of adult at risk:\tAlex Testperson\nStage\t2");
     }
 
+    #[test]
+    fn a_value_keeps_the_dashes_the_sender_typed() {
+        let labels = Labels::new(std::iter::empty());
+        assert_eq!(
+            labels.match_line("Name of adult at risk \u{2013} Alex Testperson\u{2013}Smith"),
+            Some(("adult_name".to_string(), "Alex Testperson\u{2013}Smith".to_string()))
+        );
+        assert_eq!(
+            labels.match_line("\u{2013} Stage: 2"),
+            Some(("stage".to_string(), "2".to_string()))
+        );
+    }
+
     /// The straightforward reading `match_line` must agree with: every split, each prefix normalised.
     fn match_line_oracle(labels: &Labels, line: &str) -> Option<(String, String)> {
-        let norm_line = line.replace(['\u{2013}', '\u{2014}'], "-");
-        let trimmed = norm_line
+        let trimmed = line
             .trim()
-            .trim_start_matches(['*', '•', '-', '>', ' '])
+            .trim_start_matches(['*', '•', '-', '\u{2013}', '\u{2014}', '>', ' '])
             .trim_start();
         let mut splits: Vec<(usize, usize)> = vec![(trimmed.len(), 0)];
-        for sep in [":", "\t", "|", " - ", "=", "?", ". "] {
+        for sep in [":", "\t", "|", " - ", " \u{2013} ", " \u{2014} ", "=", "?", ". "] {
             splits.extend(trimmed.match_indices(sep).map(|(i, m)| (i, m.len())));
         }
         splits.sort_by_key(|s| std::cmp::Reverse(s.0));

@@ -103,15 +103,22 @@ pub fn content_id(raw: &[u8]) -> String {
     format!("sha256-{hex}@escalation-bot")
 }
 
+/// Where the header section ends: the first blank line (LF or CRLF endings), or the end of the message. One
+/// pass from line end to line end, stopping at the blank line: the body is never scanned.
 fn header_section_len(raw: &[u8]) -> usize {
-    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = raw.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) => a.min(b),
-        (Some(a), None) => a,
-        (None, Some(b)) => b,
-        (None, None) => raw.len(),
+    if raw.starts_with(b"\n") || raw.starts_with(b"\r\n") {
+        return 0;
     }
+    let mut from = 0;
+    while let Some(at) = raw[from..].iter().position(|&b| b == b'\n') {
+        let end = from + at;
+        let next = &raw[end + 1..];
+        if next.starts_with(b"\n") || next.starts_with(b"\r\n") {
+            return end;
+        }
+        from = end + 1;
+    }
+    raw.len()
 }
 
 fn auto_generated(get: &dyn Fn(&str) -> Option<String>, subject: &str, content_type: &str) -> Option<String> {
@@ -239,7 +246,8 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
     // Only a real text/plain part counts as text: mail-parser would otherwise convert the HTML to text for
     // us, work thrown away because the HTML is read with its tables kept (below).
     let text = msg.text_bodies().find_map(|p| match &p.body {
-        PartType::Text(t) => Some(t.replace('\0', " ")),
+        PartType::Text(t) if t.contains('\0') => Some(t.replace('\0', " ")),
+        PartType::Text(t) => Some(t.to_string()),
         _ => None,
     });
     let html = msg.html_bodies().next().and_then(|p| match &p.body {
@@ -272,4 +280,35 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             .map(|(_, v)| sanitise(v))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_section_ends_at_the_first_blank_line() {
+        assert_eq!(header_section_len(b"A: 1\nB: 2\n\nbody\n\nmore"), 9);
+        assert_eq!(header_section_len(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore"), 11);
+        assert_eq!(header_section_len(b"\nbody"), 0);
+        assert_eq!(header_section_len(b"A: 1\nB: 2"), 9);
+        assert_eq!(header_section_len(b""), 0);
+    }
+
+    #[test]
+    fn headers_over_the_limit_are_refused_whatever_the_line_endings() {
+        let limits = Limits {
+            max_header_bytes: 1024,
+            ..Limits::default()
+        };
+        for eol in ["\n", "\r\n"] {
+            let mut raw = format!("From: a@nhs.net{eol}");
+            for i in 0..100 {
+                raw.push_str(&format!("X-Padding-{i}: {}{eol}", "x".repeat(20)));
+            }
+            raw.push_str(&format!("{eol}Stage: 1{eol}"));
+            let refused = decode(raw.as_bytes(), &limits).expect_err("too large");
+            assert!(refused.0.contains("headers are larger"), "{}", refused.0);
+        }
+    }
 }
