@@ -5,10 +5,11 @@
 //! 2. A backlog of BACKLOG escalation emails already in a Dovecot mailbox, taken to cases with
 //!    acknowledgements queued, by the real daemon (release build), on SQLite and on PostgreSQL.
 //! 3. APPEND to acknowledgement delivered in the sender's mailbox: 50 samples, p50 / p95 / max.
-//! 4. The daemon's resident memory when idle and after the backlog.
+//! 4. The daemon's resident memory when idle and after the backlog, and the CPU it uses when idle.
 //!
 //! `ESCALATION_BOT_BENCH_BACKLOG` sets the backlog size (default 10000); `ESCALATION_BOT_BENCH_ONLY=sqlite` or
-//! `=postgres` runs that backlog alone.
+//! `=postgres` runs that backlog alone (`=idle`: the idle daemon alone); `ESCALATION_BOT_BENCH_LOG=escalation_bot=debug` keeps the daemon's log
+//! (each batch's fetch, processing and move times) in `ESCALATION_BOT_BENCH_LOG_FILE`.
 
 #[path = "../tests/common/mailserver.rs"]
 #[allow(dead_code)]
@@ -86,6 +87,23 @@ fn cpu_ticks(pid: u32) -> u64 {
     let f: Vec<&str> = after.split_whitespace().collect();
     f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// CPU time the process has used, in nanoseconds, and how many times its threads ran (all threads; from
+/// `/proc/PID/task/*/schedstat`, exact where `/proc/PID/stat` counts whole ticks).
+fn cpu_ns_and_runs(pid: u32) -> (u64, u64) {
+    let mut total = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        let f: Vec<u64> = stat.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        total.0 += f.first().copied().unwrap_or(0);
+        total.1 += f.get(2).copied().unwrap_or(0);
+    }
+    total
 }
 
 /// The daemon, logging warnings to nowhere; or, with `ESCALATION_BOT_BENCH_LOG=FILTER` (`debug` shows each
@@ -236,13 +254,14 @@ async fn idle_memory(bin: &Path) {
     let config = servers.daemon_config(dir.path(), "sqlite:../data/db.sqlite3");
     let mut child = start(bin, &config);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let t0 = cpu_ticks(child.id());
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let t1 = cpu_ticks(child.id());
+    let (ns0, runs0) = cpu_ns_and_runs(child.id());
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let (ns1, runs1) = cpu_ns_and_runs(child.id());
     println!(
-        "idle: {} KiB resident; {} CPU ticks (1/100 s) used in 10 s idle",
+        "idle: {} KiB resident; {:.2} ms of CPU in 30 s idle ({} thread wake-ups)",
         rss_kib(child.id()),
-        t1 - t0
+        (ns1 - ns0) as f64 / 1e6,
+        runs1 - runs0
     );
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
@@ -260,11 +279,14 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    // `ESCALATION_BOT_BENCH_ONLY=sqlite` (or `postgres`): that backlog alone, while working on it.
+    // `ESCALATION_BOT_BENCH_ONLY=sqlite` (or `postgres`): that backlog alone, while working on it; `idle`: the
+    // idle daemon alone.
     let only = std::env::var("ESCALATION_BOT_BENCH_ONLY").unwrap_or_default();
     let bin = release_binary();
     if only.is_empty() {
         parse_rate().await;
+    }
+    if only.is_empty() || only == "idle" {
         idle_memory(&bin).await;
     }
     if only.is_empty() || only == "sqlite" {

@@ -346,9 +346,34 @@ fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
     }
+    // A second message delivered as mail delivery agents do (written in tmp/, renamed into new/) is noticed
+    // at once (inotify), not at the next look the daemon takes every ten seconds regardless.
+    let mut second = Vec::new();
+    let mut second_after = Duration::ZERO;
+    if acks.len() == 1 {
+        let raw = std::fs::read_to_string("tests/fixtures/forms/trafford-plain.eml")
+            .expect("fixture")
+            .replace("<trafford-plain@fixtures.nhs.net>", "<second@fixtures.nhs.net>");
+        let tmp = cdir.path().join("mail/trafford/tmp/2.eml");
+        std::fs::write(&tmp, raw).expect("write in tmp/");
+        let delivered = Instant::now();
+        std::fs::rename(&tmp, new.join("2.eml")).expect("deliver into new/");
+        while second.len() < 2 && delivered.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(20));
+            second = std::fs::read_dir(&out)
+                .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+                .unwrap_or_default();
+        }
+        second_after = delivered.elapsed();
+    }
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
     assert_eq!(acks.len(), 1, "one acknowledgement written to the outbox folder");
+    assert_eq!(second.len(), 2, "the second message was acknowledged too");
+    assert!(
+        second_after < Duration::from_secs(5),
+        "the second message was noticed when it arrived, not at the next scan: {second_after:?}"
+    );
     let text = std::fs::read_to_string(&acks[0]).expect("read");
     assert!(text.contains("Subject: TRAF-2026-0001: escalation received"), "{text}");
     assert!(text.contains("Auto-Submitted: auto-replied") && text.contains("X-Auto-Response-Suppress: All"));

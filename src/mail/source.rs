@@ -34,6 +34,71 @@ pub struct Incoming {
 /// How many messages a source hands over at once.
 pub const BATCH: usize = 100;
 
+/// How often `new/` is looked at when nothing says a message arrived: each second where the kernel cannot
+/// tell us (not Linux, or inotify refused), or after a message had to be left for another try; otherwise
+/// every [`SAFETY_SCAN`], for what inotify cannot see (a folder shared over NFS, a lost event).
+const POLL: Duration = Duration::from_secs(1);
+const SAFETY_SCAN: Duration = Duration::from_secs(10);
+
+/// Word of arrivals in a Maildir's `new/`: inotify on Linux (a message delivered Maildir-style, written in
+/// `tmp/` and renamed into `new/`, or a file written there and closed), so that an idle daemon sleeps
+/// instead of listing folders; a poll elsewhere.
+struct Arrivals {
+    #[cfg(target_os = "linux")]
+    events: Option<inotify::EventStream<Vec<u8>>>,
+}
+
+impl Arrivals {
+    fn watch(board: &str, new: &std::path::Path) -> Self {
+        #[cfg(target_os = "linux")]
+        {
+            let events = inotify::Inotify::init().and_then(|i| {
+                i.watches()
+                    .add(new, inotify::WatchMask::MOVED_TO | inotify::WatchMask::CLOSE_WRITE)?;
+                i.into_event_stream(vec![0u8; 4096])
+            });
+            match events {
+                Ok(events) => Arrivals { events: Some(events) },
+                Err(e) => {
+                    tracing::warn!(board, dir = %new.display(), error = %e,
+                        "no inotify for the local mailbox folder: it is looked at every second instead");
+                    Arrivals { events: None }
+                }
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (board, new);
+            Arrivals {}
+        }
+    }
+
+    /// Wait until `new/` is worth another look: a message arrived, or the next scan is due.
+    async fn wait(&mut self, retry: bool) {
+        #[cfg(target_os = "linux")]
+        if let Some(events) = self.events.as_mut() {
+            use futures_util::StreamExt;
+            let scan = if retry { POLL } else { SAFETY_SCAN };
+            let lost = tokio::select! {
+                _ = tokio::time::sleep(scan) => false,
+                event = events.next() => {
+                    // A delivery of many messages is many events: one scan takes them all.
+                    while let Some(Some(Ok(_))) = futures_util::FutureExt::now_or_never(events.next()) {}
+                    !matches!(event, Some(Ok(_)))
+                }
+            };
+            if lost {
+                // The watch is gone (an error reading events): poll from now on.
+                tracing::warn!("inotify stopped for a local mailbox folder: it is looked at every second instead");
+                self.events = None;
+            }
+            return;
+        }
+        let _ = retry;
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// Watch `dir/new` for `board`: every message there goes to `tx`; done ones move to `cur/`.
 pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mut stop: watch::Receiver<bool>) {
     for sub in ["new", "cur", "tmp"] {
@@ -42,8 +107,11 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
             return;
         }
     }
+    // Watching starts before the first look, so that nothing delivered in between goes unnoticed.
+    let mut arrivals = Arrivals::watch(&board, &dir.join("new"));
     tracing::info!(board, dir = %dir.display(), "watching the local mailbox folder");
     loop {
+        let mut retry = false;
         let mut names = Vec::new();
         if let Ok(mut rd) = tokio::fs::read_dir(dir.join("new")).await {
             while let Ok(Some(entry)) = rd.next_entry().await {
@@ -85,7 +153,6 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
                 return;
             }
             let Ok(acks) = ack_rx.await else { return };
-            let mut retry = false;
             for ((name, path), ack) in files.into_iter().zip(acks) {
                 match ack {
                     Ack::Done | Ack::Quarantine => {
@@ -111,7 +178,7 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = arrivals.wait(retry) => {}
             _ = stop.changed() => return,
         }
     }
