@@ -68,8 +68,17 @@ impl Inbound {
 
 /// A header value safe to put into an outgoing header: control characters (CR, LF, NUL…) become spaces.
 pub fn sanitise(s: &str) -> String {
-    let cleaned: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    cleaned.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(s.len());
+    for word in s
+        .split(|c: char| c.is_control() || c.is_whitespace())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 fn clean_address(s: &str) -> Option<String> {
@@ -171,7 +180,8 @@ fn auto_generated(get: &dyn Fn(&str) -> Option<String>, subject: &str, content_t
         "mail delivery failed",
         "returned mail",
     ] {
-        if s.starts_with(p) || s.contains(&format!(": {p}")) || s.starts_with(&format!("{p}:")) {
+        // At the start, or after a prefix such as "RE: " or "[EXTERNAL]: ".
+        if s.starts_with(p) || s.match_indices(p).any(|(i, _)| s[..i].ends_with(": ")) {
             return Some(format!("subject says {p:?}"));
         }
     }
@@ -229,7 +239,16 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             limits.max_depth
         )));
     }
-    let get = |name: &str| msg.header_raw(name).map(|s| s.to_string());
+    // Header lookups by name: the last of that name, as mail-parser's `header_raw` finds it, from one list
+    // made once (looking each name up through mail-parser re-reads every header name each time).
+    let raw_headers: Vec<(&str, &str)> = msg.headers_raw().collect();
+    let get = |name: &str| {
+        raw_headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_string())
+    };
     let subject = sanitise(msg.subject().unwrap_or_default());
     let content_type = get("Content-Type").unwrap_or_default();
     let addrs = |a: Option<&mail_parser::Address>| -> Vec<String> {
@@ -268,8 +287,8 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             .and_then(clean_address),
         to: addrs(msg.to()),
         cc: addrs(msg.cc()),
-        in_reply_to: ids(msg.header_raw("In-Reply-To")),
-        references: ids(msg.header_raw("References")),
+        in_reply_to: ids(get("In-Reply-To").as_deref()),
+        references: ids(get("References").as_deref()),
         auto_generated: auto_generated(&get, &subject, &content_type),
         subject,
         text,
@@ -285,6 +304,13 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitised_values_have_no_control_characters_and_single_spaces() {
+        assert_eq!(sanitise("  a\r\nBcc: x@y\0 \t b\u{85}c  "), "a Bcc: x@y b c");
+        assert_eq!(sanitise("\r\n\t"), "");
+        assert_eq!(sanitise("Nia Nurse"), "Nia Nurse");
+    }
 
     #[test]
     fn the_header_section_ends_at_the_first_blank_line() {
