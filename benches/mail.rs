@@ -89,10 +89,10 @@ fn cpu_ticks(pid: u32) -> u64 {
         + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
-/// CPU time the process has used, in nanoseconds, and how many times its threads ran (all threads; from
-/// `/proc/PID/task/*/schedstat`, exact where `/proc/PID/stat` counts whole ticks).
-fn cpu_ns_and_runs(pid: u32) -> (u64, u64) {
-    let mut total = (0, 0);
+/// CPU time each thread of the process has used, in nanoseconds, and how many times it ran, by thread id
+/// (from `/proc/PID/task/*/schedstat`, exact where `/proc/PID/stat` counts whole ticks).
+fn thread_cpu(pid: u32) -> std::collections::HashMap<String, (u64, u64)> {
+    let mut threads = std::collections::HashMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
@@ -100,14 +100,25 @@ fn cpu_ns_and_runs(pid: u32) -> (u64, u64) {
     {
         let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
         let f: Vec<u64> = stat.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-        total.0 += f.first().copied().unwrap_or(0);
-        total.1 += f.get(2).copied().unwrap_or(0);
+        let reading = (f.first().copied().unwrap_or(0), f.get(2).copied().unwrap_or(0));
+        threads.insert(task.file_name().to_string_lossy().into_owned(), reading);
     }
-    total
+    threads
 }
 
-/// The daemon, logging warnings to nowhere; or, with `ESCALATION_BOT_BENCH_LOG=FILTER` (`debug` shows each
-/// batch's fetch, processing and move times), to `ESCALATION_BOT_BENCH_LOG_FILE` (default `bench-daemon.log`).
+/// CPU nanoseconds and runs between two readings of [`thread_cpu`]: a thread that started meanwhile counts
+/// whole; one that ended meanwhile (tokio ends idle blocking threads) counts nothing after the first reading,
+/// as it can no longer be read.
+fn cpu_between(
+    before: &std::collections::HashMap<String, (u64, u64)>,
+    after: &std::collections::HashMap<String, (u64, u64)>,
+) -> (u64, u64) {
+    after.iter().fold((0, 0), |(ns, runs), (tid, (n1, r1))| {
+        let (n0, r0) = before.get(tid).copied().unwrap_or((0, 0));
+        (ns + n1.saturating_sub(n0), runs + r1.saturating_sub(r0))
+    })
+}
+
 /// The whole machine's busy and total CPU time so far, in clock ticks (the first line of /proc/stat).
 fn machine_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -124,6 +135,8 @@ fn machine_ticks() -> (u64, u64) {
     (total - idle, total)
 }
 
+/// The daemon, logging warnings to nowhere; or, with `ESCALATION_BOT_BENCH_LOG=FILTER` (`debug` shows each
+/// batch's fetch, processing and move times), to `ESCALATION_BOT_BENCH_LOG_FILE` (default `bench-daemon.log`).
 fn start(bin: &Path, config: &Path) -> Child {
     let (filter, log) = match std::env::var("ESCALATION_BOT_BENCH_LOG") {
         Ok(filter) => {
@@ -254,14 +267,14 @@ async fn idle_memory(bin: &Path) {
     let config = servers.daemon_config(dir.path(), "sqlite:../data/db.sqlite3");
     let mut child = start(bin, &config);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (ns0, runs0) = cpu_ns_and_runs(child.id());
+    let before = thread_cpu(child.id());
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let (ns1, runs1) = cpu_ns_and_runs(child.id());
+    let (ns, runs) = cpu_between(&before, &thread_cpu(child.id()));
     println!(
         "idle: {} KiB resident; {:.2} ms of CPU in 30 s idle ({} thread wake-ups)",
         rss_kib(child.id()),
-        (ns1 - ns0) as f64 / 1e6,
-        runs1 - runs0
+        ns as f64 / 1e6,
+        runs
     );
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
