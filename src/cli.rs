@@ -522,7 +522,7 @@ async fn ingest_cmd<S: Store>(
             ..Default::default()
         };
         let report = pipeline
-            .process(store, &source, &raw, a.board.as_deref(), now, a.dry_run)
+            .process_isolated(store, &source, &raw, a.board.as_deref(), now, a.dry_run)
             .await?;
         let mut v = serde_json::to_value(&report)?;
         if let Some(o) = v.as_object_mut() {

@@ -305,7 +305,7 @@ fn read_toml<T: serde::de::DeserializeOwned>(file: &Path, errors: &mut Vec<Issue
             let at = e
                 .span()
                 .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    let line = text.get(..s.start).unwrap_or(&text).matches('\n').count() + 1;
                     format!("line {line}")
                 })
                 .unwrap_or_default();

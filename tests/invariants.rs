@@ -68,3 +68,74 @@ fn no_unwrap_in_the_shipped_code() {
         offences.join("\n")
     );
 }
+
+/// The range indexings (`x[a..b]`) in a line of code, if any.
+fn range_indexing(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    let mut depth_start = Vec::new();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'[' => {
+                // An index follows a name, a call or another index; a slice type or array does not.
+                let indexed =
+                    i > 0 && (bytes[i - 1].is_ascii_alphanumeric() || matches!(bytes[i - 1], b'_' | b')' | b']'));
+                depth_start.push((i, indexed));
+            }
+            b']' => {
+                if let Some((start, true)) = depth_start.pop() {
+                    if code[start..i].contains("..") {
+                        return true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
+#[test]
+fn text_is_never_sliced_by_byte_index() {
+    // Slicing a string at a byte index panics inside a multi-byte character (a curly apostrophe in a
+    // reply once stopped the daemon). Shipped code slices text with `get(..)`, `char_indices`,
+    // `strip_prefix`/`strip_suffix` or `split_at_checked`; a range index that is safe (a byte buffer, or an
+    // index just found for an ASCII character in the same string) says why on its line: `// byte-slice: …`.
+    let mut offences = Vec::new();
+    let mut stack = vec![Path::new("src").to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).expect("read src") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = fs::read_to_string(&path).expect("read file");
+            for (i, line) in text.lines().enumerate() {
+                if line.trim_start().starts_with("#[cfg(test)]") {
+                    break;
+                }
+                let code = line.split("//").next().unwrap_or_default();
+                if range_indexing(code) && !line.contains("byte-slice:") {
+                    offences.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "slice text with get(..) or by characters, or say why the index is safe with `// byte-slice: …`:\n{}",
+        offences.join("\n")
+    );
+}
+
+#[test]
+fn the_slicing_check_sees_what_it_should() {
+    assert!(range_indexing("let a = s[..i].to_string();"));
+    assert!(range_indexing("f(x)[1..]"));
+    assert!(!range_indexing("let a: &[u8] = &[];"));
+    assert!(!range_indexing("match v { [a, ..] => 1 }"));
+    assert!(!range_indexing("s.get(..i)"));
+}

@@ -77,6 +77,10 @@ const ONE_OFF_UK: &[(i32, u32, u32, &str)] = &[
     (2023, 5, 8, "Coronation of King Charles III"),
 ];
 
+/// Days proclaimed once for Scotland alone.
+const ONE_OFF_SCOTLAND: &[(i32, u32, u32, &str)] =
+    &[(2026, 6, 15, "Scotland's first FIFA World Cup match (proclaimed)")];
+
 /// Years in which the early May bank holiday was moved from the first Monday of May.
 const EARLY_MAY_MOVED: &[(i32, u32, u32)] = &[(1995, 5, 8), (2020, 5, 8)];
 
@@ -181,7 +185,8 @@ pub fn bank_holidays(region: Region, year: i32) -> Vec<BankHoliday> {
     if region != Scotland || year >= 1974 {
         fixed.push((ymd(year, 12, 26), "Boxing Day"));
     }
-    for &(y, m, d, name) in ONE_OFF_UK {
+    let scotland_only: &[(i32, u32, u32, &str)] = if region == Scotland { ONE_OFF_SCOTLAND } else { &[] };
+    for &(y, m, d, name) in ONE_OFF_UK.iter().chain(scotland_only) {
         if y == year {
             weekday.push((ymd(y, m, d), name));
         }

@@ -226,8 +226,8 @@ impl Labels {
         let mut whole = true;
         let mut started = false;
         for (i, c) in trimmed.char_indices() {
-            let so_far = &acc[..kept];
-            if let Some(len) = separator_at(&trimmed[i..]) {
+            let so_far = acc.get(..kept).unwrap_or_default();
+            if let Some(len) = trimmed.get(i..).and_then(separator_at) {
                 lookup(so_far, i, len);
             }
             // Every longer prefix, trimmed, starts with these bytes: no label starts so, no label follows.
@@ -248,10 +248,12 @@ impl Labels {
             }
         }
         if whole {
-            lookup(&acc[..kept], trimmed.len(), 0);
+            lookup(acc.get(..kept).unwrap_or_default(), trimmed.len(), 0);
         }
         let (i, len, key) = found?;
-        let value = trimmed[i + len..]
+        let value = trimmed
+            .get(i + len..)
+            .unwrap_or_default()
             .trim()
             .trim_start_matches([':', '\t', '|', ' '])
             .trim()
@@ -325,12 +327,12 @@ pub fn find_emails(text: &str) -> Vec<String> {
         while e < chars.len() && (chars[e].is_ascii_alphanumeric() || matches!(chars[e], '.' | '-')) {
             e += 1;
         }
-        let local: String = chars[s..i]
+        let local: String = chars[s..i] // byte-slice: a Vec<char>, indexed by characters
             .iter()
             .collect::<String>()
             .trim_start_matches(['.', '\''])
             .to_string();
-        let domain: String = chars[i + 1..e]
+        let domain: String = chars[i + 1..e] // byte-slice: a Vec<char>, indexed by characters
             .iter()
             .collect::<String>()
             .trim_end_matches(['.', '-'])
@@ -601,17 +603,17 @@ pub fn html_to_text(html: &str) -> String {
             break;
         };
         if skip_until.is_none() {
-            decode_entities_into(&mut out, &rest[..lt]);
+            decode_entities_into(&mut out, rest.get(..lt).unwrap_or_default());
         }
-        let after = &rest[lt + 1..];
+        let after = rest.get(lt + 1..).unwrap_or_default();
         if after.starts_with("!--") {
-            rest = after.find("-->").map(|i| &after[i + 3..]).unwrap_or("");
+            rest = after.find("-->").and_then(|i| after.get(i + 3..)).unwrap_or("");
             continue;
         }
         let Some(gt) = after.find('>') else { break };
         // The tag's name, lower case, without copying the tag (Word's tags carry long style attributes).
-        let tag = after[..gt].trim_start();
-        rest = &after[gt + 1..];
+        let tag = after.get(..gt).unwrap_or_default().trim_start();
+        rest = after.get(gt + 1..).unwrap_or_default();
         let closing = tag.starts_with('/');
         let name_src = tag.trim_start_matches('/').as_bytes();
         let len = name_src.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
@@ -621,7 +623,7 @@ pub fn html_to_text(html: &str) -> String {
                 for (d, s) in buf.iter_mut().zip(n) {
                     *d = s.to_ascii_lowercase();
                 }
-                std::str::from_utf8(&buf[..len]).unwrap_or("")
+                std::str::from_utf8(buf.get(..len).unwrap_or_default()).unwrap_or("")
             }
             None => "",
         };
@@ -651,7 +653,7 @@ pub fn html_to_text(html: &str) -> String {
             ("br", _) => out.push('\n'),
             // Inside a cell, a new paragraph after some text is a new line of the same value.
             ("p" | "div" | "li" | "h1" | "h2" | "h3" | "h4" | "table" | "blockquote", _)
-                if !cell_open || (!closing && !out[cell_start..].trim().is_empty()) =>
+                if !cell_open || (!closing && !out.get(cell_start..).unwrap_or_default().trim().is_empty()) =>
             {
                 out.push('\n');
             }
@@ -674,7 +676,7 @@ pub fn html_to_text(html: &str) -> String {
                 tidy.push_str(word);
             }
         }
-        if tidy[start..].trim().is_empty() {
+        if tidy.get(start..).unwrap_or_default().trim().is_empty() {
             tidy.truncate(start);
             blank += 1;
             if blank > 1 {
@@ -682,7 +684,7 @@ pub fn html_to_text(html: &str) -> String {
             }
         } else {
             blank = 0;
-            let kept = tidy[start..].trim_end_matches('\t').len();
+            let kept = tidy.get(start..).unwrap_or_default().trim_end_matches('\t').len();
             tidy.truncate(start + kept);
         }
         tidy.push('\n');
@@ -694,11 +696,11 @@ pub fn html_to_text(html: &str) -> String {
 fn decode_entities_into(out: &mut String, s: &str) {
     let mut rest = s;
     while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
+        out.push_str(rest.get(..i).unwrap_or_default());
+        let after = rest.get(i + 1..).unwrap_or_default();
         let end = after.find(';').filter(|e| *e <= 10);
         let decoded = end.and_then(|e| {
-            let ent = &after[..e];
+            let ent = after.get(..e).unwrap_or_default();
             let c = match ent {
                 "amp" => Some('&'),
                 "lt" => Some('<'),
@@ -729,7 +731,7 @@ fn decode_entities_into(out: &mut String, s: &str) {
         match decoded {
             Some((c, e)) => {
                 out.push(c);
-                rest = &after[e + 1..];
+                rest = after.get(e + 1..).unwrap_or_default();
             }
             None => {
                 out.push('&');
@@ -835,7 +837,9 @@ mod tests {
         for (i, len) in splits {
             let norm = normalise_label(&trimmed[..i]);
             if let Some(key) = labels.entries.get(&norm).filter(|_| !norm.is_empty()) {
-                let value = trimmed[i + len..]
+                let value = trimmed
+                    .get(i + len..)
+                    .unwrap_or_default()
                     .trim()
                     .trim_start_matches([':', '\t', '|', ' '])
                     .trim();

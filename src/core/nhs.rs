@@ -16,7 +16,7 @@ pub fn normalise(input: &str) -> Result<String, String> {
             spaced(&digits)
         ));
     }
-    let sum: u32 = d[..9].iter().enumerate().map(|(i, x)| x * (10 - i as u32)).sum();
+    let sum: u32 = d.iter().take(9).enumerate().map(|(i, x)| x * (10 - i as u32)).sum();
     let check = match 11 - (sum % 11) {
         11 => 0,
         10 => {
@@ -39,7 +39,7 @@ pub fn normalise(input: &str) -> Result<String, String> {
 /// `9434765919` as `943 476 5919`.
 pub fn spaced(digits: &str) -> String {
     if digits.len() == 10 && digits.is_ascii() {
-        format!("{} {} {}", &digits[..3], &digits[3..6], &digits[6..])
+        format!("{} {} {}", &digits[..3], &digits[3..6], &digits[6..]) // byte-slice: ten ASCII digits, checked above
     } else {
         digits.to_string()
     }

@@ -23,6 +23,8 @@ pub enum ReplyCommand {
     Status,
     Help,
     Form,
+    /// A reply to the bot's challenge: apply the command it holds.
+    Confirm,
 }
 
 /// A reply as read.
@@ -66,7 +68,7 @@ pub fn new_text(body: &str) -> String {
             break;
         }
     }
-    lines[..end].join("\n").trim().to_string()
+    lines.get(..end).unwrap_or_default().join("\n").trim().to_string()
 }
 
 const WORDS: &[(&str, &str)] = &[
@@ -83,6 +85,8 @@ const WORDS: &[(&str, &str)] = &[
     ("STATUS", "STATUS"),
     ("HELP", "HELP"),
     ("FORM", "FORM"),
+    ("CONFIRM", "CONFIRM"),
+    ("CONFIRMED", "CONFIRM"),
 ];
 
 /// How each command is written, for replies that get one wrong.
@@ -95,7 +99,8 @@ WITHDRAW — then the reason
 NOTE — then the note to add to the case record
 IMPLEMENTED — the agreed actions have been carried out (optionally say how)
 STATUS — where the case stands and what is due next
-HELP or FORM — this list, and the board's blank form";
+HELP or FORM — this list, and the board's blank form
+CONFIRM — in reply to the service's request to confirm a command, to apply it";
 
 fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim().trim_end_matches('.');
@@ -118,11 +123,13 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
         .split_whitespace()
         .map(|w| {
             let t = w.trim_end_matches(',');
-            if t.len() > 2 && t[..t.len() - 2].chars().all(|c| c.is_ascii_digit()) {
-                t[..t.len() - 2].to_string()
-            } else {
-                t.to_string()
-            }
+            // "1st", "22nd", "3rd", "4th": the digits before an ordinal suffix (sliced only where the
+            // suffix is ASCII, so never inside a character).
+            let digits = ["st", "nd", "rd", "th", "ST", "ND", "RD", "TH"]
+                .iter()
+                .find_map(|suffix| t.strip_suffix(suffix))
+                .filter(|d| !d.is_empty() && d.chars().all(|c| c.is_ascii_digit()));
+            digits.unwrap_or(t).to_string()
         })
         .collect::<Vec<_>>()
         .join(" ");
@@ -194,13 +201,23 @@ fn people_in(text: &str) -> Vec<Person> {
     people
 }
 
+/// Where the command word ends: white space, punctuation, or a dash (`RESOLVED – joint visit agreed`).
+fn is_word_end(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            ':' | ',' | '.' | '-' | '!' | ';' | '*' | '_' | '\u{2013}' | '\u{2014}'
+        )
+}
+
 /// Read the command at the top of a reply body.
 pub fn parse_reply(body: &str) -> ReplyIntent {
     let text = new_text(body);
     let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
     let first_word: String = first_line
         .trim()
-        .split(|c: char| c.is_whitespace() || c == ':' || c == ',' || c == '.' || c == '-')
+        .trim_start_matches(['*', '_'])
+        .split(is_word_end)
         .next()
         .unwrap_or_default()
         .to_uppercase();
@@ -217,8 +234,17 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
         };
     };
     // The rest: what follows the word on its line, then the lines below.
-    let after_word = first_line.trim()[first_word.len()..]
-        .trim_start_matches([':', ' ', '-', '.', ','])
+    // What follows the word on its line. The word is found again in the line as written, by characters:
+    // upper-casing can change a text's length in bytes ("ß" is "SS"), so its length is no index here.
+    let line = first_line.trim().trim_start_matches(['*', '_']);
+    let word_end = line
+        .char_indices()
+        .find(|&(_, c)| is_word_end(c))
+        .map_or(line.len(), |(i, _)| i);
+    let after_word = line
+        .get(word_end..)
+        .unwrap_or_default()
+        .trim_start_matches([':', ' ', '-', '.', ',', '*', '_', '\u{2013}', '\u{2014}'])
         .trim();
     let below: String = text
         .lines()
@@ -273,7 +299,7 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
             };
             let to_stage = lower
                 .find("to stage")
-                .and_then(|i| number_after(&lower[i + 8..]))
+                .and_then(|i| lower.get(i + "to stage".len()..).and_then(number_after))
                 .or_else(|| {
                     lower
                         .lines()
@@ -322,6 +348,7 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
         "IMPLEMENTED" => apply(Command::ActionsImplemented { text: rest.clone() }),
         "STATUS" => Ok(ReplyCommand::Status),
         "HELP" => Ok(ReplyCommand::Help),
+        "CONFIRM" => Ok(ReplyCommand::Confirm),
         _ => Ok(ReplyCommand::Form),
     };
     ReplyIntent {

@@ -17,6 +17,18 @@ use crate::core::reply::COMMAND_HELP;
 use crate::core::schedule::Deadline;
 use crate::store::OutboundEmail;
 
+/// A short, fixed-length stand-in for what caused an email (an inbound Message-ID, a timer key), for the
+/// nonce of its Message-ID: the same cause gives the same id (queued twice, it is the same email), and
+/// different causes different ids, whatever characters the cause holds.
+pub fn nonce_of(cause: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(cause.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// "Tuesday 29 December 2026".
 pub fn long_date(d: chrono::NaiveDate) -> String {
     d.format("%A %-d %B %Y").to_string()
@@ -204,8 +216,14 @@ impl Composer<'_> {
         })
     }
 
-    /// The notification emails a transition's duties call for.
-    pub fn notifications(&self, t: &Transition, notes: &[Notification]) -> Result<Vec<OutboundEmail>, String> {
+    /// The notification emails a transition's duties call for. `cause` names what caused the transition
+    /// (the inbound message's id, a timer's key), so that each email's Message-ID is its own.
+    pub fn notifications(
+        &self,
+        t: &Transition,
+        notes: &[Notification],
+        cause: &str,
+    ) -> Result<Vec<OutboundEmail>, String> {
         let case = &t.case;
         let policy = self.board.policy();
         let mut out = Vec::new();
@@ -242,12 +260,7 @@ impl Composer<'_> {
             out.push(self.email(
                 "notification",
                 Some(&case.reference),
-                &format!(
-                    "n{i}-{}-{}-{}",
-                    n.role.key(),
-                    t.event.kind,
-                    t.event.at.timestamp_millis()
-                ),
+                &format!("n{i}-{}-{}-{}", n.role.key(), t.event.kind, nonce_of(cause)),
                 to,
                 Vec::new(),
                 None,
@@ -326,7 +339,7 @@ impl Composer<'_> {
         self.email(
             "confirmation",
             Some(&case.reference),
-            &format!("a-{}", in_reply_to.replace(|c: char| !c.is_ascii_alphanumeric(), "")),
+            &format!("a-{}", nonce_of(in_reply_to)),
             vec![sender.to_string()],
             Vec::new(),
             Some(in_reply_to),
@@ -336,6 +349,36 @@ impl Composer<'_> {
                 "status_words": status_words,
                 "deadlines": deadlines_data(self.board, deadlines),
                 "guidance": guidance,
+            }),
+        )
+    }
+
+    /// The request to confirm a command that came without proof of its sender: to the From address only
+    /// (its real owner receives it, whoever wrote the header), threaded under the command, and signed for
+    /// this case and that address, so that a CONFIRM in reply to it is proof.
+    pub fn challenge(
+        &self,
+        case: &Case,
+        word: &str,
+        reply_text: &str,
+        sender: &str,
+        in_reply_to: &str,
+    ) -> Result<OutboundEmail, String> {
+        // What was received, shortened by characters (never inside one) so that the email stays readable.
+        let mut received: String = reply_text.chars().take(1500).collect();
+        if received.len() < reply_text.len() {
+            received.push_str(" […]");
+        }
+        self.email(
+            "challenge",
+            Some(&case.reference),
+            &format!("ch-{}", nonce_of(in_reply_to)),
+            vec![sender.to_string()],
+            Vec::new(),
+            Some(in_reply_to),
+            json!({
+                "reference": case.reference, "word": word, "sender": sender,
+                "received": received, "mailbox": self.board.settings.mailbox,
             }),
         )
     }
@@ -363,7 +406,7 @@ impl Composer<'_> {
         self.email(
             "confirmation",
             Some(&case.reference),
-            &format!("c-{}-{}", t.event.kind, t.event.at.timestamp_millis()),
+            &format!("c-{}-{}", t.event.kind, nonce_of(in_reply_to)),
             vec![sender.to_string()],
             others,
             Some(in_reply_to),

@@ -119,9 +119,9 @@ fn header_section_len(raw: &[u8]) -> usize {
         return 0;
     }
     let mut from = 0;
-    while let Some(at) = raw[from..].iter().position(|&b| b == b'\n') {
+    while let Some(at) = raw.get(from..).and_then(|r| r.iter().position(|&b| b == b'\n')) {
         let end = from + at;
-        let next = &raw[end + 1..];
+        let next = raw.get(end + 1..).unwrap_or_default();
         if next.starts_with(b"\n") || next.starts_with(b"\r\n") {
             return end;
         }
@@ -181,7 +181,10 @@ fn auto_generated(get: &dyn Fn(&str) -> Option<String>, subject: &str, content_t
         "returned mail",
     ] {
         // At the start, or after a prefix such as "RE: " or "[EXTERNAL]: ".
-        if s.starts_with(p) || s.match_indices(p).any(|(i, _)| s[..i].ends_with(": ")) {
+        if s.starts_with(p)
+            || s.match_indices(p)
+                .any(|(i, _)| s.get(..i).is_some_and(|b| b.ends_with(": ")))
+        {
             return Some(format!("subject says {p:?}"));
         }
     }

@@ -8,6 +8,7 @@
 //! to fix, with the board's blank form.
 
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -23,7 +24,7 @@ use crate::core::lifecycle::{self, Event};
 use crate::core::nhs;
 use crate::core::reply::{parse_reply, ReplyCommand};
 use crate::store::{
-    Batching, Change, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError, Unit,
+    Batching, Change, HeldCommand, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError, Unit,
 };
 
 /// What acting on a reply came to: done (and answered), or refused with the problem to answer.
@@ -59,15 +60,45 @@ pub struct Report {
     pub reply_text: Option<String>,
     /// Emails queued in answer.
     pub replies: usize,
-    /// The message could not be used at all (unreadable, or for no board): the source moves it to quarantine.
+    /// The message could not be used at all (unreadable, for no board, or failing every time it is tried):
+    /// the source moves it to quarantine.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub quarantine: bool,
+    /// Processing failed this time (a database error, or a fault in the bot caught on the way): the
+    /// message stays where it is and is tried again, up to [`MAX_ATTEMPTS`] times.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retry: bool,
+}
+
+/// How many times a message that fails (an error or a panic) is tried before it is quarantined.
+pub const MAX_ATTEMPTS: i64 = 3;
+
+/// The identity under which failed attempts at a message are counted: where it lies and what it is.
+fn attempt_key(source: &Source, raw: &[u8]) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        source.mailbox,
+        source.uidvalidity.unwrap_or(0),
+        source.uid.unwrap_or(0),
+        super::mime::content_id(raw)
+    )
+}
+
+/// The text of a caught panic.
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }
 
 impl Report {
     /// What the source should do with the message now that its effect has committed.
     pub fn ack(&self) -> Ack {
-        if self.quarantine {
+        if self.retry {
+            Ack::Retry
+        } else if self.quarantine {
             Ack::Quarantine
         } else {
             Ack::Done
@@ -85,6 +116,7 @@ impl Report {
             reply_text: None,
             replies: 0,
             quarantine: false,
+            retry: false,
         }
     }
 }
@@ -106,10 +138,23 @@ pub struct Reader {
 
 impl Reader {
     /// Decode `raw` and read the record in it.
+    /// A fault in a parser (a panic) makes the message unreadable, never the caller stop.
     pub fn prepare(&self, raw: &[u8]) -> Prepared {
-        let decoded = decode(raw, &self.limits);
-        let record = decoded.as_ref().ok().map(|m| self.read_record(m));
-        Prepared { decoded, record }
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let decoded = decode(raw, &self.limits);
+            let record = decoded.as_ref().ok().map(|m| self.read_record(m));
+            Prepared { decoded, record }
+        }));
+        read.unwrap_or_else(|panic| {
+            let text = panic_text(panic.as_ref());
+            tracing::error!(message = %super::mime::content_id(raw), panic = %text, "reading a message panicked");
+            Prepared {
+                decoded: Err(super::mime::Unreadable(format!(
+                    "the message could not be read (a fault in the escalation service's reader: {text})"
+                ))),
+                record: None,
+            }
+        })
     }
 
     /// The best reading of the record: the plain text or the HTML, whichever yields more fields.
@@ -145,21 +190,60 @@ pub fn fields_json(parsed: &ParsedRecord) -> Value {
     serde_json::to_value(&record).unwrap_or_else(|_| json!({}))
 }
 
-/// The case reference in a subject, e.g. "RE: BRAD-2027-0042: escalation received".
-pub fn reference_in(subject: &str) -> Option<String> {
+/// The case reference in a subject, e.g. "RE: BRAD-2027-0042: escalation received", for a reference with
+/// one of `prefixes` (the configured boards'): a practitioner's own `INC-2026-12345` is no case of ours.
+pub fn reference_in(subject: &str, prefixes: &[&str]) -> Option<String> {
     subject
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .find(|w| {
             let parts: Vec<&str> = w.split('-').collect();
             parts.len() == 3
-                && (2..=8).contains(&parts[0].len())
-                && parts[0].chars().all(|c| c.is_ascii_uppercase())
+                && prefixes.iter().any(|p| p.eq_ignore_ascii_case(parts[0]))
                 && parts[1].len() == 4
                 && parts[1].chars().all(|c| c.is_ascii_digit())
                 && parts[2].len() >= 4
                 && parts[2].chars().all(|c| c.is_ascii_digit())
         })
-        .map(str::to_string)
+        .map(str::to_ascii_uppercase)
+}
+
+/// Whether the trusted server's Authentication-Results say DMARC passed for the domain of `from`: proof
+/// that the message came from that domain's own mail system.
+pub fn dmarc_pass(msg: &Inbound, trusted_authserv_id: &str, from: &str) -> bool {
+    let Some((_, from_domain)) = from.rsplit_once('@') else {
+        return false;
+    };
+    msg.authentication_results.iter().any(|header| {
+        let (server, results) = header.split_once(';').unwrap_or((header.as_str(), ""));
+        let server = server.split_whitespace().next().unwrap_or_default();
+        server.eq_ignore_ascii_case(trusted_authserv_id)
+            && results.split(';').any(|result| {
+                let r = result.trim().to_ascii_lowercase();
+                r.starts_with("dmarc=pass")
+                    && r.split_whitespace().any(|w| {
+                        w.strip_prefix("header.from=")
+                            .is_some_and(|d| d.trim_matches(['"', ';']).eq_ignore_ascii_case(from_domain))
+                    })
+            })
+    })
+}
+
+/// What proves who sent a command (ARCHITECTURE.md, "Trust model").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proof {
+    /// A reply to an email the bot signed for this case and board and sent to the From address.
+    SignedReply,
+    /// DMARC passed for the From domain, by the board's trusted server.
+    Dmarc,
+    /// Neither: a command is held and the From address asked to CONFIRM.
+    Missing,
+}
+
+/// Where a reply points: the case, and the bot's own signed Message-IDs it answers.
+struct Located {
+    reference: String,
+    /// Our Message-IDs in In-Reply-To/References that verify for this board (without angle brackets).
+    thread_ids: Vec<String>,
 }
 
 /// Why the trusted server's Authentication-Results reject the message (DMARC or DKIM failed), if they do.
@@ -231,7 +315,7 @@ impl<'a> Pipeline<'a> {
         Composer {
             board,
             templates: &self.templates,
-            signer: Signer::new(self.key.clone(), domain),
+            signer: Signer::new(self.key.clone(), board.id(), domain),
         }
     }
 
@@ -341,18 +425,26 @@ impl<'a> Pipeline<'a> {
             unit.commit().await?;
             Ok::<_, StoreError>(reports)
         };
-        match together.await {
-            Ok(reports) => {
+        // A panic anywhere in the batch is caught here (the unit is dropped, so nothing of it lands) and
+        // the messages are taken one by one, each in isolation.
+        let together = std::panic::AssertUnwindSafe(together).catch_unwind().await;
+        match together {
+            Ok(Ok(reports)) => {
                 for r in &reports {
                     tracing::info!(board, outcome = %r.outcome, case = ?r.case, "message processed");
                 }
                 reports.iter().map(Report::ack).collect()
             }
-            Err(e) => {
-                tracing::warn!(board, error = %e, "a batch failed; processing its messages one at a time");
+            failed => {
+                let error = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    Err(panic) => format!("panic: {}", panic_text(panic.as_ref())),
+                    Ok(Ok(_)) => String::new(),
+                };
+                tracing::warn!(board, %error, "a batch failed; processing its messages one at a time");
                 let mut acks = Vec::with_capacity(messages.len());
                 for (source, raw) in messages {
-                    acks.push(match self.process(store, source, raw, Some(board), now, false).await {
+                    let ack = match self.process_isolated(store, source, raw, Some(board), now, false).await {
                         Ok(r) => {
                             tracing::info!(board, outcome = %r.outcome, case = ?r.case, "message processed");
                             r.ack()
@@ -361,11 +453,117 @@ impl<'a> Pipeline<'a> {
                             tracing::error!(board, error = %e, "message not processed; it will be tried again");
                             Ack::Retry
                         }
-                    });
+                    };
+                    acks.push(ack);
                 }
                 acks
             }
         }
+    }
+
+    /// [`Pipeline::process`], isolated: a panic on the way is caught and logged with the message's id,
+    /// and every failure (a panic, or a database error such as a value too long or a full disk) is counted
+    /// against the message in the store. A message that has failed [`MAX_ATTEMPTS`] times is not tried
+    /// again: it is kept, marked quarantined, audited, and moved to the quarantine folder, where the board
+    /// team can see it. Never a crash loop.
+    pub async fn process_isolated<S: Store>(
+        &self,
+        store: &S,
+        source: &Source,
+        raw: &[u8],
+        board_hint: Option<&str>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        let key = attempt_key(source, raw);
+        if !dry_run {
+            let tried = store.failed_attempts(&key).await?;
+            if tried >= MAX_ATTEMPTS {
+                return self
+                    .quarantine_failing(store, source, raw, board_hint, tried, now)
+                    .await;
+            }
+        }
+        let attempt = std::panic::AssertUnwindSafe(self.process(store, source, raw, board_hint, now, dry_run))
+            .catch_unwind()
+            .await;
+        let error = match attempt {
+            Ok(Ok(report)) => return Ok(report),
+            Ok(Err(e)) => e.to_string(),
+            Err(panic) => {
+                let text = panic_text(panic.as_ref());
+                tracing::error!(
+                    message = %super::mime::content_id(raw),
+                    mailbox = %source.mailbox,
+                    uid = ?source.uid,
+                    panic = %text,
+                    "processing a message panicked; it is kept and will be tried again, then quarantined"
+                );
+                format!("panic: {text}")
+            }
+        };
+        let mut report = Report::new("refused");
+        report.retry = true;
+        report.board = board_hint.map(str::to_string);
+        let tried = if dry_run {
+            1
+        } else {
+            store.note_failed_attempt(&key, &error, now).await?
+        };
+        report.problems.push(format!(
+            "The message could not be processed this time (attempt {tried} of {MAX_ATTEMPTS}): {error}. It is kept and will be tried again."
+        ));
+        Ok(report)
+    }
+
+    /// Keep a message that failed every time it was tried, marked quarantined, with an audit event.
+    async fn quarantine_failing<S: Store>(
+        &self,
+        store: &S,
+        source: &Source,
+        raw: &[u8],
+        board_hint: Option<&str>,
+        tried: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Report, StoreError> {
+        let board = board_hint
+            .or_else(|| self.config.boards.first().map(|b| b.id()))
+            .unwrap_or("unknown")
+            .to_string();
+        let mut report = Report::new("refused");
+        report.board = Some(board.clone());
+        report.quarantine = true;
+        report.problems.push(format!(
+            "Processing this message failed {tried} times, so it is quarantined: it is kept for the board team, and not tried again."
+        ));
+        let kept = InboundMessage {
+            board_id: Some(board.clone()),
+            mailbox: source.mailbox.clone(),
+            uidvalidity: source.uidvalidity,
+            uid: source.uid,
+            message_id: super::mime::content_id(raw),
+            received_at: now,
+            raw: raw.to_vec(),
+        };
+        let id = match store.record_inbound(&kept).await? {
+            InboundInsert::New(id) | InboundInsert::Seen { id, .. } => id,
+        };
+        let event = Event {
+            kind: "quarantined".into(),
+            at: now,
+            actor: "escalation-bot".into(),
+            summary: format!("Message {} quarantined after {tried} failed attempts", kept.message_id),
+            detail: json!({ "mailbox": source.mailbox, "uid": source.uid, "attempts": tried }),
+        };
+        let done = InboundDone {
+            id,
+            outcome: "quarantined".into(),
+            problems: report.problems.clone(),
+        };
+        store
+            .finish_inbound(&board, Some(&done), None, Some(&event), &[], now)
+            .await?;
+        Ok(report)
     }
 
     /// Process one raw message received at `now`. With `dry_run`, nothing is written.
@@ -452,6 +650,43 @@ impl<'a> Pipeline<'a> {
             .await
     }
 
+    /// The per-sender reply cap: an address that has had its day's answers gets no more (a mail loop with
+    /// an auto-responder the headers did not reveal stops here). The emails still allowed, and an audit
+    /// event for each one held back.
+    async fn within_reply_cap<S: Store>(
+        &self,
+        store: &S,
+        board: &Board,
+        outbox: Vec<OutboundEmail>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<OutboundEmail>, Vec<Event>), StoreError> {
+        let cap = i64::from(board.settings.reply_cap_per_day);
+        let since = now - chrono::Duration::hours(24);
+        let mut allowed = Vec::with_capacity(outbox.len());
+        let mut suppressed = Vec::new();
+        for email in outbox {
+            let mut over = false;
+            for to in &email.to {
+                if store.count_outbox_to(to, since).await? >= cap {
+                    over = true;
+                }
+            }
+            if over {
+                let to = email.to.join(", ");
+                suppressed.push(Event {
+                    kind: "reply_suppressed".into(),
+                    at: now,
+                    actor: to.clone(),
+                    summary: format!("Answer to {to} not sent: {cap} answers in 24 hours already"),
+                    detail: json!({ "cap": cap, "kind": email.kind }),
+                });
+            } else {
+                allowed.push(email);
+            }
+        }
+        Ok((allowed, suppressed))
+    }
+
     /// Write what a message that changes no case causes — its audit event, any reply, its outcome — in
     /// one transaction. Nothing with `dry_run`.
     #[allow(clippy::too_many_arguments)]
@@ -469,38 +704,12 @@ impl<'a> Pipeline<'a> {
         if dry_run {
             return Ok(());
         }
-        // The per-sender reply cap: an address that has had its day's answers gets no more (a mail loop
-        // with an auto-responder the headers did not reveal stops here). The suppression is audited.
-        let cap = self
-            .config
-            .board(board)
-            .map(|b| i64::from(b.settings.reply_cap_per_day))
-            .unwrap_or(20);
-        let since = now - chrono::Duration::hours(24);
-        let mut allowed = Vec::with_capacity(outbox.len());
-        let mut suppressed = Vec::new();
-        for email in outbox {
-            let mut over = false;
-            for to in &email.to {
-                if store.count_outbox_to(to, since).await? >= cap {
-                    over = true;
-                }
-            }
-            if over {
-                suppressed.push(email.to.join(", "));
-            } else {
-                allowed.push(email.clone());
-            }
-        }
-        for to in &suppressed {
-            let e = Event {
-                kind: "reply_suppressed".into(),
-                at: now,
-                actor: to.clone(),
-                summary: format!("Answer to {to} not sent: {cap} answers in 24 hours already"),
-                detail: json!({ "cap": cap }),
-            };
-            store.record_event(board, None, &e).await?;
+        let (allowed, suppressed) = match self.config.board(board) {
+            Some(b) => self.within_reply_cap(store, b, outbox.to_vec(), now).await?,
+            None => (outbox.to_vec(), Vec::new()),
+        };
+        for e in &suppressed {
+            store.record_event(board, None, e).await?;
         }
         let outbox = allowed.as_slice();
         let done = inbound_id.map(|id| InboundDone {
@@ -604,33 +813,9 @@ impl<'a> Pipeline<'a> {
             return Ok(r);
         };
         let composer = self.composer(board);
-        // Our signed Message-ID in the thread headers, or our signed token in the plus address replied to.
-        let verified = msg
-            .in_reply_to
-            .iter()
-            .chain(msg.references.iter())
-            .find_map(|id| composer.signer.verify(id))
-            .filter(|r| r != "none")
-            .or_else(|| {
-                msg.to
-                    .iter()
-                    .chain(msg.cc.iter())
-                    .find_map(|a| composer.signer.verify_address(&board.settings.mailbox, a))
-            });
-        let subject_ref = reference_in(&msg.subject);
-        if verified.is_some() || subject_ref.is_some() {
+        if let Some(located) = self.locate(&composer, &msg) {
             return self
-                .reply(
-                    store,
-                    &composer,
-                    &msg,
-                    &sender,
-                    verified,
-                    subject_ref,
-                    inbound_id,
-                    now,
-                    dry_run,
-                )
+                .reply(store, &composer, &msg, &sender, located, inbound_id, now, dry_run)
                 .await;
         }
         self.new_case(store, &composer, &msg, record, &sender, inbound_id, now, dry_run)
@@ -734,7 +919,7 @@ impl<'a> Pipeline<'a> {
             .create_case(board.id(), &policy.reference_prefix, year, |reference| {
                 let t = lifecycle::open(&board.rules, &new, reference, now).map_err(|r| r.problems.join(" "))?;
                 let mut outbox = vec![composer.acknowledgement(&t, &msg.message_id)?];
-                outbox.extend(composer.notifications(&t, &t.notifications)?);
+                outbox.extend(composer.notifications(&t, &t.notifications, &msg.message_id)?);
                 let inbound = inbound_id.map(|id| InboundDone {
                     id,
                     outcome: "case_opened".into(),
@@ -744,6 +929,7 @@ impl<'a> Pipeline<'a> {
                     transition: t,
                     outbox,
                     inbound,
+                    decides_held: None,
                 })
             })
             .await?;
@@ -762,6 +948,71 @@ impl<'a> Pipeline<'a> {
         Ok(report)
     }
 
+    /// The case a reply is about, if it is one: named by the bot's own signed Message-ID in its thread
+    /// headers, by the signed plus address it was sent to, or by a reference in its subject with a
+    /// configured board's prefix. Only tokens signed for this board verify here.
+    fn locate(&self, composer: &Composer<'_>, msg: &Inbound) -> Option<Located> {
+        let board = composer.board;
+        let mut thread_ids = Vec::new();
+        let mut from_thread = None;
+        for id in msg.in_reply_to.iter().chain(msg.references.iter()) {
+            if let Some(reference) = composer.signer.verify(id).filter(|r| r != "none") {
+                let id = id.trim().trim_matches(['<', '>']).to_string();
+                if !thread_ids.contains(&id) {
+                    thread_ids.push(id);
+                }
+                from_thread.get_or_insert(reference);
+            }
+        }
+        let reference = from_thread
+            .or_else(|| {
+                msg.to
+                    .iter()
+                    .chain(msg.cc.iter())
+                    .find_map(|a| composer.signer.verify_address(&board.settings.mailbox, a))
+            })
+            .or_else(|| {
+                let prefixes: Vec<&str> = self
+                    .config
+                    .boards
+                    .iter()
+                    .map(|b| b.policy().reference_prefix.as_str())
+                    .collect();
+                reference_in(&msg.subject, &prefixes)
+            })?;
+        // Only the ids that name this very case count as its thread.
+        thread_ids.retain(|id| composer.signer.verify(id).as_deref() == Some(reference.as_str()));
+        Some(Located { reference, thread_ids })
+    }
+
+    /// What proves that `sender` sent `msg`: a reply to an email the bot signed for this case and board
+    /// and sent to that very address (the outbox row says to whom), or DMARC passed for the sender's domain
+    /// by the board's trusted server.
+    async fn proof<S: Store>(
+        &self,
+        store: &S,
+        board: &Board,
+        msg: &Inbound,
+        sender: &str,
+        located: &Located,
+    ) -> Result<Proof, StoreError> {
+        for id in &located.thread_ids {
+            if let Some(sent) = store.outbox_email(id).await? {
+                let e = &sent.email;
+                let to_sender = e.to.iter().chain(e.cc.iter()).any(|a| a.eq_ignore_ascii_case(sender));
+                if e.board_id == board.id() && e.case_reference.as_deref() == Some(&located.reference) && to_sender {
+                    return Ok(Proof::SignedReply);
+                }
+            }
+        }
+        if let Some(id) = board.settings.trusted_authserv_id.as_deref() {
+            if dmarc_pass(msg, id, sender) {
+                return Ok(Proof::Dmarc);
+            }
+        }
+        Ok(Proof::Missing)
+    }
+
     /// Act on a reply, or answer why not.
     #[allow(clippy::too_many_arguments)]
     async fn reply<S: Store>(
@@ -770,24 +1021,13 @@ impl<'a> Pipeline<'a> {
         composer: &Composer<'_>,
         msg: &Inbound,
         sender: &Person,
-        verified: Option<String>,
-        subject_ref: Option<String>,
+        located: Located,
         inbound_id: Option<i64>,
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Report, StoreError> {
         match self
-            .act_on_reply(
-                store,
-                composer,
-                msg,
-                sender,
-                verified,
-                subject_ref,
-                inbound_id,
-                now,
-                dry_run,
-            )
+            .act_on_reply(store, composer, msg, sender, &located, inbound_id, now, dry_run)
             .await?
         {
             Acted::Done(report) => Ok(report),
@@ -813,7 +1053,8 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// The checks and the change a reply calls for; a refusal is returned, not yet answered.
+    /// The checks and the change a reply calls for; a refusal is returned, not yet answered. A refusal's
+    /// `reference` is the case its answer may carry a token for: `None` for anyone not on the case.
     #[allow(clippy::too_many_arguments)]
     async fn act_on_reply<S: Store>(
         &self,
@@ -821,8 +1062,7 @@ impl<'a> Pipeline<'a> {
         composer: &Composer<'_>,
         msg: &Inbound,
         sender: &Person,
-        verified: Option<String>,
-        subject_ref: Option<String>,
+        located: &Located,
         inbound_id: Option<i64>,
         now: DateTime<Utc>,
         dry_run: bool,
@@ -833,7 +1073,7 @@ impl<'a> Pipeline<'a> {
         report.board = Some(board.id().to_string());
         report.command = intent.command_word.clone();
         report.reply_text = Some(intent.reply_text.clone());
-        let reference = verified.clone().or(subject_ref.clone()).unwrap_or_default();
+        let reference = located.reference.clone();
         report.case = Some(reference.clone());
         if let Some(why) = board
             .settings
@@ -842,8 +1082,7 @@ impl<'a> Pipeline<'a> {
             .and_then(|id| authentication_failure(msg, id))
         {
             let problem = format!(
-                "This reply failed the sender checks of the board's mail server ({why}), so it cannot act on case {}. Please reply again from your organisation's own email account.",
-                verified.clone().or(subject_ref.clone()).unwrap_or_default()
+                "This reply failed the sender checks of the board's mail server ({why}), so it cannot act on case {reference}. Please reply again from your organisation's own email account."
             );
             return Ok(Acted::Refuse {
                 reference: None,
@@ -857,10 +1096,19 @@ impl<'a> Pipeline<'a> {
             .values()
             .any(|c| c.email.eq_ignore_ascii_case(&sender.email))
             || board.settings.mailbox.eq_ignore_ascii_case(&sender.email);
+        let proof = self.proof(store, board, msg, &sender.email, located).await?;
         for attempt in 0..3 {
-            let Some(stored) = store.load_case(&reference).await? else {
+            // A case is looked up only within the board whose mailbox received the message.
+            let stored = store
+                .load_case(&reference)
+                .await?
+                .filter(|s| s.case.board == board.id());
+            let Some(stored) = stored else {
                 report.case = None;
-                let problem = format!("There is no case {reference}: please check the reference, or reply to the bot's email about the case.");
+                let problem = format!(
+                    "There is no case {reference} at the {}: please check the reference, or reply to the escalation service's email about the case.",
+                    board.policy().board_name
+                );
                 return Ok(Acted::Refuse {
                     reference: None,
                     problem,
@@ -872,20 +1120,12 @@ impl<'a> Pipeline<'a> {
             if !(participant || is_staff) {
                 let problem = format!("Only the people involved in case {reference} and the board's staff can act on it; {} is not one of them.", sender.email);
                 return Ok(Acted::Refuse {
-                    reference: Some(reference.clone()),
+                    reference: None,
                     problem,
                     report,
                 });
             }
-            if verified.is_none() && !participant {
-                let problem =
-                    "Commands must be sent in reply to the escalation service's own email about the case.".to_string();
-                return Ok(Acted::Refuse {
-                    reference: Some(reference.clone()),
-                    problem,
-                    report,
-                });
-            }
+            let mut decides_held = None;
             let command = match &intent.command {
                 Err(problem) => {
                     return Ok(Acted::Refuse {
@@ -894,9 +1134,70 @@ impl<'a> Pipeline<'a> {
                         report,
                     });
                 }
-                Ok(ReplyCommand::Apply { command }) => command.clone(),
+                Ok(ReplyCommand::Confirm) => {
+                    let mut held = None;
+                    for id in &located.thread_ids {
+                        if let Some(h) = store.held_command(id).await? {
+                            held = Some(h);
+                            break;
+                        }
+                    }
+                    let Some(held) = held.filter(|h| h.board_id == board.id() && h.case_reference == reference) else {
+                        let problem = format!("CONFIRM applies a command the escalation service asked you to confirm, and must be a reply to that request. This reply is not one, so nothing about case {reference} has changed.");
+                        return Ok(Acted::Refuse {
+                            reference: Some(reference.clone()),
+                            problem,
+                            report,
+                        });
+                    };
+                    if !held.sender.eq_ignore_ascii_case(&sender.email) || proof == Proof::Missing {
+                        let problem = format!("Only {} can confirm that command, by replying from that address to the escalation service's request.", held.sender);
+                        return Ok(Acted::Refuse {
+                            reference: Some(reference.clone()),
+                            problem,
+                            report,
+                        });
+                    }
+                    if let Some(at) = held.decided_at {
+                        let problem = format!(
+                            "The {} you confirmed was already applied to case {reference} ({}); it has not been applied again.",
+                            held.command_word,
+                            at.format("%-d %B %Y %H:%M UTC")
+                        );
+                        return Ok(Acted::Refuse {
+                            reference: Some(reference.clone()),
+                            problem,
+                            report,
+                        });
+                    }
+                    report.command = Some(held.command_word.clone());
+                    decides_held = Some(held.id);
+                    held.command
+                }
+                Ok(ReplyCommand::Apply { command }) => {
+                    if proof == Proof::Missing {
+                        return self
+                            .hold(
+                                store,
+                                composer,
+                                msg,
+                                sender,
+                                case,
+                                command,
+                                &intent.reply_text,
+                                report,
+                                inbound_id,
+                                now,
+                                dry_run,
+                            )
+                            .await
+                            .map(Acted::Done);
+                    }
+                    command.clone()
+                }
                 Ok(other) => {
-                    // STATUS, HELP and FORM are answered with the case as it stands.
+                    // STATUS, HELP and FORM are answered with the case as it stands, to the From address
+                    // (its real owner, whoever wrote the header).
                     report.outcome = "command_applied".into();
                     let deadlines = crate::core::schedule::deadlines(&board.rules, case);
                     let email = composer
@@ -933,11 +1234,15 @@ impl<'a> Pipeline<'a> {
             if dry_run {
                 return Ok(Acted::Done(report));
             }
-            let headline = intent.command_word.clone().unwrap_or_default().to_lowercase();
+            let headline = report.command.clone().unwrap_or_default().to_lowercase();
             let mut outbox = vec![composer
                 .confirmation(&t, &sender.email, &msg.message_id, &headline)
                 .map_err(StoreError::Data)?];
-            outbox.extend(composer.notifications(&t, &t.notifications).map_err(StoreError::Data)?);
+            outbox.extend(
+                composer
+                    .notifications(&t, &t.notifications, &msg.message_id)
+                    .map_err(StoreError::Data)?,
+            );
             report.replies = outbox.len();
             let inbound = inbound_id.map(|id| InboundDone {
                 id,
@@ -951,6 +1256,7 @@ impl<'a> Pipeline<'a> {
                         transition: t,
                         outbox,
                         inbound,
+                        decides_held,
                     },
                 )
                 .await
@@ -961,6 +1267,75 @@ impl<'a> Pipeline<'a> {
             }
         }
         Err(StoreError::Conflict(reference))
+    }
+
+    /// Hold a command that came without proof of its sender, and ask the From address (whose real owner
+    /// receives it, whoever wrote the header) to reply CONFIRM. Nothing about the case changes yet.
+    #[allow(clippy::too_many_arguments)]
+    async fn hold<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        sender: &Person,
+        case: &crate::core::case::Case,
+        command: &lifecycle::Command,
+        reply_text: &str,
+        mut report: Report,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        report.outcome = "held".into();
+        let word = report.command.clone().unwrap_or_else(|| command.name().to_uppercase());
+        report.problems.push(format!(
+            "{word} for {} came without proof that {} sent it; it is held until that address replies CONFIRM to the request sent to it.",
+            case.reference, sender.email
+        ));
+        if dry_run {
+            return Ok(report);
+        }
+        let challenge = composer
+            .challenge(case, &word, reply_text, &sender.email, &msg.message_id)
+            .map_err(StoreError::Data)?;
+        let (allowed, suppressed) = self
+            .within_reply_cap(store, composer.board, vec![challenge.clone()], now)
+            .await?;
+        for e in &suppressed {
+            store
+                .record_event(composer.board.id(), Some(&case.reference), e)
+                .await?;
+        }
+        report.replies = allowed.len();
+        let held = HeldCommand {
+            id: 0,
+            board_id: composer.board.id().to_string(),
+            case_reference: case.reference.clone(),
+            sender: sender.email.to_ascii_lowercase(),
+            command_word: word.clone(),
+            command: command.clone(),
+            challenge_message_id: challenge.message_id.clone(),
+            created_at: now,
+            decided_at: None,
+            decision: None,
+        };
+        let event = Event {
+            kind: "held".into(),
+            at: now,
+            actor: sender.email.clone(),
+            summary: format!(
+                "{word} from {} held: no proof of sender; {} asked to confirm",
+                sender.email, sender.email
+            ),
+            detail: json!({ "message_id": msg.message_id, "command": command, "challenge": challenge.message_id }),
+        };
+        let done = inbound_id.map(|id| InboundDone {
+            id,
+            outcome: "held".into(),
+            problems: report.problems.clone(),
+        });
+        store.hold_command(&held, done.as_ref(), &event, &allowed, now).await?;
+        Ok(report)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -987,7 +1362,7 @@ impl<'a> Pipeline<'a> {
                 vec![sender.email.clone()],
                 Vec::new(),
                 Some(&msg.message_id),
-                json!({ "greeting": sender.name.clone().unwrap_or_else(|| "colleague".into()), "reference": reference, "problem": problem }),
+                json!({ "greeting": sender.name.clone().unwrap_or_else(|| "colleague".into()), "reference": report.case, "problem": problem }),
             )
             .map_err(StoreError::Data)?;
         report.replies = 1;

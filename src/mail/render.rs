@@ -18,6 +18,7 @@ pub const KINDS: &[&str] = &[
     "confirmation",
     "command_error",
     "notification",
+    "challenge",
 ];
 
 const BUILT_IN: &[(&str, &str)] = &[
@@ -33,6 +34,12 @@ const BUILT_IN: &[(&str, &str)] = &[
         "acknowledgement.html",
         include_str!("../../templates/acknowledgement.html.hbs"),
     ),
+    (
+        "challenge.subject",
+        include_str!("../../templates/challenge.subject.hbs"),
+    ),
+    ("challenge.text", include_str!("../../templates/challenge.text.hbs")),
+    ("challenge.html", include_str!("../../templates/challenge.html.hbs")),
     ("refusal.subject", include_str!("../../templates/refusal.subject.hbs")),
     ("refusal.text", include_str!("../../templates/refusal.text.hbs")),
     ("refusal.html", include_str!("../../templates/refusal.html.hbs")),

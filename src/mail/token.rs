@@ -1,6 +1,9 @@
 //! Signed Message-IDs: every email the bot sends carries a Message-ID naming the case and signed with the
-//! bot's secret (HMAC-SHA256), so that a reply's In-Reply-To/References proves it answers the bot's own
-//! email about that case. A case reference quoted in a subject proves nothing by itself.
+//! bot's secret (HMAC-SHA256) over the board, the case and a nonce unique to the email, so that a reply's
+//! In-Reply-To/References proves it answers the bot's own email about that case *on that board*: an id
+//! signed for one board does not verify on another. Which recipients an id was sent to is not in the id;
+//! the pipeline checks that against the outbox row that carries it (see ARCHITECTURE.md, "Trust model").
+//! A case reference quoted in a subject proves nothing by itself.
 
 use sha2::{Digest, Sha256};
 
@@ -8,6 +11,7 @@ use sha2::{Digest, Sha256};
 #[derive(Clone)]
 pub struct Signer {
     key: Vec<u8>,
+    board: String,
     domain: String,
 }
 
@@ -15,6 +19,7 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
             .field("key", &"<hidden>")
+            .field("board", &self.board)
             .field("domain", &self.domain)
             .finish()
     }
@@ -23,9 +28,9 @@ impl std::fmt::Debug for Signer {
 fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
     let mut k = [0u8; 64];
     if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
+        k[..32].copy_from_slice(&Sha256::digest(key)); // byte-slice: a fixed 64-byte block
     } else {
-        k[..key.len()].copy_from_slice(key);
+        k[..key.len()].copy_from_slice(key); // byte-slice: the key is at most 64 bytes here
     }
     let mut inner = Sha256::new();
     inner.update(k.iter().map(|b| b ^ 0x36).collect::<Vec<u8>>());
@@ -40,16 +45,29 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether two signatures are equal, in time that does not depend on where they differ.
+fn same_signature(expected: &str, given: &str) -> bool {
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 impl Signer {
-    pub fn new(key: impl Into<Vec<u8>>, domain: impl Into<String>) -> Self {
+    /// A signer for `board`'s emails, whose Message-IDs end `@domain`.
+    pub fn new(key: impl Into<Vec<u8>>, board: impl Into<String>, domain: impl Into<String>) -> Self {
         Signer {
             key: key.into(),
+            board: board.into(),
             domain: domain.into(),
         }
     }
 
     fn signature(&self, reference: &str, nonce: &str) -> String {
-        hex(&hmac_sha256(&self.key, format!("{reference}.{nonce}").as_bytes())[..10])
+        let mac = hmac_sha256(&self.key, format!("{}.{reference}.{nonce}", self.board).as_bytes());
+        hex(mac.get(..10).unwrap_or_default())
     }
 
     /// `esc.REFERENCE.NONCE.SIGNATURE@DOMAIN` (no angle brackets). `nonce` makes it unique: derive it from
@@ -68,10 +86,11 @@ impl Signer {
 
     /// The signature of a plus-address token: lower case, because some servers lower-case local parts.
     fn address_signature(&self, reference: &str) -> String {
-        hex(&hmac_sha256(
+        let mac = hmac_sha256(
             &self.key,
-            format!("reply-to.{}", reference.to_ascii_lowercase()).as_bytes(),
-        )[..8])
+            format!("reply-to.{}.{}", self.board, reference.to_ascii_lowercase()).as_bytes(),
+        );
+        hex(mac.get(..8).unwrap_or_default())
     }
 
     /// `mailbox` with a signed token for `reference` as its plus part: `local+ref.sig@domain`.
@@ -100,10 +119,7 @@ impl Signer {
             .strip_prefix('+')?;
         let (reference, sig) = token.rsplit_once('.')?;
         let expected = self.address_signature(reference);
-        let sig = sig.to_ascii_lowercase();
-        let same = expected.len() == sig.len()
-            && expected.bytes().zip(sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        same.then(|| reference.to_ascii_uppercase())
+        same_signature(&expected, &sig.to_ascii_lowercase()).then(|| reference.to_ascii_uppercase())
     }
 
     /// The case reference a Message-ID of ours names, if its signature is right.
@@ -113,11 +129,7 @@ impl Signer {
         let rest = local.strip_prefix("esc.")?;
         let (rest, sig) = rest.rsplit_once('.')?;
         let (reference, nonce) = rest.rsplit_once('.')?;
-        let expected = self.signature(reference, nonce);
-        // Constant-time comparison.
-        let same = expected.len() == sig.len()
-            && expected.bytes().zip(sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        same.then(|| reference.to_string())
+        same_signature(&self.signature(reference, nonce), sig).then(|| reference.to_string())
     }
 }
 
@@ -136,18 +148,26 @@ mod tests {
 
     #[test]
     fn signed_ids_verify_and_forgeries_do_not() {
-        let s = Signer::new(b"secret".to_vec(), "bot.example");
+        let s = Signer::new(b"secret".to_vec(), "bradford", "bot.example");
         let id = s.message_id("BRAD-2027-0042", "ack-1");
         assert_eq!(s.verify(&format!("<{id}>")).as_deref(), Some("BRAD-2027-0042"));
         let forged = id.replace("BRAD-2027-0042", "BRAD-2027-0043");
         assert_eq!(s.verify(&forged), None);
-        assert_eq!(Signer::new(b"other".to_vec(), "bot.example").verify(&id), None);
+        assert_eq!(
+            Signer::new(b"other".to_vec(), "bradford", "bot.example").verify(&id),
+            None
+        );
         assert_eq!(s.verify("random@nhs.net"), None);
+        // The same id does not verify for another board, even with the same key and domain.
+        assert_eq!(
+            Signer::new(b"secret".to_vec(), "trafford", "bot.example").verify(&id),
+            None
+        );
     }
 
     #[test]
     fn plus_address_tokens_verify_and_forgeries_do_not() {
-        let s = Signer::new(b"secret".to_vec(), "bot.example");
+        let s = Signer::new(b"secret".to_vec(), "bradford", "bot.example");
         let mailbox = "escalations@bsab.example";
         let a = s.reply_address(mailbox, "BRAD-2027-0042");
         assert!(a.starts_with("escalations+brad-2027-0042."), "{a}");
@@ -165,7 +185,7 @@ mod tests {
         // Another case's reference with this signature, another key, another mailbox, no token: nothing.
         assert_eq!(s.verify_address(mailbox, &a.replace("0042", "0043")), None);
         assert_eq!(
-            Signer::new(b"other".to_vec(), "bot.example").verify_address(mailbox, &a),
+            Signer::new(b"other".to_vec(), "bradford", "bot.example").verify_address(mailbox, &a),
             None
         );
         assert_eq!(s.verify_address("other@bsab.example", &a), None);
@@ -174,6 +194,10 @@ mod tests {
             None
         );
         assert_eq!(s.verify_address(mailbox, mailbox), None);
+        assert_eq!(
+            Signer::new(b"secret".to_vec(), "trafford", "bot.example").verify_address(mailbox, &a),
+            None
+        );
         assert_eq!(s.verify_address(mailbox, "escalations+@bsab.example"), None);
     }
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::core::case::{Case, CaseStatus};
-use crate::core::lifecycle::{Event, Transition};
+use crate::core::lifecycle::{Command, Event, Transition};
 use crate::core::schedule::{Deadline, Timer};
 
 pub use postgres::{PgStore, PgUnit};
@@ -70,6 +70,9 @@ pub struct Change {
     /// The inbound message this change answers: its outcome is recorded in the same transaction, so a
     /// message is either fully processed or not at all.
     pub inbound: Option<InboundDone>,
+    /// The held command this change carries out (its sender confirmed it), marked decided in the same
+    /// transaction, so that a second CONFIRM finds it already applied.
+    pub decides_held: Option<i64>,
 }
 
 impl Change {
@@ -78,8 +81,30 @@ impl Change {
             transition,
             outbox: Vec::new(),
             inbound: None,
+            decides_held: None,
         }
     }
+}
+
+/// A command that came without proof of its sender, held until the sender replies CONFIRM to the
+/// challenge the bot sent to their address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldCommand {
+    /// Set by the store.
+    pub id: i64,
+    pub board_id: String,
+    pub case_reference: String,
+    /// The address the command came From, and the only one whose CONFIRM applies it.
+    pub sender: String,
+    /// As written (`WITHDRAW`).
+    pub command_word: String,
+    pub command: Command,
+    /// The Message-ID of the challenge email: a CONFIRM must reply to it.
+    pub challenge_message_id: String,
+    pub created_at: DateTime<Utc>,
+    /// When it was applied (or otherwise settled), and how.
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decision: Option<String>,
 }
 
 /// What became of an inbound message, written with its effect.
@@ -314,6 +339,37 @@ pub trait Store: Send + Sync + 'static {
         outbox: &[OutboundEmail],
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Count a failed attempt at processing the inbound message known by `key` (its identity: mailbox,
+    /// UIDVALIDITY and UID, or Message-ID and content hash), in a transaction of its own; the attempts so far.
+    fn note_failed_attempt(
+        &self,
+        key: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<i64>> + Send;
+
+    /// How many attempts at the message known by `key` have failed.
+    fn failed_attempts(&self, key: &str) -> impl Future<Output = Result<i64>> + Send;
+
+    /// Hold a command until its sender confirms it: the held command, the challenge email (whose
+    /// Message-ID the held command names), its audit event and the inbound message's outcome, in one
+    /// transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn hold_command(
+        &self,
+        held: &HeldCommand,
+        done: Option<&InboundDone>,
+        event: &Event,
+        outbox: &[OutboundEmail],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The command held under the challenge whose Message-ID is `challenge_message_id`.
+    fn held_command(&self, challenge_message_id: &str) -> impl Future<Output = Result<Option<HeldCommand>>> + Send;
+
+    /// The queued email with this Message-ID (to check whom the bot sent it to).
+    fn outbox_email(&self, message_id: &str) -> impl Future<Output = Result<Option<OutboxRecord>>> + Send;
 
     /// Record what became of an inbound message.
     fn set_inbound_outcome(

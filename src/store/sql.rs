@@ -97,8 +97,8 @@ macro_rules! impl_store {
         use $crate::core::schedule::{Deadline, Timer};
         use $crate::store::sql::{self, from_json, json};
         use $crate::store::{
-            from_ms, to_ms, CaseFilter, CaseSummary, Change, EventRecord, InboundDone, InboundInsert, InboundMessage,
-            OutboundEmail, OutboxRecord, Result, StoreError, StoredCase, TimerRecord,
+            from_ms, to_ms, CaseFilter, CaseSummary, Change, EventRecord, HeldCommand, InboundDone, InboundInsert,
+            InboundMessage, OutboundEmail, OutboxRecord, Result, StoreError, StoredCase, TimerRecord,
         };
 
         type Conn = <$db as sqlx::Database>::Connection;
@@ -249,7 +249,8 @@ macro_rules! impl_store {
                         .push_bind(now)
                         .push_bind(now);
                 });
-                q.push(" ON CONFLICT (message_id) DO NOTHING");
+                // No ON CONFLICT: every email's Message-ID is unique to it, so a second email with the same
+                // id is a fault to report, never one to drop silently.
                 q.build().execute(&mut *conn).await?;
             }
             Ok(())
@@ -380,7 +381,21 @@ macro_rules! impl_store {
                     q.build().execute(&mut **tx).await?;
                 }
             }
-            write_children(&mut **tx, &[(case_id, change)]).await
+            write_children(&mut **tx, &[(case_id, change)]).await?;
+            if let Some(held) = change.decides_held {
+                let decided = sqlx::query(
+                    "UPDATE held_commands SET decided_at = $1, decision = 'applied' WHERE id = $2 AND decided_at IS NULL",
+                )
+                .bind(to_ms(t.event.at))
+                .bind(held)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+                if decided != 1 {
+                    return Err(StoreError::Data(format!("held command {held} was already applied")));
+                }
+            }
+            Ok(())
         }
 
         /// New cases' rows, under the ids reserved for them (see [`sql::Pending::case_ids`]).
@@ -1018,7 +1033,7 @@ macro_rules! impl_store {
                 // The first of identical messages in this call stands for the others.
                 let mut first: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
                 for (i, m) in msgs.iter().enumerate() {
-                    let same = msgs[..i].iter().position(|e| {
+                    let same = msgs.iter().take(i).position(|e| {
                         e.message_id == m.message_id
                             || (m.uid.is_some() && e.mailbox == m.mailbox && e.uidvalidity == m.uidvalidity && e.uid == m.uid)
                     });
@@ -1098,6 +1113,98 @@ macro_rules! impl_store {
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn note_failed_attempt(&self, key: &str, error: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+                let row = sqlx::query(
+                    "INSERT INTO inbound_attempts (message_key, attempts, last_error, updated_at) VALUES ($1, 1, $2, $3) \
+                     ON CONFLICT (message_key) DO UPDATE SET attempts = inbound_attempts.attempts + 1, \
+                     last_error = excluded.last_error, updated_at = excluded.updated_at RETURNING attempts",
+                )
+                .bind(key)
+                .bind(error)
+                .bind(to_ms(now))
+                .fetch_one(&mut *self.lend().await?)
+                .await?;
+                Ok(row.try_get("attempts")?)
+            }
+
+            async fn failed_attempts(&self, key: &str) -> Result<i64> {
+                let row = sqlx::query("SELECT attempts FROM inbound_attempts WHERE message_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *self.lend().await?)
+                    .await?;
+                Ok(match row {
+                    Some(r) => r.try_get("attempts")?,
+                    None => 0,
+                })
+            }
+
+            async fn hold_command(
+                &self,
+                held: &HeldCommand,
+                done: Option<&InboundDone>,
+                event: &Event,
+                outbox: &[OutboundEmail],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<()> {
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                let case_id: Option<i64> = sqlx::query("SELECT id FROM cases WHERE reference = $1")
+                    .bind(&held.case_reference)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| row.try_get("id"))
+                    .transpose()?;
+                sqlx::query(
+                    "INSERT INTO held_commands (board_id, case_reference, sender, command_word, command, \
+                     challenge_message_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&held.board_id)
+                .bind(&held.case_reference)
+                .bind(&held.sender)
+                .bind(&held.command_word)
+                .bind(json(&held.command)?)
+                .bind(&held.challenge_message_id)
+                .bind(to_ms(held.created_at))
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, &held.board_id, case_id, event).await?;
+                insert_outbox(&mut tx, case_id, outbox, to_ms(now)).await?;
+                if let Some(d) = done {
+                    mark_inbound(&mut tx, d, case_id, to_ms(now)).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn held_command(&self, challenge_message_id: &str) -> Result<Option<HeldCommand>> {
+                let row = sqlx::query(
+                    "SELECT id, board_id, case_reference, sender, command_word, command, challenge_message_id, \
+                     created_at, decided_at, decision FROM held_commands WHERE challenge_message_id = $1",
+                )
+                .bind(challenge_message_id)
+                .fetch_optional(&mut *self.lend().await?)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(HeldCommand {
+                    id: row.try_get("id")?,
+                    board_id: row.try_get("board_id")?,
+                    case_reference: row.try_get("case_reference")?,
+                    sender: row.try_get("sender")?,
+                    command_word: row.try_get("command_word")?,
+                    command: from_json(&row.try_get::<String, _>("command")?)?,
+                    challenge_message_id: row.try_get("challenge_message_id")?,
+                    created_at: from_ms(row.try_get("created_at")?)?,
+                    decided_at: row.try_get::<Option<i64>, _>("decided_at")?.map(from_ms).transpose()?,
+                    decision: row.try_get("decision")?,
+                }))
+            }
+
+            async fn outbox_email(&self, message_id: &str) -> Result<Option<OutboxRecord>> {
+                let q = format!("SELECT {} FROM outbox WHERE message_id = $1", sql::OUTBOX_COLUMNS);
+                let row = sqlx::query(&q).bind(message_id).fetch_optional(&mut *self.lend().await?).await?;
+                row.as_ref().map(outbox_row).transpose()
             }
 
             async fn set_inbound_outcome(
