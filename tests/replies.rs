@@ -246,15 +246,31 @@ async fn only_participants_and_board_staff_can_act_and_only_in_reply_to_the_bot(
     )
     .await;
     assert_eq!(r.outcome, "refused");
-    // A forged token is no token: a participant's subject reference still works for them.
+    // A forged token is no token, and a subject reference proves nothing about the sender: the command is
+    // held, and the From address (its real owner) is asked to CONFIRM.
     let r = send(
         &w,
         &reply(&w, SAM, Some(&forged), "NOTE Called Nia back.", "s1@westshire.gov.uk"),
         "2026-12-23T11:00:00Z",
     )
     .await;
+    assert_eq!(r.outcome, "held", "{:?}", r.problems);
+    // A participant replying to the bot's email sent to them acts at once.
+    let r = send(
+        &w,
+        &reply(
+            &w,
+            SAM,
+            Some(&w.ack_id),
+            "NOTE Called Nia back.",
+            "s1b@westshire.gov.uk",
+        ),
+        "2026-12-23T11:10:00Z",
+    )
+    .await;
     assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
-    // Board staff may act in reply to the bot.
+    // Board staff may act, but a reply to an email the bot sent to someone else proves nothing about them:
+    // held until they confirm.
     let r = send(
         &w,
         &reply(
@@ -267,7 +283,35 @@ async fn only_participants_and_board_staff_can_act_and_only_in_reply_to_the_bot(
         "2026-12-23T11:30:00Z",
     )
     .await;
-    assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    assert_eq!(r.outcome, "held", "{:?}", r.problems);
+    let challenge = w
+        .store
+        .outbox(Some(&w.reference))
+        .await
+        .expect("outbox")
+        .into_iter()
+        .rfind(|o| o.email.kind == "challenge")
+        .expect("challenge");
+    assert_eq!(challenge.email.to.len(), 1);
+    assert!(challenge.email.to[0].eq_ignore_ascii_case("SGSAB@southglos.gov.uk"));
+    let r = send(
+        &w,
+        &reply(
+            &w,
+            "SGSAB@southglos.gov.uk",
+            Some(&challenge.email.message_id),
+            "CONFIRM",
+            "b2@southglos.gov.uk",
+        ),
+        "2026-12-23T11:40:00Z",
+    )
+    .await;
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref()),
+        ("command_applied", Some("NOTE")),
+        "{:?}",
+        r.problems
+    );
     // An unknown command gets the right form back, and nothing changes.
     let r = send(
         &w,
@@ -446,9 +490,11 @@ async fn a_reply_to_the_plus_addressed_token_finds_its_case_without_thread_heade
         "2026-12-23T11:00:00Z",
     )
     .await;
+    // The token finds the case, but proves nothing about the sender (every recipient shares it): the
+    // command is held for a CONFIRM from the From address.
     assert_eq!(
         (r.outcome.as_str(), r.command.as_deref(), r.case.as_deref()),
-        ("command_applied", Some("NOTE"), Some(w.reference.as_str())),
+        ("held", Some("NOTE"), Some(w.reference.as_str())),
         "{:?}",
         r.problems
     );

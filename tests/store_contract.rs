@@ -294,8 +294,9 @@ async fn contract<S: Store>(store: &S) {
         .iter()
         .any(|o| o.failed_at.is_some() && o.last_error.as_deref() == Some("550 no such user")));
     assert!(all_out.iter().any(|o| o.sent_at.is_some()));
-    // The same Message-ID queued again is one email.
-    store.enqueue(std::slice::from_ref(&sent), t0).await.expect("enqueue");
+    // Every email's Message-ID is its own: queueing a second with the same id is an error (never a silent
+    // drop of the second email), and the first stays as it was.
+    assert!(store.enqueue(std::slice::from_ref(&sent), t0).await.is_err());
     assert_eq!(
         store
             .outbox(None)
