@@ -1,0 +1,166 @@
+//! Every parser entry point that text or bytes from outside reach, fed arbitrary Unicode and arbitrary
+//! bytes, and text shaped like the real thing (labels, commands, dates, quote headers) with arbitrary
+//! Unicode in between: none may panic. In CI each target runs a fixed number of cases; `scripts/fuzz.sh`
+//! runs each for a set time (`ESCALATION_BOT_FUZZ_SECONDS`) and prints how many cases it ran.
+
+use std::time::{Duration, Instant};
+
+use escalation_bot::core::intake::{find_emails, html_to_text, normalise_label, parse_record, Labels};
+use escalation_bot::core::nhs;
+use escalation_bot::core::reply::{new_text, parse_reply};
+use escalation_bot::mail::mime::{decode, Limits};
+use escalation_bot::mail::pipeline::{reference_in, Reader};
+use proptest::prelude::*;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::{Config, TestRunner};
+
+/// Run `check` on values of `strategy`: a fixed number of cases, or for `ESCALATION_BOT_FUZZ_SECONDS`
+/// seconds when that is set. A panic fails the test with the input that caused it.
+fn fuzz<S: Strategy>(target: &str, cases: u32, strategy: S, check: impl Fn(&S::Value))
+where
+    S::Value: std::fmt::Debug,
+{
+    let budget = std::env::var("ESCALATION_BOT_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut runner = TestRunner::new(Config::default());
+    let started = Instant::now();
+    let mut n: u64 = 0;
+    loop {
+        match budget {
+            Some(b) if started.elapsed() >= b => break,
+            None if n >= u64::from(cases) => break,
+            _ => {}
+        }
+        let value = strategy.new_tree(&mut runner).expect("a value").current();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&value)));
+        assert!(result.is_ok(), "{target} panicked on {value:?}");
+        n += 1;
+    }
+    if budget.is_some() {
+        println!(
+            "fuzz {target}: {n} cases in {:.0} s, 0 panics",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
+
+/// Text that looks like what people send, with arbitrary Unicode woven in.
+fn shaped_text() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "RESOLVED", "Resolved – ", "ESCALATE to stage ", "EXTEND ", "WITHDRAW", "NOTE", "CONFIRM", "STATUS",
+        "Review date: ", "Outcome: ", "Actions: ", "1st ", "22nd ", "3rd ", "months\u{2019} time", "’s",
+        "On Tue, 5 Jan 2027 at 10:00, Sam <sam@x.gov.uk> wrote:", "-----Original Message-----", "> ",
+        "________________________________", "From: ", "Sent: ", "-- ", "Sent from my iPhone",
+        "05.01.2027 10:00 пользователь \"Сэм\" <sam@x.ru> написал:", "Am 5. Jan. 2027 schrieb ",
+        "Name of adult at risk: ", "NHS number: ", "999 000 0018", "Referrer", "Name", "Job Title", "Agency",
+        "Person escalating: ", "Callum Reid, City of Bradford MDC Adult Social Care", ", ", "\n", "\t", "\r\n",
+        "Stage: 2", "Immediate risk: yes", "mailto:", "@", "<", ">", "&amp;", "&#x", ";", "é", "ß", "İ", "ǅ",
+        "\u{200b}", "\u{00a0}", "🙂", "ﬁ", "ΐ", "\u{0301}", "😀😀", "—", "–",
+    ]);
+    prop::collection::vec(prop_oneof![pieces.prop_map(str::to_string), any::<String>()], 0..40)
+        .prop_map(|v| v.concat())
+}
+
+fn any_text() -> impl Strategy<Value = String> {
+    prop_oneof![any::<String>(), shaped_text()]
+}
+
+fn labels() -> Labels {
+    let config = escalation_bot::config::load(std::path::Path::new("config/default.toml")).expect("config");
+    Labels::new(config.boards.iter().map(|b| b.policy()))
+}
+
+#[test]
+fn reply_parsing_never_panics() {
+    fuzz("parse_reply", 3000, any_text(), |t| {
+        let r = parse_reply(t);
+        // The new text is the reply's own text, never more.
+        assert!(r.reply_text.len() <= t.len() + t.matches('\r').count() + 1);
+    });
+    fuzz("new_text", 2000, any_text(), |t| {
+        let _ = new_text(t);
+    });
+}
+
+#[test]
+fn record_parsing_never_panics() {
+    let labels = labels();
+    fuzz("parse_record", 3000, any_text(), |t| {
+        let _ = parse_record(t, &labels);
+    });
+    fuzz("labels", 2000, any_text(), |t| {
+        for line in t.lines() {
+            let _ = labels.match_line(line);
+        }
+        let _ = normalise_label(t);
+        let _ = find_emails(t);
+    });
+}
+
+#[test]
+fn html_to_text_never_panics() {
+    let html = prop::collection::vec(
+        prop_oneof![
+            prop::sample::select(vec![
+                "<table>", "<tr>", "<td>", "</td>", "<th>", "</tr>", "<p>", "</p>", "<br>", "<!--", "-->", "&nbsp;",
+                "&#8217;", "&#x1F600;", "&bogus;", "&", "<a href=\"mailto:x@y.nhs.net\">", "</a>", "<script>",
+                "</script>", "<", ">", "<style>", "<td\n>", "é",
+            ])
+            .prop_map(str::to_string),
+            any::<String>(),
+        ],
+        0..40,
+    )
+    .prop_map(|v| v.concat());
+    fuzz("html_to_text", 3000, html, |h| {
+        let _ = html_to_text(h);
+    });
+}
+
+#[test]
+fn dates_numbers_and_references_never_panic() {
+    fuzz("review dates", 3000, any_text(), |t| {
+        let _ = parse_reply(&format!("RESOLVED\nOutcome: agreed\nReview date: {t}"));
+        let _ = parse_reply(&format!("EXTEND {t}"));
+        let _ = parse_reply(&format!("ESCALATE to stage {t}"));
+    });
+    fuzz("nhs numbers", 3000, any_text(), |t| {
+        let _ = nhs::normalise(t);
+    });
+    fuzz("references", 3000, any_text(), |t| {
+        let _ = reference_in(t, &["BRAD", "TRAF", "RSAB"]);
+    });
+}
+
+#[test]
+fn mime_decoding_and_reading_never_panic() {
+    let config = escalation_bot::config::load(std::path::Path::new("config/default.toml")).expect("config");
+    let reader = Reader {
+        labels: Labels::new(config.boards.iter().map(|b| b.policy())),
+        limits: Limits::default(),
+    };
+    let header_soup = prop::collection::vec(
+        prop_oneof![
+            prop::sample::select(vec![
+                "From: a@nhs.net\r\n", "To: BSAB@bradford.gov.uk\r\n", "Subject: =?utf-8?B?4oCZ?=\r\n",
+                "Subject: =?iso-8859-1?Q?caf=E9?=\r\n", "Content-Type: multipart/mixed; boundary=b\r\n",
+                "Content-Type: text/html; charset=windows-1252\r\n", "Content-Transfer-Encoding: base64\r\n",
+                "Content-Transfer-Encoding: quoted-printable\r\n", "--b\r\n", "--b--\r\n", "\r\n", "=E2=80=99",
+                "=\r\n", "Auto-Submitted: auto-replied\r\n", "In-Reply-To: <esc.X.y.z@q>\r\n",
+            ])
+            .prop_map(|s| s.as_bytes().to_vec()),
+            any::<Vec<u8>>(),
+            any::<String>().prop_map(String::into_bytes),
+        ],
+        0..30,
+    )
+    .prop_map(|v| v.concat());
+    fuzz("mime decode", 3000, header_soup.clone(), |raw| {
+        let _ = decode(raw, &Limits::default());
+    });
+    fuzz("read a message", 2000, header_soup, |raw| {
+        let _ = reader.prepare(raw);
+    });
+}
