@@ -273,12 +273,6 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
             "Stage {stage} does not exist: {} has stages 1 to {last}.",
             policy.short_name
         ));
-    } else if stage > 1 && !(immediate_risk && policy.immediate_risk.may_start_at_higher_stage) {
-        problems.push(if policy.immediate_risk.may_start_at_higher_stage {
-            format!("A case starts at stage 1 unless the adult is at immediate risk of harm: mark immediate risk as yes to start at stage {stage}, or leave the stage out.")
-        } else {
-            format!("{}'s procedure starts every case at stage 1; leave the stage out (or write 1).", policy.short_name)
-        });
     }
     let mut out_of_scope = false;
     if policy.scope.same_organisation == SameOrganisation::Refuse && same_organisation(rules, &record, &new.sender) {
@@ -335,6 +329,28 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
         guidance.push(Guidance {
             title: "The adult is at immediate risk".into(),
             items: vec![policy.immediate_risk.guidance.clone()],
+        });
+    }
+    if stage > 1 {
+        // POLICIES.md, "a record that is already past stage 1": the earlier stages happened before the
+        // board mailbox heard of it. Skipping a stage not gone through is another matter, which only some
+        // policies allow, for immediate risk.
+        let skipping = if policy.immediate_risk.may_start_at_higher_stage {
+            "the policy lets a case start above stage 1 only when the adult is at immediate risk of harm"
+        } else {
+            "the policy starts every disagreement at stage 1"
+        };
+        guidance.push(Guidance {
+            title: format!("Opened at {}", policy.stage_name(stage)),
+            items: vec![
+                format!(
+                    "Your record says the disagreement has already been through the earlier stages, so it is opened at {} and that stage's deadline counts from today.",
+                    policy.stage_name(stage)
+                ),
+                format!(
+                    "If the earlier stages have not taken place, please reply NOTE and say so: {skipping}."
+                ),
+            ],
         });
     }
     guidance.extend(stage_guidance(

@@ -305,6 +305,9 @@ impl Composer<'_> {
                 "immediate_risk": case.immediate_risk,
                 "risk_guidance": policy.immediate_risk.guidance,
                 "involved": involved,
+                "other_not_copied": case.other_party().is_none().then(|| {
+                    case.record.other_name.clone().unwrap_or_else(|| "the professional the disagreement is with".into())
+                }),
             }),
         )
     }

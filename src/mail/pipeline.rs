@@ -385,6 +385,11 @@ impl<'a> Pipeline<'a> {
         self.reader.read_record(msg)
     }
 
+    /// The command a reply carries, read from its new text (plain text, or the HTML where there is none).
+    pub fn reply_intent(msg: &Inbound) -> crate::core::reply::ReplyIntent {
+        parse_reply(&Self::body_text(msg))
+    }
+
     fn body_text(msg: &Inbound) -> String {
         msg.text
             .clone()
@@ -1068,7 +1073,7 @@ impl<'a> Pipeline<'a> {
         dry_run: bool,
     ) -> Result<Acted, StoreError> {
         let board = composer.board;
-        let intent = parse_reply(&Self::body_text(msg));
+        let intent = Self::reply_intent(msg);
         let mut report = Report::new("refused");
         report.board = Some(board.id().to_string());
         report.command = intent.command_word.clone();
