@@ -8,7 +8,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{at, config, TestDb};
-use escalation_bot::core::lifecycle::Command;
+use escalation_bot::core::case::Person;
+use escalation_bot::core::lifecycle::{self, Command};
+
+const SAM: &str = "sam.social@westshire.gov.uk";
 use escalation_bot::core::reply::ReplyCommand;
 use escalation_bot::mail::mime::{decode, Limits};
 use escalation_bot::mail::pipeline::{fields_json, Pipeline, Source};
@@ -126,6 +129,27 @@ async fn every_intake_record_reads_as_its_writer_meant_and_opens_a_case() {
 fn every_reply_format_yields_its_command_and_new_text() {
     let corpus = pairs(Path::new("tests/corpus/replies"));
     assert!(corpus.len() >= 15, "at least fifteen reply formats");
+    let c = config();
+    let trafford = c.board("trafford").expect("trafford");
+    let mut new = common::new_case();
+    new.record.other_email = Some(SAM.into());
+    let case = lifecycle::open(&trafford.rules, &new, "TRAF-2027-0007", at("2027-01-05T10:00:00Z"))
+        .expect("opens")
+        .case;
+    let resolve = Command::Resolve {
+        outcome: "agreed".into(),
+        agreed_actions: "a joint visit".into(),
+        review_date: None,
+    };
+    let resolved = lifecycle::apply(
+        &trafford.rules,
+        &case,
+        &Person::email(SAM),
+        &resolve,
+        at("2027-01-05T10:30:00Z"),
+    )
+    .expect("resolves")
+    .case;
     let mut misses = Vec::new();
     for (path, expected) in &corpus {
         let name = path.file_name().unwrap_or_default().to_string_lossy().to_string();
@@ -133,7 +157,7 @@ fn every_reply_format_yields_its_command_and_new_text() {
         // Placeholders replaced on the bytes: some files are not UTF-8.
         let mut raw = raw;
         for (from, to) in [
-            ("{{FROM}}", "sam.social@westshire.gov.uk"),
+            ("{{FROM}}", SAM),
             ("{{MAILBOX}}", "escalations@trafford-ssp.invalid"),
             ("{{REF}}", "TRAF-2027-0007"),
             (
@@ -180,10 +204,31 @@ fn every_reply_format_yields_its_command_and_new_text() {
             }
         }
         if let Some(valid) = expected["valid"].as_bool() {
-            if intent.command.is_ok() != valid {
+            // Valid: the bot would act on it, applied to a case at stage 1 of Trafford's procedure.
+            let applies = match &intent.command {
+                Ok(ReplyCommand::Apply { command }) => {
+                    // Agreed actions are implemented after a resolution.
+                    let case = match command {
+                        Command::ActionsImplemented { .. } => &resolved,
+                        _ => &case,
+                    };
+                    lifecycle::apply(
+                        &trafford.rules,
+                        case,
+                        &Person::email(SAM),
+                        command,
+                        at("2027-01-05T11:00:00Z"),
+                    )
+                    .map(|_| ())
+                    .map_err(|e| e.0)
+                }
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.clone()),
+            };
+            if applies.is_ok() != valid {
                 misses.push(format!(
                     "{name}: valid {}, expected {valid}: {:?}",
-                    intent.command.is_ok(),
+                    applies.is_ok(),
                     intent.command
                 ));
             }

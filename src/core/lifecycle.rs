@@ -471,6 +471,14 @@ pub fn apply(
                     )));
                 }
             }
+            // Below the last stage, people take the case on: the escalation names them, so that the bot can
+            // tell them and remind them. The last stage belongs to the board (its chair or panel).
+            if people.is_empty() && target < last {
+                return Err(TransitionError(format!(
+                    "ESCALATE needs the name and email address of each person taking case {reference} on at {}, one per line under the word ESCALATE (for example \"Lee Lead <lee.lead@nhs.net>\"), so that they are told and reminded.",
+                    policy.stage_name(target)
+                )));
+            }
             for p in people {
                 if !looks_like_email(&p.email) {
                     return Err(TransitionError(format!(

@@ -38,37 +38,179 @@ pub struct ReplyIntent {
     pub command: Result<ReplyCommand, String>,
 }
 
-/// The new text of a reply: everything above the first quote header, quoted line or signature.
+/// "wrote" in the attribution lines of the mail clients people use, in the languages they use them in.
+const WROTE: &[&str] = &[
+    "wrote",
+    "schrieb",
+    "a écrit",
+    "écrit",
+    "написал",
+    "написала",
+    "napisał",
+    "napisała",
+    "skrev",
+    "escribió",
+    "ha scritto",
+    "scrisse",
+    "schreef",
+    "kirjoitti",
+    "yazdı",
+    "írta",
+    "napsal",
+    "ysgrifennodd",
+];
+
+/// The first words of the header lines a client puts above a quoted message ("From:", "Von:", "De :"…).
+const FROM_KEYS: &[&str] = &[
+    "from",
+    "von",
+    "de",
+    "från",
+    "van",
+    "od",
+    "от",
+    "da",
+    "fra",
+    "lähettäjä",
+    "kimden",
+    "oddíl",
+];
+const HEADER_KEYS: &[&str] = &[
+    "sent",
+    "date",
+    "to",
+    "cc",
+    "subject",
+    "gesendet",
+    "datum",
+    "an",
+    "betreff",
+    "envoyé",
+    "à",
+    "objet",
+    "skickat",
+    "till",
+    "ämne",
+    "verzonden",
+    "aan",
+    "onderwerp",
+    "wysłano",
+    "do",
+    "temat",
+    "отправлено",
+    "кому",
+    "тема",
+    "дата",
+    "inviato",
+    "a",
+    "oggetto",
+    "enviado",
+    "para",
+    "asunto",
+    "fecha",
+    "sendt",
+    "emne",
+    "til",
+    "lähetetty",
+    "vastaanottaja",
+    "aihe",
+];
+
+/// The key of a "Key: value" header line, lower case ("De : x" and "Von: x" alike), if the line is one.
+fn header_key(line: &str) -> Option<String> {
+    let (key, _) = line.trim().split_once(':')?;
+    let key = key.trim().to_lowercase();
+    (!key.is_empty() && key.chars().count() <= 14 && !key.contains(' ')).then_some(key)
+}
+
+/// Whether the text (one line, or a wrapped one joined) is an attribution line: "On Tue, 5 Jan 2027 at
+/// 10:00, Sam <sam@x> wrote:", "Am 5. Jan. 2027 um 10:00 schrieb …:", "Le … a écrit :", "05.01.2027 10:00
+/// пользователь … написал:", "… wrote on 05/01/2027 10:00:00:", or Gmail's verb-less "вт, 5 янв. 2027 г.
+/// в 10:00, Name <addr>:".
+fn is_attribution(text: &str) -> bool {
+    let t = text.trim();
+    if !t.ends_with(':') || t.chars().count() > 300 {
+        return false;
+    }
+    let lower = t.to_lowercase();
+    let marked = lower.contains('@') || lower.chars().any(|c| c.is_ascii_digit());
+    let body = lower.trim_end_matches(':').trim_end();
+    marked && (WROTE.iter().any(|w| lower.contains(w)) || body.ends_with('>'))
+}
+
+/// Whether line `i` starts what a client puts above the quoted message.
+fn starts_quote(lines: &[&str], i: usize) -> bool {
+    let t = lines.get(i).map_or("", |l| l.trim());
+    let lower = t.to_lowercase();
+    // "-----Original Message-----", "----- Original Message -----", "-------- Original message --------",
+    // "-----Ursprüngliche Nachricht-----", "-----Message d'origine-----": dashes round words.
+    let dashed =
+        t.starts_with("---") && t.ends_with("---") && t.trim_matches('-').trim().chars().any(char::is_alphabetic);
+    // Outlook's underscore rule.
+    let rule = t.chars().count() >= 10 && t.chars().all(|c| c == '_');
+    // A "From:" line (in any of the clients' languages) with more header lines below it.
+    let header_block = header_key(t).is_some_and(|k| FROM_KEYS.contains(&k.as_str()))
+        && lines
+            .iter()
+            .skip(i + 1)
+            .take(4)
+            .filter_map(|l| header_key(l))
+            .any(|k| HEADER_KEYS.contains(&k.as_str()));
+    // An attribution line, maybe wrapped over two or three lines.
+    let attribution = (1..=3).any(|n| {
+        let joined: Vec<&str> = lines.iter().skip(i).take(n).map(|l| l.trim()).collect();
+        joined.len() == n && joined.iter().all(|l| !l.is_empty()) && is_attribution(&joined.join(" "))
+    }) && !t.starts_with('>');
+    dashed
+        || rule
+        || header_block
+        || attribution
+        || t.starts_with('>')
+        || lower.starts_with("begin forwarded message")
+        || lower.starts_with("---------- forwarded message")
+}
+
+/// Whether line `i` ends the new text as a signature or mobile footer does.
+fn starts_signature(line: &str) -> bool {
+    let t = line.trim();
+    line == "-- " || t == "--" || is_mobile_footer(t)
+}
+
+/// The new text of a reply: everything above the first quote header, quoted line or signature. When
+/// nothing is above the quote (a bottom-posted reply, as Thunderbird can be set to write), the unquoted
+/// text below it.
 pub fn new_text(body: &str) -> String {
     let body = body.replace("\r\n", "\n").replace(['\r', '\0'], "\n");
+    // Invisible characters some clients put at the start of lines (iPhone's quote, Outlook's paragraphs).
+    let body = body.replace(['\u{200b}', '\u{feff}', '\u{200e}', '\u{200f}'], "");
     let lines: Vec<&str> = body.lines().collect();
-    let mut end = lines.len();
-    for (i, line) in lines.iter().enumerate() {
-        let t = line.trim();
-        let lower = t.to_lowercase();
-        let next = lines.get(i + 1).map(|l| l.trim().to_lowercase()).unwrap_or_default();
-        let within =
-            |pred: &dyn Fn(&str) -> bool| lines.iter().skip(i + 1).take(4).any(|l| pred(&l.trim().to_lowercase()));
-        let is_quote_header =
-            // Gmail, Apple Mail, Thunderbird: "On Tue, 5 Jan 2027 at 10:00, Sam <sam@x> wrote:" (maybe wrapped).
-            (lower.starts_with("on ") && (lower.ends_with("wrote:") || next.ends_with("wrote:")))
-            || (lower.ends_with("wrote:") && lower.contains('@'))
-            // Outlook: "-----Original Message-----", an underscore rule, or a From:/Sent: block.
-            || lower.starts_with("-----original message")
-            || (t.len() >= 10 && t.chars().all(|c| c == '_'))
-            || (lower.starts_with("from:") && within(&|l| l.starts_with("sent:") || l.starts_with("date:")))
-            // Quoted lines.
-            || t.starts_with('>')
-            // Signature delimiter and mobile footers.
-            || *line == "-- "
-            || t == "--"
-            || is_mobile_footer(t);
-        if is_quote_header {
-            end = i;
-            break;
-        }
+    let end = (0..lines.len())
+        .find(|&i| starts_quote(&lines, i) || starts_signature(lines.get(i).copied().unwrap_or_default()))
+        .unwrap_or(lines.len());
+    let top = lines.get(..end).unwrap_or_default().join("\n").trim().to_string();
+    if !top.is_empty() || end == lines.len() {
+        return top;
     }
-    lines.get(..end).unwrap_or_default().join("\n").trim().to_string()
+    // Bottom-posted: past the attribution (up to three lines) and the quoted lines, up to a signature or
+    // the next quote.
+    let first_quoted =
+        (end..lines.len().min(end + 4)).find(|&i| lines.get(i).is_some_and(|l| l.trim().starts_with('>')));
+    let Some(mut i) = first_quoted else {
+        return top;
+    };
+    while lines
+        .get(i)
+        .is_some_and(|l| l.trim().is_empty() || l.trim().starts_with('>'))
+    {
+        i += 1;
+    }
+    let rest: Vec<&str> = lines
+        .iter()
+        .skip(i)
+        .take_while(|l| !l.trim().starts_with('>') && !starts_signature(l))
+        .copied()
+        .collect();
+    rest.join("\n").trim().to_string()
 }
 
 const WORDS: &[(&str, &str)] = &[
