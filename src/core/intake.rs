@@ -18,6 +18,205 @@ use super::policy::Policy;
 const ESCALATING_COMBINED: &str = "@escalating";
 const OTHER_COMBINED: &str = "@other";
 const ESCALATING_CONTACT: &str = "@escalating_contact";
+const OTHER_CONTACT: &str = "@other_contact";
+/// A line read and set aside (a block's "Date:" or "Signature:").
+const SKIP: &str = "@skip";
+
+/// Headings of the blocks whose sub-labels repeat for each party (Rotherham's "Referrer" block,
+/// Buckinghamshire's "Signature of challenger manager" and "… challenged manager"), normalised, with the
+/// side they describe. A value on the heading's own line is the party as "name, agency, email".
+const BLOCK_HEADINGS: &[(&str, &str)] = &[
+    ("referrer", "escalating"),
+    ("referrer details", "escalating"),
+    ("signature of challenger manager", "escalating"),
+    ("signature of the challenger manager", "escalating"),
+    ("challenger manager", "escalating"),
+    ("challenger", "escalating"),
+    ("challenging manager", "escalating"),
+    ("person escalating", "escalating"),
+    ("person escalating the dispute", "escalating"),
+    ("person raising the disagreement", "escalating"),
+    ("practitioner raising the disagreement", "escalating"),
+    ("escalating practitioner", "escalating"),
+    ("escalating professional", "escalating"),
+    ("escalating manager", "escalating"),
+    ("your details", "escalating"),
+    ("raised by", "escalating"),
+    ("escalated by", "escalating"),
+    ("signature of initiating manager", "escalating"),
+    ("initiating manager", "escalating"),
+    ("signature of challenged manager", "other"),
+    ("signature of receiving manager", "other"),
+    ("signature of the challenged manager", "other"),
+    ("challenged manager", "other"),
+    ("receiving manager", "other"),
+    ("other party", "other"),
+    ("other professional", "other"),
+    ("other agency", "other"),
+    ("other practitioner", "other"),
+    ("disagreement is with", "other"),
+    ("disagreement with", "other"),
+    ("dispute with", "other"),
+    ("the disagreement is with", "other"),
+    ("person the disagreement is with", "other"),
+    ("professional the disagreement is with", "other"),
+    ("practitioner the disagreement is with", "other"),
+    ("escalated to", "other"),
+    ("person dispute was escalated to", "other"),
+    ("their details", "other"),
+];
+
+/// The sub-labels of such a block, normalised, and the part of the party they give.
+const SUB_LABELS: &[(&str, &str)] = &[
+    ("name", "name"),
+    ("full name", "name"),
+    ("print name", "name"),
+    ("name (print)", "name"),
+    ("job title", "job_title"),
+    ("job title/role", "job_title"),
+    ("role", "job_title"),
+    ("position", "job_title"),
+    ("designation", "job_title"),
+    ("title", "job_title"),
+    ("agency", "agency"),
+    ("organisation", "agency"),
+    ("organization", "agency"),
+    ("agency/organisation", "agency"),
+    ("agency / organisation", "agency"),
+    ("service", "agency"),
+    ("employer", "agency"),
+    ("team", "agency"),
+    ("agency/team", "agency"),
+    ("email", "email"),
+    ("e-mail", "email"),
+    ("email address", "email"),
+    ("e-mail address", "email"),
+    ("telephone", "phone"),
+    ("tel", "phone"),
+    ("phone", "phone"),
+    ("telephone number", "phone"),
+    ("contact number", "phone"),
+    ("mobile", "phone"),
+    ("contact", "contact"),
+    ("contact details", "contact"),
+    ("date", "skip"),
+    ("signature", "skip"),
+    ("signed", "skip"),
+];
+
+/// The ways a line splits into a label and the value after it: at the first colon, and at the first tab
+/// ("Label: value", "Label<TAB>value", "Label" alone), labels normalised.
+fn split_label(line: &str) -> Vec<(String, String)> {
+    let t = strip_numbering(line.trim().trim_start_matches(['*', '•', '-', '>', ' ']).trim_start());
+    let mut out = Vec::new();
+    for sep in [':', '\t'] {
+        if let Some(i) = t.find(sep) {
+            out.push((
+                normalise_label(t.get(..i).unwrap_or_default()),
+                t.get(i + 1..).unwrap_or_default().trim().trim_start_matches([':', '\t']).trim().to_string(),
+            ));
+        }
+    }
+    if out.is_empty() {
+        out.push((normalise_label(t), String::new()));
+    }
+    out
+}
+
+/// The side a block heading introduces, a sub-label on the same line if there is one ("Signature of
+/// challenger manager Name: Olumide Adeyemi"), and any value on its line.
+fn block_heading(line: &str) -> Option<(&'static str, Option<&'static str>, String)> {
+    for (label, value) in split_label(line) {
+        let label = without_hint(&label).trim().to_string();
+        for (heading, side) in BLOCK_HEADINGS {
+            if *heading == label {
+                return Some((side, None, value));
+            }
+            let sub = label
+                .strip_prefix(heading)
+                .and_then(|r| r.strip_prefix(' '))
+                .and_then(|r| SUB_LABELS.iter().find(|(l, _)| *l == r));
+            if let Some((_, part)) = sub {
+                return Some((side, Some(part), value));
+            }
+        }
+    }
+    None
+}
+
+/// A block's sub-label ("Name:", "Job Title", "Agency:") and its value.
+fn sub_label(line: &str) -> Option<(&'static str, String)> {
+    split_label(line)
+        .into_iter()
+        .find_map(|(label, value)| SUB_LABELS.iter().find(|(l, _)| *l == label).map(|(_, part)| (*part, value)))
+}
+
+/// The field a block's sub-label fills for `side`.
+fn sub_key(side: &str, part: &str) -> String {
+    match part {
+        "skip" => SKIP.to_string(),
+        "contact" => format!("@{side}_contact"),
+        other => format!("{side}_{other}"),
+    }
+}
+
+/// The side a field's key belongs to (`escalating_name` → escalating), for the sub-labels that follow it.
+fn side_of(key: &str) -> Option<&'static str> {
+    if key.starts_with("escalating_") || key == ESCALATING_COMBINED || key == ESCALATING_CONTACT {
+        Some("escalating")
+    } else if key.starts_with("other_") || key == OTHER_COMBINED || key == OTHER_CONTACT {
+        Some("other")
+    } else {
+        None
+    }
+}
+
+/// A line that is only "Stage 2" (or "stage two – managers"): the stage, with no separator after it.
+fn bare_stage(line: &str) -> Option<String> {
+    let t = line.trim();
+    let value = t.get(..6).filter(|h| h.eq_ignore_ascii_case("stage ")).and_then(|_| t.get(6..))?;
+    (t.chars().count() <= 40 && matches!(parse_stage(value), Ok(Some(_)))).then(|| value.to_string())
+}
+
+/// `line` without a bracketed hint in its label: "Raised by (name, agency): X" as "Raised by: X".
+fn without_hint(line: &str) -> String {
+    let head_end = line.find([':', '\t']).unwrap_or(line.len());
+    let head = line.get(..head_end).unwrap_or(line);
+    match (head.find('('), head.rfind(')')) {
+        (Some(open), Some(close)) if open < close => format!(
+            "{}{}{}",
+            line.get(..open).unwrap_or_default().trim_end(),
+            line.get(close + 1..head_end).unwrap_or_default(),
+            line.get(head_end..).unwrap_or_default()
+        ),
+        _ => line.to_string(),
+    }
+}
+
+/// A label wrapped over two or three lines (a form pasted from a PDF or a narrow Word column), with any
+/// value after it on the last: the key, the value, and how many lines it took.
+fn wrapped_label(labels: &Labels, lines: &[&str], i: usize) -> Option<(String, String, usize)> {
+    for n in 2..=3 {
+        let part: Vec<&str> = lines.iter().skip(i).take(n).map(|l| l.trim()).collect();
+        if part.len() < n || part.iter().any(|l| l.is_empty()) {
+            return None;
+        }
+        // The label's first lines are short and hold no value of their own.
+        if part.iter().take(n - 1).any(|l| l.chars().count() > 70 || l.contains([':', '\t', '@'])) {
+            return None;
+        }
+        let joined = part.join(" ");
+        let last = part.last().copied().unwrap_or_default();
+        let found = labels.match_line(&joined).or_else(|| labels.match_line(&without_hint(&joined)));
+        if let Some((key, value)) = found {
+            // The label reaches into the last line: it is not a value line followed by a label line.
+            if value.chars().count() < last.chars().count() && last.ends_with(value.as_str()) {
+                return Some((key, value, n));
+            }
+        }
+    }
+    None
+}
 
 /// The variants people type, beyond the boards' own form labels.
 const COMMON_LABELS: &[(&str, &str)] = &[
@@ -58,6 +257,24 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     ),
     (ESCALATING_CONTACT, "contact details"),
     ("escalating_name", "name of person escalating"),
+    ("stage", "current stage of escalation"),
+    ("stage", "current stage of the escalation"),
+    ("stage", "stage at which resolution achieved"),
+    ("stage", "stage at which resolution was achieved"),
+    ("stage", "stage at which resolution agreed"),
+    ("stage", "stage at which resolution was agreed"),
+    ("stage", "stage reached"),
+    ("nhs_number", "nhs no"),
+    ("nhs_number", "nhs num"),
+    (OTHER_COMBINED, "professional / agency dispute is with"),
+    (OTHER_COMBINED, "professional/agency dispute is with"),
+    (OTHER_COMBINED, "agency dispute is with"),
+    (OTHER_COMBINED, "professional dispute is with"),
+    (OTHER_COMBINED, "name and agency of the person the disagreement is with"),
+    (OTHER_COMBINED, "name and agency of person the dispute is with"),
+    (OTHER_COMBINED, "name and agency of person the disagreement is with"),
+    (OTHER_COMBINED, "name and agency of the person the dispute is with"),
+    (OTHER_COMBINED, "disagreement is with (name, agency)"),
     ("escalating_name", "escalating name"),
     ("escalating_name", "your name"),
     ("escalating_name", "referrer name"),
@@ -208,10 +425,11 @@ impl Labels {
     /// up at each separator, and the scan stops once it is longer than any label. Every line of every
     /// message comes through here, so this is the parser's hot path.
     pub fn match_line(&self, line: &str) -> Option<(String, String)> {
-        let trimmed = line
-            .trim()
-            .trim_start_matches(['*', '•', '-', '\u{2013}', '\u{2014}', '>', ' '])
-            .trim_start();
+        let trimmed = strip_numbering(
+            line.trim()
+                .trim_start_matches(['*', '•', '-', '\u{2013}', '\u{2014}', '>', ' '])
+                .trim_start(),
+        );
         let mut acc = String::with_capacity(self.longest_bytes + 8);
         // The length of `acc` without its trailing ':', ' ' and '.' (kept as it grows, not re-trimmed).
         let mut kept = 0;
@@ -259,6 +477,30 @@ impl Labels {
             .trim()
             .to_string();
         Some((key.clone(), value))
+    }
+}
+
+/// `s` without a question number in front: "1. ", "12) ", "(a) ", "a) ", "Q3. ", "3 - ".
+fn strip_numbering(s: &str) -> &str {
+    let rest = s.strip_prefix('(').unwrap_or(s);
+    let rest = rest.strip_prefix(['Q', 'q']).filter(|r| r.starts_with(|c: char| c.is_ascii_digit())).unwrap_or(rest);
+    let marker_len = rest.chars().take_while(char::is_ascii_digit).count();
+    let (marker, after) = if marker_len > 0 && marker_len <= 2 {
+        rest.split_at_checked(marker_len).unwrap_or((rest, ""))
+    } else if rest.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && rest.chars().nth(1).is_some_and(|c| c == ')' || c == '.')
+    {
+        rest.split_at_checked(1).unwrap_or((rest, ""))
+    } else {
+        return s;
+    };
+    let after_marker = after
+        .strip_prefix([')', '.'])
+        .or_else(|| after.strip_prefix(" -"))
+        .filter(|a| a.starts_with([' ', '\t']));
+    match after_marker {
+        Some(a) if !marker.is_empty() => a.trim_start(),
+        _ => s,
     }
 }
 
@@ -362,32 +604,71 @@ fn find_phone(text: &str) -> Option<String> {
     None
 }
 
-/// "Sam Social, Westshire Council, sam@westshire.gov.uk" as (name, agency, email).
+/// "Sam Social, Westshire Council, sam@westshire.gov.uk" as (name, agency, email). The name is what comes
+/// before the first separator outside brackets (a comma, a semicolon, a line break, a dash between spaces,
+/// or an opening bracket); the agency is the rest as written, commas, "of", "&" and brackets included
+/// ("Callum Reid, City of Bradford MDC Adult Social Care"), without the email, phone and `mailto:` links.
 fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>) {
-    let email = find_emails(value).into_iter().next();
-    let mut rest = value.to_string();
-    if let Some(e) = &email {
-        rest = rest
-            .replace(&format!("<{e}>"), "")
-            .replace(&format!("({e})"), "")
-            .replace(e, "");
+    let emails = find_emails(value);
+    let email = emails.first().cloned();
+    let mut rest = value.replace("mailto:", "");
+    for e in &emails {
+        for wrapped in [format!("<{e}>"), format!("({e})"), format!("[{e}]")] {
+            rest = rest.replace(&wrapped, "");
+        }
+        rest = rest.replace(e.as_str(), "");
     }
     if let Some(p) = find_phone(&rest) {
         rest = rest.replace(&p, "");
     }
-    let parts: Vec<String> = rest
-        .split([',', ';', '\n'])
-        .flat_map(|p| p.split(" - "))
-        .flat_map(|p| p.split(" of "))
-        .map(|p| {
-            p.trim()
-                .trim_matches(|c: char| c == '(' || c == ')' || c == '<' || c == '>')
-                .trim()
-                .to_string()
-        })
-        .filter(|p| !p.is_empty())
-        .collect();
-    (parts.first().cloned(), parts.get(1).cloned(), email)
+    // Labels people leave in the value: "Tel:", "Email:", empty brackets where an address stood.
+    let rest = rest.replace("()", "").replace("<>", "").replace("[]", "");
+    let rest = rest.trim().trim_matches([',', ';', '-', '\u{2013}', ':', ' ']);
+    let mut depth = 0i32;
+    let mut cut: Option<(usize, usize)> = None;
+    let chars: Vec<(usize, char)> = rest.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        match c {
+            '(' if depth == 0 => {
+                cut = Some((i, i));
+                break;
+            }
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' | ';' | '\n' | '/' | '|' if depth == 0 => {
+                cut = Some((i, i + c.len_utf8()));
+                break;
+            }
+            ' ' if depth == 0 => {
+                let dash = chars.get(k + 1).map(|&(_, d)| d);
+                let after = chars.get(k + 2).map(|&(_, d)| d);
+                if matches!(dash, Some('-' | '\u{2013}' | '\u{2014}')) && after == Some(' ') {
+                    let end = chars.get(k + 3).map_or(rest.len(), |&(j, _)| j);
+                    cut = Some((i, end));
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let clean = |s: &str| {
+        let mut t = s.trim().trim_matches([',', ';', ' ', '\n', '-', '\u{2013}', '/', '|']).trim().to_string();
+        // A bracket left open by the cut, or round the whole agency: "(Westshire Council)".
+        if t.starts_with('(') && t.ends_with(')') && t.matches('(').count() == 1 {
+            t = t.trim_start_matches('(').trim_end_matches(')').trim().to_string();
+        }
+        let tidy: Vec<&str> = t.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        tidy.join(", ")
+    };
+    let (name, agency) = match cut {
+        Some((a, b)) => (
+            clean(rest.get(..a).unwrap_or_default()),
+            clean(rest.get(b..).unwrap_or_default()),
+        ),
+        None => (clean(rest), String::new()),
+    };
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    (some(name), some(agency), email)
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -400,17 +681,44 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn parse_stage(s: &str) -> Option<u8> {
-    let w = normalise_label(s);
-    let w = w.trim_start_matches("stage").trim();
-    let first = w.split([' ', ',', '.', '(', '-']).next().unwrap_or_default();
-    match first {
+fn stage_word(w: &str) -> Option<u8> {
+    match w {
         "one" | "1" | "i" => Some(1),
         "two" | "2" | "ii" => Some(2),
         "three" | "3" | "iii" => Some(3),
         "four" | "4" | "iv" => Some(4),
         "five" | "5" | "v" => Some(5),
-        other => other.parse().ok(),
+        other => other.parse().ok().filter(|n| (1..=9).contains(n)),
+    }
+}
+
+/// The stage a value names: "2", "Stage 2", "Stage two – line managers", "Not yet resolved – currently at
+/// Stage 2". `Ok(None)` where it names none on purpose ("n/a", "not applicable", blank choices), `Err`
+/// where it cannot be read.
+fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
+    let w = normalise_label(s);
+    let words: Vec<&str> = w
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '(' | ')' | '-' | ':' | ';' | '/'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    // "stage N" anywhere, the last one written ("moved from stage 1 to stage 2").
+    let named = words
+        .windows(2)
+        .filter(|p| p.first() == Some(&"stage"))
+        .filter_map(|p| p.get(1).and_then(|w| stage_word(w)))
+        .last();
+    if let Some(n) = named {
+        return Ok(Some(n));
+    }
+    match words.as_slice() {
+        [] => Ok(None),
+        [w, ..] if stage_word(w).is_some() && words.iter().filter(|w| stage_word(w).is_some()).count() == 1 => {
+            Ok(stage_word(w))
+        }
+        // Choices left as printed on the form ("3 4"), or "n/a", "not applicable", "not yet resolved".
+        ws if ws.iter().all(|w| stage_word(w).is_some()) => Ok(None),
+        [w, ..] if matches!(*w, "n" | "na" | "not" | "none" | "tbc" | "unknown" | "pending") => Ok(None),
+        _ => Err(()),
     }
 }
 
@@ -449,17 +757,58 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
     } else {
         text.into()
     };
+    let lines: Vec<&str> = text.lines().collect();
     let mut fields: Vec<(String, Vec<String>)> = Vec::new();
-    for raw in text.lines() {
+    // The side of the block whose sub-labels ("Name:", "Agency:") are being read, after a heading such as
+    // "Referrer" or "Signature of challenged manager".
+    let mut block: Option<&'static str> = None;
+    let mut i = 0;
+    while let Some(raw) = lines.get(i) {
         let line = raw.trim_end();
-        if let Some((key, value)) = labels.match_line(line) {
-            fields.push((key, if value.is_empty() { Vec::new() } else { vec![value] }));
-        } else if let Some((_, lines)) = fields.last_mut() {
-            lines.push(line.trim().to_string());
+        let value_of = |v: String| if v.is_empty() { Vec::new() } else { vec![v] };
+        if let Some((side, sub, value)) = block_heading(line) {
+            block = Some(side);
+            let key = match sub {
+                Some(part) => sub_key(side, part),
+                None if side == "escalating" => ESCALATING_COMBINED.to_string(),
+                None => OTHER_COMBINED.to_string(),
+            };
+            fields.push((key, value_of(value)));
+            i += 1;
+            continue;
         }
+        if let Some((side, (part, value))) = block.and_then(|side| sub_label(line).map(|s| (side, s))) {
+            fields.push((sub_key(side, part), value_of(value)));
+            i += 1;
+            continue;
+        }
+        if let Some((key, value)) = labels.match_line(line).or_else(|| labels.match_line(&without_hint(line))) {
+            block = side_of(&key);
+            fields.push((key, value_of(value)));
+            i += 1;
+            continue;
+        }
+        if let Some(value) = bare_stage(line) {
+            fields.push(("stage".to_string(), vec![value]));
+            i += 1;
+            continue;
+        }
+        if let Some((key, value, used)) = wrapped_label(labels, &lines, i) {
+            block = side_of(&key);
+            fields.push((key, value_of(value)));
+            i += used;
+            continue;
+        }
+        if let Some((_, values)) = fields.last_mut() {
+            values.push(line.trim().to_string());
+        }
+        i += 1;
     }
     let mut out = ParsedRecord::default();
     for (key, lines) in fields {
+        if key == SKIP {
+            continue;
+        }
         // A value runs until the next label; blank lines inside it are kept, around it dropped.
         let value = lines.join("\n");
         let value = value.trim().to_string();
@@ -492,18 +841,19 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
                     }
                 }
             }
-            ESCALATING_CONTACT => {
+            ESCALATING_CONTACT | OTHER_CONTACT => {
+                let side = if key == OTHER_CONTACT { "other" } else { "escalating" };
                 if let Some(e) = find_emails(&value).into_iter().next() {
-                    set(&mut out.record, "escalating_email", e);
+                    set(&mut out.record, &format!("{side}_email"), e);
                 }
                 if let Some(p) = find_phone(&value) {
-                    set(&mut out.record, "escalating_phone", p);
+                    set(&mut out.record, &format!("{side}_phone"), p);
                 }
             }
             "stage" => match parse_stage(&value) {
-                Some(n) if out.record.stage.is_none() => out.record.stage = Some(n),
-                Some(_) => {}
-                None => out.problems.push(format!(
+                Ok(Some(n)) if out.record.stage.is_none() => out.record.stage = Some(n),
+                Ok(_) => {}
+                Err(()) => out.problems.push(format!(
                     "Stage {value:?} is not a stage number: write a number such as 1."
                 )),
             },
@@ -531,10 +881,72 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
                     set(&mut out.record, &format!("{side}_email"), e);
                 }
             }
+            "nhs_number" => {
+                // The number is on the value's first line; anything after it is not part of it.
+                let first = value.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+                set(&mut out.record, &key, first.trim().to_string());
+            }
             _ => set(&mut out.record, &key, value),
         }
     }
+    tidy_record(&mut out.record, &text);
     out
+}
+
+/// What a careful reader takes from a record besides its labelled values: the adult's name without the
+/// NHS number or date of birth written beside it, an NHS number written elsewhere ("Additional notes: NHS
+/// number 999 587 7880"), and "no immediate risk" said in passing.
+fn tidy_record(record: &mut Record, text: &str) {
+    if let Some(name) = record.adult_name.clone() {
+        let lower = name.to_lowercase();
+        let cut = [" - nhs", " – nhs", ", nhs", " (nhs", " nhs no", " nhs number", " (dob", " dob", " (d.o.b", ", dob", " (born", ", born"]
+            .iter()
+            .filter_map(|m| lower.find(m))
+            .min();
+        if let Some(i) = cut {
+            if record.nhs_number.is_none() {
+                record.nhs_number = nhs_number_in(name.get(i..).unwrap_or_default());
+            }
+            let kept = name.get(..i).unwrap_or_default().trim().trim_end_matches([',', '-', '(']).trim();
+            if !kept.is_empty() {
+                record.adult_name = Some(kept.to_string());
+            }
+        }
+    }
+    if record.nhs_number.is_none() {
+        record.nhs_number = text
+            .lines()
+            .filter(|l| l.to_lowercase().contains("nhs"))
+            .find_map(nhs_number_in);
+    }
+    if record.immediate_risk.is_none() {
+        let lower = text.to_lowercase();
+        if ["no immediate risk", "not at immediate risk", "no risk of immediate harm"].iter().any(|p| lower.contains(p)) {
+            record.immediate_risk = Some(false);
+        }
+    }
+}
+
+/// A valid NHS number written in `text` (ten digits, spaced 3-3-4 or with dashes, or together).
+fn nhs_number_in(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    for start in 0..chars.len() {
+        if !chars.get(start).is_some_and(char::is_ascii_digit) || (start > 0 && chars.get(start - 1).is_some_and(char::is_ascii_digit)) {
+            continue;
+        }
+        let mut digits = String::new();
+        for c in chars.iter().skip(start) {
+            if c.is_ascii_digit() {
+                digits.push(*c);
+            } else if !matches!(c, ' ' | '-') || digits.len() >= 10 {
+                break;
+            }
+        }
+        if digits.len() == 10 && super::nhs::normalise(&digits).is_ok() {
+            return Some(digits);
+        }
+    }
+    None
 }
 
 /// `value` without a trailing signature block or quoted thread.
@@ -825,10 +1237,11 @@ mod tests {
 
     /// The straightforward reading `match_line` must agree with: every split, each prefix normalised.
     fn match_line_oracle(labels: &Labels, line: &str) -> Option<(String, String)> {
-        let trimmed = line
-            .trim()
-            .trim_start_matches(['*', '•', '-', '\u{2013}', '\u{2014}', '>', ' '])
-            .trim_start();
+        let trimmed = strip_numbering(
+            line.trim()
+                .trim_start_matches(['*', '•', '-', '\u{2013}', '\u{2014}', '>', ' '])
+                .trim_start(),
+        );
         let mut splits: Vec<(usize, usize)> = vec![(trimmed.len(), 0)];
         for sep in [":", "\t", "|", " - ", " \u{2013} ", " \u{2014} ", "=", "?", ". "] {
             splits.extend(trimmed.match_indices(sep).map(|(i, m)| (i, m.len())));

@@ -157,8 +157,17 @@ impl Reader {
         })
     }
 
-    /// The best reading of the record: the plain text or the HTML, whichever yields more fields.
+    /// The best reading of the record: the plain text or the HTML, whichever yields more fields. Where the
+    /// form gives no email for the person escalating, it is the sender's (as the case will have it).
     pub fn read_record(&self, msg: &Inbound) -> ParsedRecord {
+        let mut parsed = self.read_form(msg);
+        if parsed.fields_found > 0 && parsed.record.escalating_email.is_none() {
+            parsed.record.escalating_email = msg.from.as_ref().map(|p| p.email.clone());
+        }
+        parsed
+    }
+
+    fn read_form(&self, msg: &Inbound) -> ParsedRecord {
         let text = msg.text.as_deref().map(|t| parse_record(t, &self.labels));
         // A plain text that already carries a whole form needs no second reading from the HTML.
         let text = match text {
@@ -181,9 +190,13 @@ pub struct Prepared {
     record: Option<ParsedRecord>,
 }
 
-/// The record fields as the `ingest --json` contract reports them (NHS number as ten digits when valid).
+/// The record fields as the `ingest --json` contract reports them (NHS number as ten digits when valid;
+/// the stage the case opens at, 1 where the record names none).
 pub fn fields_json(parsed: &ParsedRecord) -> Value {
     let mut record = parsed.record.clone();
+    if parsed.fields_found > 0 && record.stage.is_none() {
+        record.stage = Some(1);
+    }
     if let Some(n) = record.nhs_number.as_deref().and_then(|n| nhs::normalise(n).ok()) {
         record.nhs_number = Some(n);
     }
