@@ -52,6 +52,9 @@ const BLOCK_HEADINGS: &[(&str, &str)] = &[
     ("receiving manager", "other"),
     ("other party", "other"),
     ("other professional", "other"),
+    ("other professional / agency", "other"),
+    ("other professional/agency", "other"),
+    ("other agency / professional", "other"),
     ("other agency", "other"),
     ("other practitioner", "other"),
     ("disagreement is with", "other"),
@@ -109,11 +112,16 @@ const SUB_LABELS: &[(&str, &str)] = &[
 fn split_label(line: &str) -> Vec<(String, String)> {
     let t = strip_numbering(line.trim().trim_start_matches(['*', '•', '-', '>', ' ']).trim_start());
     let mut out = Vec::new();
-    for sep in [':', '\t'] {
+    for sep in [":", "\t", " - ", " \u{2013} ", " \u{2014} ", "  "] {
         if let Some(i) = t.find(sep) {
             out.push((
                 normalise_label(t.get(..i).unwrap_or_default()),
-                t.get(i + 1..).unwrap_or_default().trim().trim_start_matches([':', '\t']).trim().to_string(),
+                t.get(i + sep.len()..)
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_start_matches([':', '\t'])
+                    .trim()
+                    .to_string(),
             ));
         }
     }
@@ -130,11 +138,16 @@ fn block_heading(line: &str) -> Option<(&'static str, Option<&'static str>, Stri
         let label = without_hint(&label).trim().to_string();
         for (heading, side) in BLOCK_HEADINGS {
             if *heading == label {
-                return Some((side, None, value));
+                // "Referrer  Name  Sunita Kaur": the value starts with the sub-label.
+                return Some(match sub_label(&value) {
+                    Some((part, v)) => (side, Some(part), v),
+                    None => (side, None, value),
+                });
             }
             let sub = label
                 .strip_prefix(heading)
-                .and_then(|r| r.strip_prefix(' '))
+                .filter(|r| r.starts_with([' ', '-', '/']))
+                .map(|r| r.trim_start_matches([' ', '-', '/']))
                 .and_then(|r| SUB_LABELS.iter().find(|(l, _)| *l == r));
             if let Some((_, part)) = sub {
                 return Some((side, Some(part), value));
@@ -169,6 +182,43 @@ fn side_of(key: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// Labels known by how they start, for the long variants people write ("Summary of disagreement,
+/// including views of each agency and of the adult:"), normalised.
+const LABEL_PREFIXES: &[(&str, &str)] = &[
+    ("summary", "summary"),
+    ("reason for dispute", "summary"),
+    ("reason for the dispute", "summary"),
+    ("nature of disagreement", "theme"),
+    ("nature of the disagreement", "theme"),
+    ("agreed outcome", "outcome"),
+    ("agreed action", "outcome"),
+    ("agreed next steps", "outcome"),
+    ("views of the adult", "adult_views"),
+    ("the adult's views", "adult_views"),
+    ("adult's views", "adult_views"),
+    ("evidence", "evidence"),
+    ("include evidence", "evidence"),
+    ("additional notes", "notes"),
+    ("immediate risk", "immediate_risk"),
+    ("stage of escalation", "stage"),
+    ("current stage", "stage"),
+    ("please indicate who", "copied_to"),
+];
+
+/// A labelled line whose label starts like one of [`LABEL_PREFIXES`] and ends at a separator.
+fn label_by_prefix(line: &str) -> Option<(&'static str, String)> {
+    split_label(line).into_iter().find_map(|(label, value)| {
+        let label = without_hint(&label);
+        if label.split_whitespace().count() > 24 {
+            return None;
+        }
+        LABEL_PREFIXES
+            .iter()
+            .find(|(p, _)| label.starts_with(p) && label.get(p.len()..).is_some_and(|r| r.is_empty() || r.starts_with([' ', ',', '/', '('])))
+            .map(|(_, key)| (*key, value))
+    })
 }
 
 /// A line that is only "Stage 2" (or "stage two – managers"): the stage, with no separator after it.
@@ -257,6 +307,39 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     ),
     (ESCALATING_CONTACT, "contact details"),
     ("escalating_name", "name of person escalating"),
+    (ESCALATING_COMBINED, "name and agency of practitioner raising the disagreement"),
+    (ESCALATING_COMBINED, "name and agency of the practitioner raising the disagreement"),
+    (ESCALATING_COMBINED, "name, role and agency of practitioner raising the disagreement"),
+    (ESCALATING_COMBINED, "name, role and agency of the practitioner raising the disagreement"),
+    (ESCALATING_COMBINED, "practitioner raising the disagreement"),
+    (ESCALATING_COMBINED, "name and agency of person raising the disagreement"),
+    (ESCALATING_COMBINED, "me"),
+    (OTHER_COMBINED, "name and agency of practitioner the disagreement is with"),
+    (OTHER_COMBINED, "name and agency of the practitioner the disagreement is with"),
+    (OTHER_COMBINED, "name, role and agency of practitioner the disagreement is with"),
+    (OTHER_COMBINED, "name, role and agency of the practitioner the disagreement is with"),
+    (OTHER_COMBINED, "practitioner the disagreement is with"),
+    (OTHER_COMBINED, "other worker"),
+    (OTHER_COMBINED, "other practitioner"),
+    (ESCALATING_CONTACT, "email and telephone"),
+    (ESCALATING_CONTACT, "email / telephone"),
+    (ESCALATING_CONTACT, "email/telephone"),
+    (ESCALATING_CONTACT, "email and phone"),
+    (ESCALATING_CONTACT, "email / phone"),
+    (ESCALATING_CONTACT, "contact"),
+    ("immediate_risk", "immediate risk to adult"),
+    ("immediate_risk", "immediate risk to the adult"),
+    ("adult_name", "adult"),
+    ("summary", "summary of disagreement"),
+    ("theme", "nature of disagreement"),
+    ("theme", "nature of the disagreement"),
+    ("outcome", "agreed actions and review date"),
+    ("outcome", "agreed actions / review date"),
+    ("outcome", "agreed actions"),
+    ("outcome", "agreed outcomes / next steps"),
+    ("outcome", "outcome/next steps"),
+    ("outcome", "outcome / next steps"),
+    ("outcome", "next steps"),
     ("stage", "current stage of escalation"),
     ("stage", "current stage of the escalation"),
     ("stage", "stage at which resolution achieved"),
@@ -624,12 +707,20 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
     // Labels people leave in the value: "Tel:", "Email:", empty brackets where an address stood.
     let rest = rest.replace("()", "").replace("<>", "").replace("[]", "");
     let rest = rest.trim().trim_matches([',', ';', '-', '\u{2013}', ':', ' ']);
+    // Name, role and agency on lines of their own: the name leads the first line, the agency is the last.
+    let lines: Vec<&str> = rest.lines().map(str::trim).filter(|l| !l.trim_matches([',', ';', '/', '|', ' ']).is_empty()).collect();
+    if let (Some(first), Some(last), true) = (lines.first(), lines.last(), lines.len() >= 2) {
+        let (name, _, _) = split_person(first);
+        let agency = last.trim().trim_matches([',', ';', ' ']).to_string();
+        return (name, (!agency.is_empty()).then_some(agency), email);
+    }
     let mut depth = 0i32;
     let mut cut: Option<(usize, usize)> = None;
     let chars: Vec<(usize, char)> = rest.char_indices().collect();
     for (k, &(i, c)) in chars.iter().enumerate() {
         match c {
-            '(' if depth == 0 => {
+            // "Sam Social (Westshire Council)": a bracket that closes the value holds the agency.
+            '(' if depth == 0 && rest.trim_end().ends_with(')') && rest.get(i + 1..).is_some_and(|r| !r.contains('(')) => {
                 cut = Some((i, i));
                 break;
             }
@@ -696,6 +787,13 @@ fn stage_word(w: &str) -> Option<u8> {
 /// Stage 2". `Ok(None)` where it names none on purpose ("n/a", "not applicable", blank choices), `Err`
 /// where it cannot be read.
 fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
+    // The value's first line says it; what follows may mention other stages in passing.
+    let first = s.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    if first.len() < s.trim().len() {
+        if let Ok(Some(n)) = parse_stage(first) {
+            return Ok(Some(n));
+        }
+    }
     let w = normalise_label(s);
     let words: Vec<&str> = w
         .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '(' | ')' | '-' | ':' | ';' | '/'))
@@ -797,6 +895,12 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             block = side_of(&key);
             fields.push((key, value_of(value)));
             i += used;
+            continue;
+        }
+        if let Some((key, value)) = label_by_prefix(line) {
+            block = None;
+            fields.push((key.to_string(), value_of(value)));
+            i += 1;
             continue;
         }
         if let Some((_, values)) = fields.last_mut() {
@@ -920,10 +1024,20 @@ fn tidy_record(record: &mut Record, text: &str) {
             .find_map(nhs_number_in);
     }
     if record.immediate_risk.is_none() {
+        // "Additional notes: Immediate risk - N.", "… immediate risk: yes – see summary", "No immediate risk".
         let lower = text.to_lowercase();
-        if ["no immediate risk", "not at immediate risk", "no risk of immediate harm"].iter().any(|p| lower.contains(p)) {
-            record.immediate_risk = Some(false);
-        }
+        record.immediate_risk = lower.lines().find_map(|line| {
+            if ["no immediate risk", "not at immediate risk", "no risk of immediate harm"].iter().any(|p| line.contains(p)) {
+                return Some(false);
+            }
+            let at = line.find("immediate risk")?;
+            let rest = line.get(at + "immediate risk".len()..)?;
+            let rest = match rest.find(':').filter(|&i| i <= 20) {
+                Some(i) => rest.get(i + 1..)?,
+                None => rest,
+            };
+            parse_bool(rest.trim_start_matches([' ', '-', '\u{2013}', '\u{2014}', '?', '=']))
+        });
     }
 }
 
