@@ -19,6 +19,17 @@ const ESCALATING_COMBINED: &str = "@escalating";
 const OTHER_COMBINED: &str = "@other";
 const ESCALATING_CONTACT: &str = "@escalating_contact";
 const OTHER_CONTACT: &str = "@other_contact";
+/// Fields whose value is a single paragraph.
+const SHORT_FIELDS: &[&str] = &[
+    "adult_name",
+    "escalating_name",
+    "other_name",
+    "escalating_agency",
+    "other_agency",
+    "escalating_job_title",
+    "other_job_title",
+    "nhs_number",
+];
 /// A line read and set aside (a block's "Date:" or "Signature:").
 const SKIP: &str = "@skip";
 
@@ -138,8 +149,9 @@ fn block_heading(line: &str) -> Option<(&'static str, Option<&'static str>, Stri
         let label = without_hint(&label).trim().to_string();
         for (heading, side) in BLOCK_HEADINGS {
             if *heading == label {
-                // "Referrer  Name  Sunita Kaur": the value starts with the sub-label.
-                return Some(match sub_label(&value) {
+                // "Referrer  Name  Sunita Kaur": the value starts with the sub-label (unless it holds
+                // several, "name: …; agency: …", which the caller splits).
+                return Some(match sub_label(&value).filter(|_| !value.contains(';')) {
                     Some((part, v)) => (side, Some(part), v),
                     None => (side, None, value),
                 });
@@ -159,9 +171,12 @@ fn block_heading(line: &str) -> Option<(&'static str, Option<&'static str>, Stri
 
 /// A block's sub-label ("Name:", "Job Title", "Agency:") and its value.
 fn sub_label(line: &str) -> Option<(&'static str, String)> {
-    split_label(line)
-        .into_iter()
-        .find_map(|(label, value)| SUB_LABELS.iter().find(|(l, _)| *l == label).map(|(_, part)| (*part, value)))
+    split_label(line).into_iter().find_map(|(label, value)| {
+        SUB_LABELS
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, part)| (*part, value))
+    })
 }
 
 /// The field a block's sub-label fills for `side`.
@@ -207,7 +222,20 @@ const LABEL_PREFIXES: &[(&str, &str)] = &[
     ("please indicate who", "copied_to"),
 ];
 
-/// A labelled line whose label starts like one of [`LABEL_PREFIXES`] and ends at a separator.
+/// Labels known by how they end or what they say of the parties ("Practitioner / agency the
+/// disagreement is with"), normalised.
+const LABEL_PHRASES: &[(&str, &str)] = &[
+    ("the disagreement is with", OTHER_COMBINED),
+    ("the dispute is with", OTHER_COMBINED),
+    ("dispute was escalated to", OTHER_COMBINED),
+    ("raising the disagreement", ESCALATING_COMBINED),
+    ("escalating the dispute", ESCALATING_COMBINED),
+    ("raising the concern", ESCALATING_COMBINED),
+    ("email address and contact", ESCALATING_CONTACT),
+];
+
+/// A labelled line whose label starts like one of [`LABEL_PREFIXES`], or says one of [`LABEL_PHRASES`],
+/// and ends at a separator.
 fn label_by_prefix(line: &str) -> Option<(&'static str, String)> {
     split_label(line).into_iter().find_map(|(label, value)| {
         let label = without_hint(&label);
@@ -216,7 +244,13 @@ fn label_by_prefix(line: &str) -> Option<(&'static str, String)> {
         }
         LABEL_PREFIXES
             .iter()
-            .find(|(p, _)| label.starts_with(p) && label.get(p.len()..).is_some_and(|r| r.is_empty() || r.starts_with([' ', ',', '/', '('])))
+            .find(|(p, _)| {
+                label.starts_with(p)
+                    && label
+                        .get(p.len()..)
+                        .is_some_and(|r| r.is_empty() || r.starts_with([' ', ',', '/', '(']))
+            })
+            .or_else(|| LABEL_PHRASES.iter().find(|(p, _)| label.contains(p)))
             .map(|(_, key)| (*key, value))
     })
 }
@@ -224,7 +258,10 @@ fn label_by_prefix(line: &str) -> Option<(&'static str, String)> {
 /// A line that is only "Stage 2" (or "stage two – managers"): the stage, with no separator after it.
 fn bare_stage(line: &str) -> Option<String> {
     let t = line.trim();
-    let value = t.get(..6).filter(|h| h.eq_ignore_ascii_case("stage ")).and_then(|_| t.get(6..))?;
+    let value = t
+        .get(..6)
+        .filter(|h| h.eq_ignore_ascii_case("stage "))
+        .and_then(|_| t.get(6..))?;
     (t.chars().count() <= 40 && matches!(parse_stage(value), Ok(Some(_)))).then(|| value.to_string())
 }
 
@@ -244,25 +281,48 @@ fn without_hint(line: &str) -> String {
 }
 
 /// A label wrapped over two or three lines (a form pasted from a PDF or a narrow Word column), with any
-/// value after it on the last: the key, the value, and how many lines it took.
+/// value after it on the last: the key, the value, and how many lines it took. A blank line may stand
+/// between the parts (a Word cell's paragraphs) when the label ends with a colon.
 fn wrapped_label(labels: &Labels, lines: &[&str], i: usize) -> Option<(String, String, usize)> {
-    for n in 2..=3 {
-        let part: Vec<&str> = lines.iter().skip(i).take(n).map(|l| l.trim()).collect();
-        if part.len() < n || part.iter().any(|l| l.is_empty()) {
-            return None;
+    let mut part: Vec<&str> = Vec::new();
+    let mut used = 0;
+    let mut blanks = false;
+    for line in lines.iter().skip(i).take(6) {
+        let t = line.trim();
+        used += 1;
+        if t.is_empty() {
+            if part.is_empty() || (blanks && part.len() < 2) {
+                return None;
+            }
+            blanks = true;
+            continue;
+        }
+        part.push(t);
+        if part.len() < 2 {
+            continue;
         }
         // The label's first lines are short and hold no value of their own.
-        if part.iter().take(n - 1).any(|l| l.chars().count() > 70 || l.contains([':', '\t', '@'])) {
+        if part
+            .iter()
+            .take(part.len() - 1)
+            .any(|l| l.chars().count() > 70 || l.contains([':', '\t', '@']))
+        {
             return None;
         }
         let joined = part.join(" ");
         let last = part.last().copied().unwrap_or_default();
-        let found = labels.match_line(&joined).or_else(|| labels.match_line(&without_hint(&joined)));
+        let found = labels
+            .match_line(&joined)
+            .or_else(|| labels.match_line(&without_hint(&joined)));
         if let Some((key, value)) = found {
             // The label reaches into the last line: it is not a value line followed by a label line.
-            if value.chars().count() < last.chars().count() && last.ends_with(value.as_str()) {
-                return Some((key, value, n));
+            let reaches = value.chars().count() < last.chars().count() && last.ends_with(value.as_str());
+            if reaches && (!blanks || (value.is_empty() && last.ends_with(':'))) {
+                return Some((key, value, used));
             }
+        }
+        if part.len() >= 3 {
+            return None;
         }
     }
     None
@@ -307,17 +367,44 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     ),
     (ESCALATING_CONTACT, "contact details"),
     ("escalating_name", "name of person escalating"),
-    (ESCALATING_COMBINED, "name and agency of practitioner raising the disagreement"),
-    (ESCALATING_COMBINED, "name and agency of the practitioner raising the disagreement"),
-    (ESCALATING_COMBINED, "name, role and agency of practitioner raising the disagreement"),
-    (ESCALATING_COMBINED, "name, role and agency of the practitioner raising the disagreement"),
+    (
+        ESCALATING_COMBINED,
+        "name and agency of practitioner raising the disagreement",
+    ),
+    (
+        ESCALATING_COMBINED,
+        "name and agency of the practitioner raising the disagreement",
+    ),
+    (
+        ESCALATING_COMBINED,
+        "name, role and agency of practitioner raising the disagreement",
+    ),
+    (
+        ESCALATING_COMBINED,
+        "name, role and agency of the practitioner raising the disagreement",
+    ),
     (ESCALATING_COMBINED, "practitioner raising the disagreement"),
-    (ESCALATING_COMBINED, "name and agency of person raising the disagreement"),
+    (
+        ESCALATING_COMBINED,
+        "name and agency of person raising the disagreement",
+    ),
     (ESCALATING_COMBINED, "me"),
-    (OTHER_COMBINED, "name and agency of practitioner the disagreement is with"),
-    (OTHER_COMBINED, "name and agency of the practitioner the disagreement is with"),
-    (OTHER_COMBINED, "name, role and agency of practitioner the disagreement is with"),
-    (OTHER_COMBINED, "name, role and agency of the practitioner the disagreement is with"),
+    (
+        OTHER_COMBINED,
+        "name and agency of practitioner the disagreement is with",
+    ),
+    (
+        OTHER_COMBINED,
+        "name and agency of the practitioner the disagreement is with",
+    ),
+    (
+        OTHER_COMBINED,
+        "name, role and agency of practitioner the disagreement is with",
+    ),
+    (
+        OTHER_COMBINED,
+        "name, role and agency of the practitioner the disagreement is with",
+    ),
     (OTHER_COMBINED, "practitioner the disagreement is with"),
     (OTHER_COMBINED, "other worker"),
     (OTHER_COMBINED, "other practitioner"),
@@ -340,6 +427,12 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     ("outcome", "outcome/next steps"),
     ("outcome", "outcome / next steps"),
     ("outcome", "next steps"),
+    ("time_taken", "time taken to reach resolution"),
+    ("time_taken", "time taken to resolve"),
+    ("time_taken", "time taken to resolve (number of days)"),
+    ("time_taken", "time taken"),
+    (ESCALATING_CONTACT, "email address and contact telephone number"),
+    (OTHER_COMBINED, "practitioner / agency the disagreement is with"),
     ("stage", "current stage of escalation"),
     ("stage", "current stage of the escalation"),
     ("stage", "stage at which resolution achieved"),
@@ -566,7 +659,10 @@ impl Labels {
 /// `s` without a question number in front: "1. ", "12) ", "(a) ", "a) ", "Q3. ", "3 - ".
 fn strip_numbering(s: &str) -> &str {
     let rest = s.strip_prefix('(').unwrap_or(s);
-    let rest = rest.strip_prefix(['Q', 'q']).filter(|r| r.starts_with(|c: char| c.is_ascii_digit())).unwrap_or(rest);
+    let rest = rest
+        .strip_prefix(['Q', 'q'])
+        .filter(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        .unwrap_or(rest);
     let marker_len = rest.chars().take_while(char::is_ascii_digit).count();
     let (marker, after) = if marker_len > 0 && marker_len <= 2 {
         rest.split_at_checked(marker_len).unwrap_or((rest, ""))
@@ -708,7 +804,11 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
     let rest = rest.replace("()", "").replace("<>", "").replace("[]", "");
     let rest = rest.trim().trim_matches([',', ';', '-', '\u{2013}', ':', ' ']);
     // Name, role and agency on lines of their own: the name leads the first line, the agency is the last.
-    let lines: Vec<&str> = rest.lines().map(str::trim).filter(|l| !l.trim_matches([',', ';', '/', '|', ' ']).is_empty()).collect();
+    let lines: Vec<&str> = rest
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.trim_matches([',', ';', '/', '|', ' ']).is_empty())
+        .collect();
     if let (Some(first), Some(last), true) = (lines.first(), lines.last(), lines.len() >= 2) {
         let (name, _, _) = split_person(first);
         let agency = last.trim().trim_matches([',', ';', ' ']).to_string();
@@ -720,7 +820,10 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
     for (k, &(i, c)) in chars.iter().enumerate() {
         match c {
             // "Sam Social (Westshire Council)": a bracket that closes the value holds the agency.
-            '(' if depth == 0 && rest.trim_end().ends_with(')') && rest.get(i + 1..).is_some_and(|r| !r.contains('(')) => {
+            '(' if depth == 0
+                && rest.trim_end().ends_with(')')
+                && rest.get(i + 1..).is_some_and(|r| !r.contains('(')) =>
+            {
                 cut = Some((i, i));
                 break;
             }
@@ -743,7 +846,11 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
         }
     }
     let clean = |s: &str| {
-        let mut t = s.trim().trim_matches([',', ';', ' ', '\n', '-', '\u{2013}', '/', '|']).trim().to_string();
+        let mut t = s
+            .trim()
+            .trim_matches([',', ';', ' ', '\n', '-', '\u{2013}', '/', '|'])
+            .trim()
+            .to_string();
         // A bracket left open by the cut, or round the whole agency: "(Westshire Council)".
         if t.starts_with('(') && t.ends_with(')') && t.matches('(').count() == 1 {
             t = t.trim_start_matches('(').trim_end_matches(')').trim().to_string();
@@ -787,14 +894,10 @@ fn stage_word(w: &str) -> Option<u8> {
 /// Stage 2". `Ok(None)` where it names none on purpose ("n/a", "not applicable", blank choices), `Err`
 /// where it cannot be read.
 fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
-    // The value's first line says it; what follows may mention other stages in passing.
+    // The value's first line says it; what follows may mention other stages in passing, or be another
+    // field the form's layout ran into it.
     let first = s.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    if first.len() < s.trim().len() {
-        if let Ok(Some(n)) = parse_stage(first) {
-            return Ok(Some(n));
-        }
-    }
-    let w = normalise_label(s);
+    let w = normalise_label(first);
     let words: Vec<&str> = w
         .split(|c: char| c.is_whitespace() || matches!(c, ',' | '.' | '(' | ')' | '-' | ':' | ';' | '/'))
         .filter(|w| !w.is_empty())
@@ -802,9 +905,9 @@ fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
     // "stage N" anywhere, the last one written ("moved from stage 1 to stage 2").
     let named = words
         .windows(2)
+        .rev()
         .filter(|p| p.first() == Some(&"stage"))
-        .filter_map(|p| p.get(1).and_then(|w| stage_word(w)))
-        .last();
+        .find_map(|p| p.get(1).and_then(|w| stage_word(w)));
     if let Some(n) = named {
         return Ok(Some(n));
     }
@@ -866,6 +969,15 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
         let value_of = |v: String| if v.is_empty() { Vec::new() } else { vec![v] };
         if let Some((side, sub, value)) = block_heading(line) {
             block = Some(side);
+            // "Initiating manager: name: Yusuf Adebayo; designation: …; agency: …": sub-labels in one line.
+            let parts: Vec<(&str, String)> = value.split(';').filter_map(sub_label).collect();
+            if sub.is_none() && parts.len() >= 2 {
+                for (part, v) in parts {
+                    fields.push((sub_key(side, part), value_of(v)));
+                }
+                i += 1;
+                continue;
+            }
             let key = match sub {
                 Some(part) => sub_key(side, part),
                 None if side == "escalating" => ESCALATING_COMBINED.to_string(),
@@ -880,7 +992,10 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             i += 1;
             continue;
         }
-        if let Some((key, value)) = labels.match_line(line).or_else(|| labels.match_line(&without_hint(line))) {
+        if let Some((key, value)) = labels
+            .match_line(line)
+            .or_else(|| labels.match_line(&without_hint(line)))
+        {
             block = side_of(&key);
             fields.push((key, value_of(value)));
             i += 1;
@@ -918,6 +1033,13 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
         let value = value.trim().to_string();
         // A signature or quoted thread after the last field is not part of it.
         let value = cut_trailer(&value);
+        // A name or an agency is one paragraph: what follows a blank line is something else (a signature
+        // under the form's last field, or a label the form's layout lost).
+        let value = if SHORT_FIELDS.contains(&key.as_str()) {
+            value.split("\n\n").next().unwrap_or_default().trim().to_string()
+        } else {
+            value
+        };
         if value.is_empty() {
             continue;
         }
@@ -937,7 +1059,7 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
                     set(&mut out.record, &format!("{side}_agency"), a);
                 }
                 if let Some(e) = email {
-                    set(&mut out.record, &format!("{side}_email"), e);
+                    set(&mut out.record, &format!("{side}_email"), e.to_lowercase());
                 }
                 if side == "escalating" {
                     if let Some(p) = find_phone(&value) {
@@ -948,7 +1070,7 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             ESCALATING_CONTACT | OTHER_CONTACT => {
                 let side = if key == OTHER_CONTACT { "other" } else { "escalating" };
                 if let Some(e) = find_emails(&value).into_iter().next() {
-                    set(&mut out.record, &format!("{side}_email"), e);
+                    set(&mut out.record, &format!("{side}_email"), e.to_lowercase());
                 }
                 if let Some(p) = find_phone(&value) {
                     set(&mut out.record, &format!("{side}_phone"), p);
@@ -964,12 +1086,26 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             "immediate_risk" => match parse_bool(&value) {
                 Some(b) if out.record.immediate_risk.is_none() => out.record.immediate_risk = Some(b),
                 Some(_) => {}
+                // Already answered above: a second mention explains it.
+                None if out.record.immediate_risk.is_some() => {
+                    out.record.extra.entry("immediate_risk_detail".into()).or_insert(value);
+                }
+                // Words where yes or no was asked for, describing a risk: read as yes, on the side of the
+                // adult's safety, and kept as written. Anything else is asked again.
+                None if ["risk", "harm", "danger", "unsafe", "urgent"]
+                    .iter()
+                    .any(|w| value.to_lowercase().contains(w)) =>
+                {
+                    out.record.immediate_risk = Some(true);
+                    out.record.extra.entry("immediate_risk_detail".into()).or_insert(value);
+                }
                 None => out
                     .problems
                     .push(format!("Immediate risk {value:?}: please answer yes or no.")),
             },
             "escalating_email" | "other_email" => match find_emails(&value).into_iter().next() {
-                Some(e) => set(&mut out.record, &key, e),
+                // Addresses compare without case everywhere; kept as most people write them.
+                Some(e) => set(&mut out.record, &key, e.to_lowercase()),
                 None => out.problems.push(format!("{value:?} is not an email address.")),
             },
             "escalating_name" | "other_name" if value.contains('@') || value.contains(',') => {
@@ -982,7 +1118,7 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
                     set(&mut out.record, &format!("{side}_agency"), a);
                 }
                 if let Some(e) = email {
-                    set(&mut out.record, &format!("{side}_email"), e);
+                    set(&mut out.record, &format!("{side}_email"), e.to_lowercase());
                 }
             }
             "nhs_number" => {
@@ -1003,15 +1139,33 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
 fn tidy_record(record: &mut Record, text: &str) {
     if let Some(name) = record.adult_name.clone() {
         let lower = name.to_lowercase();
-        let cut = [" - nhs", " – nhs", ", nhs", " (nhs", " nhs no", " nhs number", " (dob", " dob", " (d.o.b", ", dob", " (born", ", born"]
-            .iter()
-            .filter_map(|m| lower.find(m))
-            .min();
+        let cut = [
+            " - nhs",
+            " – nhs",
+            ", nhs",
+            " (nhs",
+            " nhs no",
+            " nhs number",
+            " (dob",
+            " dob",
+            " (d.o.b",
+            ", dob",
+            " (born",
+            ", born",
+        ]
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .min();
         if let Some(i) = cut {
             if record.nhs_number.is_none() {
                 record.nhs_number = nhs_number_in(name.get(i..).unwrap_or_default());
             }
-            let kept = name.get(..i).unwrap_or_default().trim().trim_end_matches([',', '-', '(']).trim();
+            let kept = name
+                .get(..i)
+                .unwrap_or_default()
+                .trim()
+                .trim_end_matches([',', '-', '('])
+                .trim();
             if !kept.is_empty() {
                 record.adult_name = Some(kept.to_string());
             }
@@ -1027,7 +1181,14 @@ fn tidy_record(record: &mut Record, text: &str) {
         // "Additional notes: Immediate risk - N.", "… immediate risk: yes – see summary", "No immediate risk".
         let lower = text.to_lowercase();
         record.immediate_risk = lower.lines().find_map(|line| {
-            if ["no immediate risk", "not at immediate risk", "no risk of immediate harm"].iter().any(|p| line.contains(p)) {
+            if [
+                "no immediate risk",
+                "not at immediate risk",
+                "no risk of immediate harm",
+            ]
+            .iter()
+            .any(|p| line.contains(p))
+            {
                 return Some(false);
             }
             let at = line.find("immediate risk")?;
@@ -1045,7 +1206,9 @@ fn tidy_record(record: &mut Record, text: &str) {
 fn nhs_number_in(text: &str) -> Option<String> {
     let chars: Vec<char> = text.chars().collect();
     for start in 0..chars.len() {
-        if !chars.get(start).is_some_and(char::is_ascii_digit) || (start > 0 && chars.get(start - 1).is_some_and(char::is_ascii_digit)) {
+        if !chars.get(start).is_some_and(char::is_ascii_digit)
+            || (start > 0 && chars.get(start - 1).is_some_and(char::is_ascii_digit))
+        {
             continue;
         }
         let mut digits = String::new();
