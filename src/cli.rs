@@ -60,6 +60,40 @@ pub enum Command {
     CheckConfig(JsonArg),
     /// Process messages from files as if they had arrived.
     Ingest(IngestArgs),
+    /// Outgoing email: what is queued, sent or failed, and sending failed email again.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+    /// Deliver an email file into a board's local mailbox folder (the embedded default), as a mail
+    /// delivery agent does: written to tmp/ and renamed into new/, so the daemon never reads half a file.
+    Deliver(DeliverArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// Outgoing emails, oldest first.
+    List {
+        /// Only those given up on (every recipient refused it, or the server failed for the whole retry
+        /// period).
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send failed emails again: one by its id, or every failed one.
+    Retry {
+        /// The email's id, as `outbox list` shows it.
+        id: Option<i64>,
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DeliverArgs {
+    /// The board whose mailbox folder receives the files.
+    #[arg(long)]
+    pub board: String,
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -247,6 +281,22 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let key = app::load_secret(&config.settings)?;
             let pipeline = crate::mail::pipeline::Pipeline::new(&config, key).map_err(anyhow::Error::msg)?;
             with_store!(&config.settings.database, store => ingest_cmd(&store, &pipeline, a, now).await)
+        }
+        Command::Outbox(c) => {
+            let config = load_config(&cli)?;
+            with_store!(&config.settings.database, store => outbox_cmd(&store, c).await)
+        }
+        Command::Deliver(a) => {
+            let config = load_config(&cli)?;
+            config.board_or_err(&a.board)?;
+            let dir = config.settings.mailbox_dir.join(&a.board);
+            for file in &a.files {
+                let raw = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+                let name = crate::mail::source::deliver_to_maildir(&dir, &raw)
+                    .with_context(|| format!("cannot deliver into {}", dir.display()))?;
+                println!("{} -> {}", file.display(), name.display());
+            }
+            Ok(())
         }
         Command::Run(a) => {
             let config = load_config(&cli)?;
@@ -547,6 +597,62 @@ async fn ingest_cmd<S: Store>(
         }
     }
     Ok(())
+}
+
+async fn outbox_cmd<S: Store>(store: &S, c: &OutboxCommand) -> anyhow::Result<()> {
+    match c {
+        OutboxCommand::List { failed, json } => {
+            let rows: Vec<_> = store
+                .outbox(None)
+                .await?
+                .into_iter()
+                .filter(|o| !*failed || o.failed_at.is_some())
+                .collect();
+            if *json {
+                return print_json(&serde_json::to_value(&rows)?);
+            }
+            if rows.is_empty() {
+                println!(
+                    "{}",
+                    if *failed {
+                        "No failed email."
+                    } else {
+                        "The outbox is empty."
+                    }
+                );
+            }
+            for o in rows {
+                let state = match (o.sent_at, o.failed_at) {
+                    (Some(t), _) => format!("sent {}", t.format("%Y-%m-%d %H:%M")),
+                    (None, Some(t)) => format!("FAILED {}", t.format("%Y-%m-%d %H:%M")),
+                    (None, None) => format!("queued ({} attempts)", o.attempts),
+                };
+                println!(
+                    "{:>6}  {:<16}  {:<15}  {:<16}  {}",
+                    o.id,
+                    o.email.kind,
+                    o.email.case_reference.as_deref().unwrap_or("-"),
+                    state,
+                    o.email.to.join(", ")
+                );
+                if let Some(e) = o.last_error.as_deref().filter(|_| o.sent_at.is_none()) {
+                    println!("        last error: {e}");
+                }
+                for r in &o.refused {
+                    println!("        refused by {}: {}", r.address, r.error);
+                }
+            }
+            Ok(())
+        }
+        OutboxCommand::Retry { id, all } => {
+            if id.is_none() && !*all {
+                anyhow::bail!("say which email to send again (its id from `outbox list --failed`), or --all");
+            }
+            let n = store.outbox_retry(*id, app::Clock::system().now()).await?;
+            println!("{n} email(s) will be sent again by the running daemon.");
+            Ok(())
+        }
+    }
 }
 
 async fn cases_cmd<S: Store>(store: &S, c: &CasesCommand) -> anyhow::Result<()> {

@@ -24,3 +24,10 @@ CREATE TABLE held_commands (
     decided_at            BIGINT,
     decision              TEXT
 );
+
+-- Delivery per recipient: who has the email already (never sent to twice), who refused it for good (a
+-- wrong address fails only that recipient), and when an operator last asked for it to be retried (the
+-- give-up period counts from then).
+ALTER TABLE outbox ADD COLUMN delivered_to TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE outbox ADD COLUMN refused TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE outbox ADD COLUMN retried_at BIGINT;

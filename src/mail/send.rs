@@ -1,7 +1,15 @@
-//! Delivering the outbox: a sender task claims queued emails, delivers each through the configured transport
-//! with a timeout, and records it sent — or failed, to be retried with backoff, or given up on after a
-//! permanent refusal or too many attempts. Transports: SMTP (lettre; STARTTLS, TLS or plain for loopback
-//! tests) and, as the embedded default, a Maildir folder that receives one file per email.
+//! Delivering the outbox: a sender task claims queued emails and delivers each through the configured
+//! transport, recipient by recipient, with a timeout on every exchange. What can fail, and what follows:
+//!
+//! - A recipient refused for good (an unknown mailbox): that recipient only is recorded as refused; the
+//!   others still get the email, and each is sent it once (`delivered_to`).
+//! - The server itself (it cannot be reached, a TLS or authentication failure such as 535, the sender
+//!   address refused, a temporary 4xx): nothing is lost. The email is retried with backoff until
+//!   `give_up_after_hours` (default 7 days) have passed, and the sender pauses — it tries no other email
+//!   until the pause is over — and logs the outage once, not once per email.
+//!
+//! Transports: SMTP (lettre; STARTTLS, TLS or plain for loopback tests) and, as the embedded default, a
+//! Maildir folder that receives one file per email.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,7 +24,7 @@ use serde::Deserialize;
 
 use crate::app::Clock;
 use crate::config::Secret;
-use crate::store::{OutboundEmail, Store};
+use crate::store::{OutboundEmail, Refused, Store};
 
 /// How to reach the SMTP server (`[smtp]` in the configuration).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -34,7 +42,18 @@ pub struct SmtpSettings {
     pub password: Option<Secret>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
+    /// How long an email that cannot be delivered because of the server is retried before it is given up
+    /// (and shown by `outbox list --failed`).
+    #[serde(default = "default_give_up_hours")]
+    pub give_up_after_hours: u64,
 }
+
+fn default_give_up_hours() -> u64 {
+    DEFAULT_GIVE_UP_HOURS
+}
+
+/// Seven days.
+pub const DEFAULT_GIVE_UP_HOURS: u64 = 7 * 24;
 
 fn default_smtp_port() -> u16 {
     587
@@ -136,27 +155,119 @@ impl Transport {
         Ok(Transport::Smtp(s.clone(), builder.build()))
     }
 
-    /// Deliver one email, within the transport's timeout.
-    pub async fn deliver(&self, email: &OutboundEmail, now: DateTime<Utc>) -> Result<(), SendError> {
-        let message = build_message(email, now)?;
+    /// Deliver `email` to `recipients` (those of its recipients who do not have it yet), one SMTP
+    /// transaction per recipient, so that one refused address fails only itself. Stops at the first failure
+    /// of the server.
+    pub async fn deliver_to(&self, email: &OutboundEmail, recipients: &[String], now: DateTime<Utc>) -> Attempt {
+        let mut attempt = Attempt::default();
+        let message = match build_message(email, now) {
+            Ok(m) => m,
+            Err(e) => {
+                // The email itself cannot be written (an address that is no address): every recipient
+                // refuses it, for good.
+                attempt.refused = recipients
+                    .iter()
+                    .map(|r| Refused {
+                        address: r.clone(),
+                        error: e.message.clone(),
+                    })
+                    .collect();
+                return attempt;
+            }
+        };
         match self {
-            Transport::Maildir(dir) => write_maildir(dir, email, &message.formatted()).await,
+            Transport::Maildir(dir) => match write_maildir(dir, email, &message.formatted()).await {
+                Ok(()) => attempt.delivered = recipients.to_vec(),
+                Err(e) => attempt.server_error = Some(e.message),
+            },
             Transport::Smtp(s, transport) => {
-                let send = transport.send(message);
-                match tokio::time::timeout(Duration::from_secs(s.timeout_seconds * 2), send).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(SendError {
-                        permanent: e.is_permanent(),
-                        message: e.to_string(),
-                    }),
-                    Err(_) => Err(SendError {
-                        permanent: false,
-                        message: "the SMTP server did not answer in time".into(),
-                    }),
+                let bytes = message.formatted();
+                let from = message.envelope().from().cloned();
+                for rcpt in recipients {
+                    let to: lettre::Address = match rcpt.parse() {
+                        Ok(a) => a,
+                        Err(e) => {
+                            attempt.refused.push(Refused {
+                                address: rcpt.clone(),
+                                error: format!("not an address: {e}"),
+                            });
+                            continue;
+                        }
+                    };
+                    let envelope = match lettre::address::Envelope::new(from.clone(), vec![to]) {
+                        Ok(env) => env,
+                        Err(e) => {
+                            attempt.server_error = Some(format!("the envelope could not be made: {e}"));
+                            return attempt;
+                        }
+                    };
+                    let send = transport.send_raw(&envelope, &bytes);
+                    match tokio::time::timeout(Duration::from_secs(s.timeout_seconds * 2), send).await {
+                        Ok(Ok(_)) => attempt.delivered.push(rcpt.clone()),
+                        Ok(Err(e)) if e.is_permanent() && is_recipient_refusal(&e.to_string()) => {
+                            attempt.refused.push(Refused {
+                                address: rcpt.clone(),
+                                error: e.to_string(),
+                            })
+                        }
+                        Ok(Err(e)) => {
+                            attempt.server_error = Some(e.to_string());
+                            return attempt;
+                        }
+                        Err(_) => {
+                            attempt.server_error = Some("the SMTP server did not answer in time".into());
+                            return attempt;
+                        }
+                    }
                 }
             }
         }
+        attempt
     }
+}
+
+/// What one attempt at an email came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attempt {
+    /// Recipients who have it now.
+    pub delivered: Vec<String>,
+    /// Recipients whose server refused it for good.
+    pub refused: Vec<Refused>,
+    /// The server failed (unreachable, TLS, authentication, sender refused, a temporary error): the
+    /// recipients not yet tried are tried again later.
+    pub server_error: Option<String>,
+}
+
+/// Whether a permanent SMTP error refuses the recipient (an unknown or disabled mailbox), rather than the
+/// sender, the credentials or the server's policy. Enhanced status codes (RFC 3463) say so where servers
+/// give them; the words servers use otherwise.
+pub fn is_recipient_refusal(error: &str) -> bool {
+    let e = error.to_lowercase();
+    [
+        "5.1.1",
+        "5.1.2",
+        "5.1.3",
+        "5.1.6",
+        "5.1.10",
+        "5.2.1",
+        "5.2.2",
+        "user unknown",
+        "unknown user",
+        "no such user",
+        "no such mailbox",
+        "mailbox unavailable",
+        "mailbox not found",
+        "recipient address rejected",
+        "unknown recipient",
+        "invalid recipient",
+        "recipient not found",
+        "does not exist",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
+        && !["5.7.", "authentication", "sender address rejected", "5.1.7", "5.1.8"]
+            .iter()
+            .any(|w| e.contains(w))
 }
 
 /// Write into a Maildir: to `tmp/`, then renamed into `new/`. The name is fixed by the email, so
@@ -188,15 +299,10 @@ async fn write_maildir(dir: &Path, email: &OutboundEmail, bytes: &[u8]) -> Resul
     Ok(())
 }
 
-/// When to try again after `attempts` attempts, or `None` to give up.
-pub fn retry_at(now: DateTime<Utc>, attempts: i64, permanent: bool) -> Option<DateTime<Utc>> {
-    const MAX_ATTEMPTS: i64 = 12;
-    if permanent || attempts >= MAX_ATTEMPTS {
-        return None;
-    }
-    // 1, 2, 4, 8… minutes, at most 6 hours apart.
-    let minutes = (1i64 << (attempts - 1).clamp(0, 9)).min(360);
-    Some(now + chrono::Duration::minutes(minutes))
+/// When to try again after `attempts` failed attempts: 1, 2, 4… minutes, at most 30 minutes apart.
+pub fn retry_at(now: DateTime<Utc>, attempts: i64) -> DateTime<Utc> {
+    let minutes = (1i64 << (attempts - 1).clamp(0, 9)).min(30);
+    now + chrono::Duration::minutes(minutes)
 }
 
 impl Transport {
@@ -208,17 +314,42 @@ impl Transport {
             Transport::Maildir(_) => 30_000,
         }
     }
+
+    /// How long an email is retried when the server fails.
+    pub fn give_up_after(&self) -> chrono::Duration {
+        let hours = match self {
+            Transport::Smtp(s, _) => s.give_up_after_hours,
+            Transport::Maildir(_) => DEFAULT_GIVE_UP_HOURS,
+        };
+        chrono::Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000))
+    }
 }
 
-/// Deliver what is due, one email at a time, until none is left or `stop` is set: returns how many were
-/// sent. Stopping between emails keeps a shutdown prompt however long the outbox is.
+/// The sender's view of the mail server: working, or failing since a moment and paused until another.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    /// When the current outage began (`None`: the server takes mail).
+    pub down_since: Option<DateTime<Utc>>,
+    /// No email is tried before this.
+    pub paused_until: Option<DateTime<Utc>>,
+    /// The last error the server gave.
+    pub last_error: Option<String>,
+}
+
+/// Deliver what is due, one email at a time, until none is left, `stop` is set, or the server fails (then
+/// the sender pauses: `health` says until when). Returns how many were sent. Stopping between emails keeps a
+/// shutdown prompt however long the outbox is.
 pub async fn send_due<S: Store>(
     store: &S,
     transport: &Transport,
     clock: &Clock,
+    health: &mut Health,
     stop: &tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<usize> {
     let mut sent = 0;
+    if health.paused_until.is_some_and(|t| clock.now() < t) {
+        return Ok(0);
+    }
     loop {
         if *stop.borrow() {
             return Ok(sent);
@@ -228,23 +359,77 @@ pub async fn send_due<S: Store>(
             return Ok(sent);
         };
         let now = clock.now();
-        match transport.deliver(&rec.email, now).await {
-            Ok(()) => {
-                store.outbox_sent(rec.id, clock.now()).await?;
-                sent += 1;
-                tracing::info!(message_id = %rec.email.message_id, kind = %rec.email.kind, "email sent");
+        let done = |a: &str| {
+            rec.delivered_to.iter().any(|d| d.eq_ignore_ascii_case(a))
+                || rec.refused.iter().any(|r| r.address.eq_ignore_ascii_case(a))
+        };
+        let mut pending: Vec<String> = Vec::new();
+        for a in rec.email.to.iter().chain(rec.email.cc.iter()) {
+            if !done(a) && !pending.iter().any(|p: &String| p.eq_ignore_ascii_case(a)) {
+                pending.push(a.clone());
             }
-            Err(e) => {
-                let next = retry_at(now, rec.attempts, e.permanent);
-                tracing::warn!(message_id = %rec.email.message_id, attempts = rec.attempts, error = %e.message,
-                    retry_at = ?next, "email not sent");
-                store.outbox_failed(rec.id, &e.message, next, now).await?;
+        }
+        let attempt = transport.deliver_to(&rec.email, &pending, now).await;
+        let mut delivered = rec.delivered_to.clone();
+        delivered.extend(attempt.delivered.iter().cloned());
+        let mut refused = rec.refused.clone();
+        refused.extend(attempt.refused.iter().cloned());
+        if !attempt.delivered.is_empty() || !attempt.refused.is_empty() {
+            store.outbox_progress(rec.id, &delivered, &refused).await?;
+        }
+        for r in &attempt.refused {
+            tracing::warn!(message_id = %rec.email.message_id, recipient = %r.address, error = %r.error,
+                "a recipient refused the email for good; the others still get it");
+        }
+        match attempt.server_error {
+            None => {
+                if health.down_since.take().is_some() {
+                    tracing::info!("the mail server takes mail again; the outbox is being delivered");
+                }
+                health.paused_until = None;
+                if delivered.is_empty() {
+                    let why = refused
+                        .iter()
+                        .map(|r| format!("{}: {}", r.address, r.error))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    store
+                        .outbox_failed(rec.id, &format!("every recipient refused it ({why})"), None, now)
+                        .await?;
+                } else {
+                    store.outbox_sent(rec.id, clock.now()).await?;
+                    sent += 1;
+                    tracing::info!(message_id = %rec.email.message_id, kind = %rec.email.kind, "email sent");
+                }
+            }
+            Some(error) => {
+                let since = rec.retried_at.unwrap_or(rec.created_at);
+                let give_up = now - since >= transport.give_up_after();
+                let next = retry_at(now, rec.attempts);
+                if health.down_since.is_none() {
+                    tracing::error!(error = %error, retry_at = %next.to_rfc3339(),
+                        "the mail server is not taking mail; nothing is lost: the outbox is kept and retried");
+                    health.down_since = Some(now);
+                } else {
+                    tracing::debug!(error = %error, "the mail server is still not taking mail");
+                }
+                health.paused_until = Some(next);
+                health.last_error = Some(error.clone());
+                if give_up {
+                    tracing::error!(message_id = %rec.email.message_id, error = %error,
+                        "an email could not be delivered for the whole retry period and is given up; `outbox retry` sends it again");
+                    store.outbox_failed(rec.id, &error, None, now).await?;
+                } else {
+                    store.outbox_failed(rec.id, &error, Some(next), now).await?;
+                }
+                return Ok(sent);
             }
         }
     }
 }
 
-/// The sender task: deliver what is due whenever woken, and at least every five seconds, until `stop`.
+/// The sender task: deliver what is due whenever woken, and at least every five seconds (pausing while the
+/// mail server fails), until `stop`.
 pub async fn run_sender<S: Store>(
     store: S,
     transport: Transport,
@@ -252,8 +437,9 @@ pub async fn run_sender<S: Store>(
     wake: std::sync::Arc<tokio::sync::Notify>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut health = Health::default();
     loop {
-        if let Err(e) = send_due(&store, &transport, &clock, &stop).await {
+        if let Err(e) = send_due(&store, &transport, &clock, &mut health, &stop).await {
             tracing::error!(error = %e, "the outbox could not be delivered");
         }
         tokio::select! {

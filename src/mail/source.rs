@@ -3,6 +3,11 @@
 //! effect has committed does the source move it out of the way (Maildir: `new/` to `cur/`; IMAP: moved to
 //! the processed folder, or flagged). A message whose processing failed stays where it is and is tried
 //! again. The embedded default is a local Maildir per board: `MAILBOX_DIR/BOARD/new`.
+//!
+//! Maildir readers read only complete messages. By the convention every mail delivery agent follows (and
+//! `escalation-bot deliver`, [`deliver_to_maildir`]), a message is written in `tmp/` and renamed into
+//! `new/`, so what appears there is whole. A file written into `new/` in place (a `cp` by hand) is read only
+//! once its writer has closed it (inotify says so) or it has not changed for [`SETTLE`].
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,12 +45,62 @@ pub const BATCH: usize = 100;
 const POLL: Duration = Duration::from_secs(1);
 const SAFETY_SCAN: Duration = Duration::from_secs(10);
 
+/// How long a file in `new/` that no event announced as complete must have stayed unchanged before it is
+/// read: a file still being written in place is left for the next look.
+pub const SETTLE: Duration = Duration::from_secs(2);
+
+/// Deliver `raw` into the Maildir `dir` as a mail delivery agent does: written and synced in `tmp/` under a
+/// unique name (owner-only), then renamed into `new/`. The path in `new/`.
+pub fn deliver_to_maildir(dir: &std::path::Path, raw: &[u8]) -> std::io::Result<PathBuf> {
+    use std::io::Write;
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(dir.join(sub))?;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
+    let host: String = host
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let name = format!(
+        "{}.M{}P{}Q{n}.{host}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id()
+    );
+    let tmp = dir.join("tmp").join(&name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&tmp)?;
+    f.write_all(raw)?;
+    f.sync_all()?;
+    let to = dir.join("new").join(&name);
+    std::fs::rename(&tmp, &to)?;
+    Ok(to)
+}
+
+/// Whether a file in `new/` no event announced may be read: it has not changed for [`SETTLE`].
+async fn settled(path: &std::path::Path) -> bool {
+    match tokio::fs::metadata(path).await.and_then(|m| m.modified()) {
+        Ok(modified) => modified.elapsed().is_ok_and(|age| age >= SETTLE),
+        Err(_) => false,
+    }
+}
+
 /// Word of arrivals in a Maildir's `new/`: inotify on Linux (a message delivered Maildir-style, written in
 /// `tmp/` and renamed into `new/`, or a file written there and closed), so that an idle daemon sleeps
 /// instead of listing folders; a poll elsewhere.
 struct Arrivals {
     #[cfg(target_os = "linux")]
     events: Option<inotify::EventStream<Vec<u8>>>,
+    /// Files the kernel said are complete (renamed into `new/`, or closed by their writer), not yet read.
+    complete: std::collections::HashSet<std::ffi::OsString>,
 }
 
 impl Arrivals {
@@ -58,18 +113,26 @@ impl Arrivals {
                 i.into_event_stream(vec![0u8; 4096])
             });
             match events {
-                Ok(events) => Arrivals { events: Some(events) },
+                Ok(events) => Arrivals {
+                    events: Some(events),
+                    complete: Default::default(),
+                },
                 Err(e) => {
                     tracing::warn!(board, dir = %new.display(), error = %e,
                         "no inotify for the local mailbox folder: it is looked at every second instead");
-                    Arrivals { events: None }
+                    Arrivals {
+                        events: None,
+                        complete: Default::default(),
+                    }
                 }
             }
         }
         #[cfg(not(target_os = "linux"))]
         {
             let _ = (board, new);
-            Arrivals {}
+            Arrivals {
+                complete: Default::default(),
+            }
         }
     }
 
@@ -83,8 +146,16 @@ impl Arrivals {
                 _ = tokio::time::sleep(scan) => false,
                 event = events.next() => {
                     // A delivery of many messages is many events: one scan takes them all.
-                    while let Some(Some(Ok(_))) = futures_util::FutureExt::now_or_never(events.next()) {}
-                    !matches!(event, Some(Ok(_)))
+                    let mut lost = true;
+                    let mut next = event;
+                    while let Some(Ok(e)) = next {
+                        lost = false;
+                        if let Some(name) = e.name {
+                            self.complete.insert(name);
+                        }
+                        next = futures_util::FutureExt::now_or_never(events.next()).flatten();
+                    }
+                    lost
                 }
             };
             if lost {
@@ -127,6 +198,11 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
             let mut messages = Vec::new();
             for name in chunk {
                 let path = dir.join("new").join(name);
+                // Only whole messages: announced complete by the kernel, or unchanged for a while.
+                if !arrivals.complete.remove(name) && !settled(&path).await {
+                    retry = true;
+                    continue;
+                }
                 if let Ok(raw) = tokio::fs::read(&path).await {
                     let source = Source {
                         mailbox: format!("maildir:{board}"),

@@ -171,6 +171,19 @@ pub struct OutboxRecord {
     pub sent_at: Option<DateTime<Utc>>,
     pub failed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
+    /// The recipients who have it already: a retry goes to the others only.
+    pub delivered_to: Vec<String>,
+    /// The recipients whose server refused it for good, with the reason.
+    pub refused: Vec<Refused>,
+    /// When an operator last asked for it to be tried again (`outbox retry`).
+    pub retried_at: Option<DateTime<Utc>>,
+}
+
+/// A recipient that refused an email for good.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub address: String,
+    pub error: String,
 }
 
 /// A raw inbound message, kept until retention ends.
@@ -315,6 +328,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
 
     fn outbox(&self, reference: Option<&str>) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
+
+    /// Record which recipients have an email now, and which refused it for good.
+    fn outbox_progress(
+        &self,
+        id: i64,
+        delivered_to: &[String],
+        refused: &[Refused],
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// Try failed emails again from `now`: one (`Some(id)`) or every failed one; how many.
+    fn outbox_retry(&self, id: Option<i64>, now: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
 
     /// How many emails have been queued to `address` since `since` (for the per-sender reply cap).
     fn count_outbox_to(&self, address: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;

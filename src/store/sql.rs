@@ -82,7 +82,7 @@ pub(crate) const TIMER_COLUMNS: &str =
 
 pub(crate) const OUTBOX_COLUMNS: &str =
     "id, message_id, board_id, case_reference, kind, envelope, subject, body_text, body_html, headers, \
-     attempts, created_at, sent_at, failed_at, last_error";
+     attempts, created_at, sent_at, failed_at, last_error, delivered_to, refused, retried_at";
 
 /// Implements [`super::Store`] for `$store`, which provides `async fn conn(&self)` giving a connection
 /// (from the pool, or the open transaction of a unit of work) and `async fn run_migrations(&self)`.
@@ -200,6 +200,9 @@ macro_rules! impl_store {
                 sent_at: row.try_get::<Option<i64>, _>("sent_at")?.map(from_ms).transpose()?,
                 failed_at: row.try_get::<Option<i64>, _>("failed_at")?.map(from_ms).transpose()?,
                 last_error: row.try_get("last_error")?,
+                delivered_to: from_json(&row.try_get::<String, _>("delivered_to")?)?,
+                refused: from_json(&row.try_get::<String, _>("refused")?)?,
+                retried_at: row.try_get::<Option<i64>, _>("retried_at")?.map(from_ms).transpose()?,
             })
         }
 
@@ -979,6 +982,28 @@ macro_rules! impl_store {
                 );
                 let rows = sqlx::query(&q).bind(reference).fetch_all(&mut *self.lend().await?).await?;
                 rows.iter().map(outbox_row).collect()
+            }
+
+            async fn outbox_progress(&self, id: i64, delivered_to: &[String], refused: &[$crate::store::Refused]) -> Result<()> {
+                sqlx::query("UPDATE outbox SET delivered_to = $1, refused = $2 WHERE id = $3")
+                    .bind(json(&delivered_to)?)
+                    .bind(json(&refused)?)
+                    .bind(id)
+                    .execute(&mut *self.lend().await?)
+                    .await?;
+                Ok(())
+            }
+
+            async fn outbox_retry(&self, id: Option<i64>, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+                let done = sqlx::query(
+                    "UPDATE outbox SET failed_at = NULL, claimed_until = NULL, next_attempt_at = $1, retried_at = $1 \
+                     WHERE failed_at IS NOT NULL AND sent_at IS NULL AND (CAST($2 AS BIGINT) IS NULL OR id = $2)",
+                )
+                .bind(to_ms(now))
+                .bind(id)
+                .execute(&mut *self.lend().await?)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn count_outbox_to(&self, address: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
