@@ -537,3 +537,75 @@ async fn a_message_that_fails_every_time_is_quarantined_after_three_attempts() {
     assert!(events.iter().any(|e| e.event.kind == "quarantined"));
     w.done().await;
 }
+
+fn plain(from: &str, to: &str, subject: &str, id: &str, extra: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n{extra}Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_message_that_only_looks_automatic_is_quarantined_and_answered_not_dropped() {
+    let w = World::new().await;
+    // No RFC 3834 header, only the subject's words: doubtful, so kept and answered.
+    let r = w
+        .send(
+            &plain(
+                NIA,
+                TRAFFORD,
+                "Out of Office: back on Monday",
+                "ooo-doubt@nhs.net",
+                "",
+                "I am away until Monday.",
+            ),
+            "2026-12-23T10:00:00Z",
+        )
+        .await;
+    assert_eq!(r.outcome, "refused", "{:?}", r.problems);
+    assert!(r.quarantine, "kept for the board team");
+    assert_eq!(r.replies, 1, "answered");
+    assert!(
+        r.problems[0].contains("looked like an automatic reply"),
+        "{:?}",
+        r.problems
+    );
+    // With the header, a real auto-reply: recorded, never answered.
+    let r = w
+        .send(
+            &plain(
+                NIA,
+                TRAFFORD,
+                "Out of Office: back on Monday",
+                "ooo-real@nhs.net",
+                "Auto-Submitted: auto-replied\r\n",
+                "I am away until Monday.",
+            ),
+            "2026-12-23T10:01:00Z",
+        )
+        .await;
+    assert_eq!((r.outcome.as_str(), r.replies), ("ignored", 0), "{:?}", r.problems);
+    w.done().await;
+}
+
+#[tokio::test]
+async fn two_different_messages_that_share_a_message_id_are_both_kept_and_processed() {
+    let w = World::new().await;
+    let first = std::fs::read_to_string("tests/fixtures/forms/trafford-plain.eml").expect("fixture");
+    let second = first.replace("Zoë Testperson", "Yusuf Testperson");
+    assert_ne!(first, second);
+    let a = w.send(first.as_bytes(), "2026-12-23T10:00:00Z").await;
+    let b = w.send(second.as_bytes(), "2026-12-23T10:05:00Z").await;
+    assert_eq!(
+        (a.outcome.as_str(), b.outcome.as_str()),
+        ("case_opened", "case_opened"),
+        "{:?}",
+        b.problems
+    );
+    assert_ne!(a.case, b.case);
+    // The same message again (other trace headers, same content) is still seen once.
+    let again = format!("Received: from relay2.example by mx.example; Wed, 23 Dec 2026 10:06:00 +0000\r\n{first}");
+    let c = w.send(again.as_bytes(), "2026-12-23T10:06:00Z").await;
+    assert_eq!(c.outcome, "ignored", "{:?}", c.problems);
+    w.done().await;
+}

@@ -48,8 +48,13 @@ pub struct Inbound {
     pub subject: String,
     pub in_reply_to: Vec<String>,
     pub references: Vec<String>,
-    /// Why the message is auto-generated, when it is.
+    /// Why the message is auto-generated, when its headers say so (RFC 3834 `Auto-Submitted`,
+    /// `Precedence`, `X-Autoreply`/`X-Autorespond`, a null return path, a delivery report, list headers).
     pub auto_generated: Option<String>,
+    /// Why the message looks automatic though no header says so (only its subject: "Automatic reply:",
+    /// "Out of office"): doubtful. A doubtful message is still read; one that holds nothing usable is
+    /// quarantined and answered, never dropped in silence.
+    pub doubtful: Option<String>,
     /// The plain-text body, if any.
     pub text: Option<String>,
     /// The HTML body, if any, as sent: [`Inbound::html_text`] reads it, only when it is needed (a plain
@@ -130,7 +135,7 @@ fn header_section_len(raw: &[u8]) -> usize {
     raw.len()
 }
 
-fn auto_generated(get: &dyn Fn(&str) -> Option<String>, subject: &str, content_type: &str) -> Option<String> {
+fn auto_generated(get: &dyn Fn(&str) -> Option<String>, content_type: &str) -> Option<String> {
     if let Some(v) = get("Auto-Submitted") {
         if !v.trim().eq_ignore_ascii_case("no") {
             return Some(format!("Auto-Submitted: {}", sanitise(&v)));
@@ -167,6 +172,12 @@ fn auto_generated(get: &dyn Fn(&str) -> Option<String>, subject: &str, content_t
     if ct.contains("multipart/report") || ct.contains("message/delivery-status") {
         return Some("delivery report".into());
     }
+    None
+}
+
+/// Why a message's subject makes it look automatic ("Automatic reply: …", "Out of office", "Undeliverable"),
+/// for a message no header marks as such.
+fn doubtful_subject(subject: &str) -> Option<String> {
     let s = subject.to_lowercase();
     for p in [
         "automatic reply",
@@ -185,7 +196,7 @@ fn auto_generated(get: &dyn Fn(&str) -> Option<String>, subject: &str, content_t
             || s.match_indices(p)
                 .any(|(i, _)| s.get(..i).is_some_and(|b| b.ends_with(": ")))
         {
-            return Some(format!("subject says {p:?}"));
+            return Some(format!("its subject says {p:?}"));
         }
     }
     None
@@ -292,7 +303,8 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
         cc: addrs(msg.cc()),
         in_reply_to: ids(get("In-Reply-To").as_deref()),
         references: ids(get("References").as_deref()),
-        auto_generated: auto_generated(&get, &subject, &content_type),
+        auto_generated: auto_generated(&get, &content_type),
+        doubtful: doubtful_subject(&subject),
         subject,
         text,
         html,

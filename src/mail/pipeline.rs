@@ -873,6 +873,14 @@ impl<'a> Pipeline<'a> {
                 sender.email
             ));
         } else if parsed.fields_found == 0 {
+            if let Some(why) = &msg.doubtful {
+                // It looks automatic, but no header says so: kept in quarantine for the board team, and
+                // answered once (the answer is marked auto-replied, so a real auto-responder stays quiet).
+                report.quarantine = true;
+                problems.push(format!(
+                    "Your email looked like an automatic reply ({why}) and held no escalation record, so nothing was done with it. It is kept for the board's business team. If you meant to raise or act on an escalation, please send it again with the form filled in."
+                ));
+            }
             problems.push(format!(
                 "No escalation record was found in your email. Please fill in the {} below, one \"Label: value\" line per field.",
                 policy.form.name

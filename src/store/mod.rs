@@ -199,6 +199,35 @@ pub struct InboundMessage {
     pub raw: Vec<u8>,
 }
 
+/// The content half of an inbound message's identity (with its Message-ID): a hash of its body, line
+/// endings and trailing white space aside, so that the same message met again (re-fetched, or arriving a
+/// second way with other trace headers) is seen once, and two different messages that share a Message-ID
+/// are both kept.
+pub fn content_hash(raw: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let body_start = raw
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| i + 2)
+        .or_else(|| raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4))
+        .unwrap_or(0);
+    let body = raw.get(body_start..).unwrap_or_default();
+    let mut hasher = Sha256::new();
+    let mut pending_ws: Vec<u8> = Vec::new();
+    for &b in body {
+        match b {
+            b'\r' => {}
+            b' ' | b'\t' | b'\n' => pending_ws.push(b),
+            _ => {
+                hasher.update(&pending_ws);
+                pending_ws.clear();
+                hasher.update([b]);
+            }
+        }
+    }
+    hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Whether an inbound message was new, or seen before (and what became of it then).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundInsert {
@@ -343,7 +372,8 @@ pub trait Store: Send + Sync + 'static {
     /// How many emails have been queued to `address` since `since` (for the per-sender reply cap).
     fn count_outbox_to(&self, address: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;
 
-    /// Keep a raw inbound message, once: the same (mailbox, UIDVALIDITY, UID) or Message-ID is `Seen`.
+    /// Keep a raw inbound message, once: the same (mailbox, UIDVALIDITY, UID), or the same Message-ID with
+    /// the same content ([`content_hash`]), is `Seen`.
     fn record_inbound(&self, msg: &InboundMessage) -> impl Future<Output = Result<InboundInsert>> + Send;
 
     /// [`Store::record_inbound`] for many messages in a few statements, answers in order. A message

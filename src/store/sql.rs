@@ -1022,9 +1022,10 @@ macro_rules! impl_store {
                 let mut conn = self.conn().await?;
                 // The common case, a new message, in one statement: the unique Message-ID and the unique
                 // (mailbox, UIDVALIDITY, UID) make a message seen before insert nothing.
+                let hash = $crate::store::content_hash(&msg.raw);
                 let inserted = sqlx::query(
-                    "INSERT INTO inbound (board_id, mailbox, uidvalidity, uid, message_id, received_at, raw) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING id",
+                    "INSERT INTO inbound (board_id, mailbox, uidvalidity, uid, message_id, received_at, raw, content_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .bind(&msg.board_id)
                 .bind(&msg.mailbox)
@@ -1033,6 +1034,7 @@ macro_rules! impl_store {
                 .bind(&msg.message_id)
                 .bind(to_ms(msg.received_at))
                 .bind(&msg.raw)
+                .bind(&hash)
                 .fetch_optional(&mut *conn)
                 .await?;
                 if let Some(row) = inserted {
@@ -1042,13 +1044,14 @@ macro_rules! impl_store {
                 // Seen before: its outcome may still be pending in this unit.
                 let mut conn = self.lend().await?;
                 let row = sqlx::query(
-                    "SELECT id, outcome FROM inbound WHERE message_id = $1 \
+                    "SELECT id, outcome FROM inbound WHERE (message_id = $1 AND (content_hash = $5 OR content_hash = '')) \
                      OR (mailbox = $2 AND uidvalidity = $3 AND uid = $4) ORDER BY id LIMIT 1",
                 )
                 .bind(&msg.message_id)
                 .bind(&msg.mailbox)
                 .bind(msg.uidvalidity)
                 .bind(msg.uid)
+                .bind(&hash)
                 .fetch_one(&mut *conn)
                 .await?;
                 Ok(InboundInsert::Seen { id: row.try_get("id")?, outcome: row.try_get("outcome")? })
@@ -1056,49 +1059,55 @@ macro_rules! impl_store {
 
             async fn record_inbound_many(&self, msgs: &[InboundMessage]) -> Result<Vec<InboundInsert>> {
                 // The first of identical messages in this call stands for the others.
+                let hashes: Vec<String> = msgs.iter().map(|m| $crate::store::content_hash(&m.raw)).collect();
                 let mut first: Vec<Option<usize>> = Vec::with_capacity(msgs.len());
                 for (i, m) in msgs.iter().enumerate() {
-                    let same = msgs.iter().take(i).position(|e| {
-                        e.message_id == m.message_id
+                    let same = msgs.iter().zip(&hashes).take(i).position(|(e, h)| {
+                        (e.message_id == m.message_id && hashes.get(i) == Some(h))
                             || (m.uid.is_some() && e.mailbox == m.mailbox && e.uidvalidity == m.uidvalidity && e.uid == m.uid)
                     });
                     first.push(same);
                 }
-                let distinct: Vec<&InboundMessage> =
-                    msgs.iter().zip(&first).filter(|(_, f)| f.is_none()).map(|(m, _)| m).collect();
-                // New ones inserted together; the unique Message-ID and UID make the seen ones insert nothing.
-                let mut ids: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+                let distinct: Vec<(&InboundMessage, &String)> = msgs
+                    .iter()
+                    .zip(&hashes)
+                    .zip(&first)
+                    .filter(|(_, f)| f.is_none())
+                    .map(|(m, _)| m)
+                    .collect();
+                // New ones inserted together; the unique (Message-ID, content) and UID make the seen ones
+                // insert nothing.
+                let mut ids: std::collections::HashMap<(String, String), i64> = std::collections::HashMap::new();
                 {
                     let mut conn = self.conn().await?;
                     for chunk in distinct.chunks(sql::ROWS_PER_STATEMENT) {
                         let mut q = sqlx::QueryBuilder::<$db>::new(
-                            "INSERT INTO inbound (board_id, mailbox, uidvalidity, uid, message_id, received_at, raw) ",
+                            "INSERT INTO inbound (board_id, mailbox, uidvalidity, uid, message_id, received_at, raw, content_hash) ",
                         );
-                        q.push_values(chunk, |mut b, m| {
+                        q.push_values(chunk, |mut b, (m, hash)| {
                             b.push_bind(&m.board_id)
                                 .push_bind(&m.mailbox)
                                 .push_bind(m.uidvalidity)
                                 .push_bind(m.uid)
                                 .push_bind(&m.message_id)
                                 .push_bind(to_ms(m.received_at))
-                                .push_bind(&m.raw);
+                                .push_bind(&m.raw)
+                                .push_bind(*hash);
                         });
-                        q.push(" ON CONFLICT DO NOTHING RETURNING id, message_id");
+                        q.push(" ON CONFLICT DO NOTHING RETURNING id, message_id, content_hash");
                         for row in q.build().fetch_all(&mut *conn).await? {
-                            ids.insert(row.try_get("message_id")?, row.try_get("id")?);
+                            ids.insert((row.try_get("message_id")?, row.try_get("content_hash")?), row.try_get("id")?);
                         }
                     }
                 }
                 let mut out: Vec<InboundInsert> = Vec::with_capacity(msgs.len());
-                for (i, m) in msgs.iter().enumerate() {
-                    let answer = match first[i] {
-                        Some(j) => match &out[j] {
-                            InboundInsert::New(id) | InboundInsert::Seen { id, .. } => InboundInsert::Seen {
-                                id: *id,
-                                outcome: Some("an identical copy in the same batch was processed".into()),
-                            },
+                for ((m, hash), first) in msgs.iter().zip(&hashes).zip(&first) {
+                    let answer = match first.and_then(|j| out.get(j)) {
+                        Some(InboundInsert::New(id) | InboundInsert::Seen { id, .. }) => InboundInsert::Seen {
+                            id: *id,
+                            outcome: Some("an identical copy in the same batch was processed".into()),
                         },
-                        None => match ids.get(&m.message_id) {
+                        None => match ids.get(&(m.message_id.clone(), hash.clone())) {
                             Some(id) => InboundInsert::New(*id),
                             // Seen before this call: as record_inbound says.
                             None => self.record_inbound(m).await?,
