@@ -25,6 +25,13 @@ pub enum ReplyCommand {
     Form,
     /// A reply to the bot's challenge: apply the command it holds.
     Confirm,
+    /// Board staff, in reply to a record held from an organisation the board does not know yet: open it
+    /// (and trust the organisation's domain from now on).
+    Approve,
+    /// Board staff: do not open the held record; the reason is told to its sender.
+    Reject {
+        reason: String,
+    },
 }
 
 /// A reply as read.
@@ -229,6 +236,10 @@ const WORDS: &[(&str, &str)] = &[
     ("FORM", "FORM"),
     ("CONFIRM", "CONFIRM"),
     ("CONFIRMED", "CONFIRM"),
+    ("APPROVE", "APPROVE"),
+    ("APPROVED", "APPROVE"),
+    ("REJECT", "REJECT"),
+    ("REJECTED", "REJECT"),
 ];
 
 /// How each command is written, for replies that get one wrong.
@@ -491,6 +502,8 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
         "STATUS" => Ok(ReplyCommand::Status),
         "HELP" => Ok(ReplyCommand::Help),
         "CONFIRM" => Ok(ReplyCommand::Confirm),
+        "APPROVE" => Ok(ReplyCommand::Approve),
+        "REJECT" => Ok(ReplyCommand::Reject { reason: rest.clone() }),
         _ => Ok(ReplyCommand::Form),
     };
     ReplyIntent {

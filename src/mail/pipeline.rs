@@ -24,8 +24,12 @@ use crate::core::lifecycle::{self, Event};
 use crate::core::nhs;
 use crate::core::reply::{parse_reply, ReplyCommand};
 use crate::store::{
-    Batching, Change, HeldCommand, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError, Unit,
+    Batching, Change, HeldCommand, HeldRecord, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store,
+    StoreError, Unit,
 };
+
+/// The reference under which the request about a held record is signed: `HOLD-` and a nonce.
+const HOLD_PREFIX: &str = "HOLD-";
 
 /// What acting on a reply came to: done (and answered), or refused with the problem to answer.
 enum Acted {
@@ -831,6 +835,11 @@ impl<'a> Pipeline<'a> {
             return Ok(r);
         };
         let composer = self.composer(board);
+        if let Some(request) = Self::approval_request(&composer, &msg) {
+            return self
+                .decide_approval(store, &composer, &msg, &sender, &request, inbound_id, now, dry_run)
+                .await;
+        }
         if let Some(located) = self.locate(&composer, &msg) {
             return self
                 .reply(store, &composer, &msg, &sender, located, inbound_id, now, dry_run)
@@ -864,7 +873,13 @@ impl<'a> Pipeline<'a> {
         };
         let mut problems = Vec::new();
         let mut out_of_scope = false;
-        if !domain_allowed(board, &sender.email) {
+        let domain = sender
+            .email
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_lowercase())
+            .unwrap_or_default();
+        let known = domain_allowed(board, &sender.email) || store.domain_approved(board.id(), &domain).await?;
+        if !known && parsed.fields_found == 0 {
             out_of_scope = true;
             problems.push(format!(
                 "Only addresses at {} can open an escalation with the {}; {} is not one of them. If your organisation should be able to, please ask the board's business team to add it.",
@@ -930,6 +945,13 @@ impl<'a> Pipeline<'a> {
                 .await?;
             return Ok(report);
         }
+        if !known {
+            return self
+                .hold_record(
+                    store, composer, msg, &parsed, sender, &domain, report, inbound_id, now, dry_run,
+                )
+                .await;
+        }
         report.outcome = "case_opened".into();
         if dry_run {
             return Ok(report);
@@ -982,7 +1004,11 @@ impl<'a> Pipeline<'a> {
         let mut thread_ids = Vec::new();
         let mut from_thread = None;
         for id in msg.in_reply_to.iter().chain(msg.references.iter()) {
-            if let Some(reference) = composer.signer.verify(id).filter(|r| r != "none") {
+            if let Some(reference) = composer
+                .signer
+                .verify(id)
+                .filter(|r| r != "none" && !r.starts_with(HOLD_PREFIX))
+            {
                 let id = id.trim().trim_matches(['<', '>']).to_string();
                 if !thread_ids.contains(&id) {
                     thread_ids.push(id);
@@ -1009,6 +1035,432 @@ impl<'a> Pipeline<'a> {
         // Only the ids that name this very case count as its thread.
         thread_ids.retain(|id| composer.signer.verify(id).as_deref() == Some(reference.as_str()));
         Some(Located { reference, thread_ids })
+    }
+
+    /// The bot's request to board staff about a held record that `msg` replies to, if it is one: its
+    /// Message-ID, signed for this board.
+    fn approval_request(composer: &Composer<'_>, msg: &Inbound) -> Option<String> {
+        msg.in_reply_to.iter().chain(msg.references.iter()).find_map(|id| {
+            composer
+                .signer
+                .verify(id)
+                .filter(|r| r.starts_with(HOLD_PREFIX))
+                .map(|_| id.trim().trim_matches(['<', '>']).to_string())
+        })
+    }
+
+    /// The address board staff are asked at: the business manager, the business office, or the Strategic
+    /// Safeguarding Service Manager, whichever the board has, or else the board mailbox.
+    fn staff_address(board: &Board) -> (String, String) {
+        use crate::core::policy::Role;
+        [
+            Role::BusinessManager,
+            Role::BusinessOffice,
+            Role::StrategicSafeguardingServiceManager,
+        ]
+        .iter()
+        .find_map(|r| board.settings.roles.get(r))
+        .map(|c| (c.email.clone(), c.name.clone()))
+        .unwrap_or_else(|| (board.settings.mailbox.clone(), "colleague".into()))
+    }
+
+    /// Hold a record from an organisation the board does not know yet: the board's staff are asked to
+    /// APPROVE or REJECT it, its sender is told it is with the board team, and nothing else happens yet.
+    #[allow(clippy::too_many_arguments)]
+    async fn hold_record<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        parsed: &ParsedRecord,
+        sender: &Person,
+        domain: &str,
+        mut report: Report,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        let board = composer.board;
+        let policy = board.policy();
+        report.outcome = "held".into();
+        report.problems = vec![format!(
+            "{domain} is not yet one of the organisations the {} knows: the record is held for its business team's approval.",
+            policy.board_name
+        )];
+        if dry_run {
+            return Ok(report);
+        }
+        let record = &parsed.record;
+        let immediate_risk = record.immediate_risk.unwrap_or(false);
+        let cause = super::compose::nonce_of(&msg.message_id);
+        let hold_ref = format!("{HOLD_PREFIX}{cause}");
+        let (staff, staff_name) = Self::staff_address(board);
+        let unknown = || "not given".to_string();
+        let request = composer
+            .email(
+                "approval_request",
+                Some(&hold_ref),
+                "request",
+                vec![staff.clone()],
+                Vec::new(),
+                None,
+                json!({
+                    "role_name": staff_name, "sender": sender.email, "domain": domain,
+                    "escalating_agency": record.escalating_agency.clone().unwrap_or_else(unknown),
+                    "other_agency": record.other_agency.clone().unwrap_or_else(unknown),
+                    "stage": record.stage.unwrap_or(1), "immediate_risk": immediate_risk,
+                    "adult": board.settings.personal_data_in_notifications.then(|| record.adult_name.clone()).flatten(),
+                }),
+            )
+            .map_err(StoreError::Data)?;
+        let notice = composer
+            .email(
+                "held_for_approval",
+                None,
+                &format!("h-{cause}"),
+                vec![sender.email.clone()],
+                Vec::new(),
+                Some(&msg.message_id),
+                json!({
+                    "greeting": sender.name.clone().or_else(|| record.escalating_name.clone()).unwrap_or_else(|| "colleague".into()),
+                    "domain": domain, "immediate_risk": immediate_risk, "risk_guidance": policy.immediate_risk.guidance,
+                }),
+            )
+            .map_err(StoreError::Data)?;
+        let (allowed, suppressed) = self
+            .within_reply_cap(store, board, vec![request.clone(), notice], now)
+            .await?;
+        for e in &suppressed {
+            store.record_event(board.id(), None, e).await?;
+        }
+        report.replies = allowed.len();
+        let held = HeldRecord {
+            id: 0,
+            board_id: board.id().to_string(),
+            inbound_id: inbound_id.unwrap_or_default(),
+            sender: sender.email.clone(),
+            domain: domain.to_string(),
+            request_message_id: request.message_id.clone(),
+            created_at: now,
+            decided_at: None,
+            decision: None,
+            decided_by: None,
+        };
+        let event = Event {
+            kind: "held_for_approval".into(),
+            at: now,
+            actor: sender.email.clone(),
+            summary: format!(
+                "Record from {} held for the board's approval ({domain} not yet known)",
+                sender.email
+            ),
+            detail: json!({ "message_id": msg.message_id, "domain": domain, "asked": staff }),
+        };
+        let done = inbound_id.map(|id| InboundDone {
+            id,
+            outcome: "held".into(),
+            problems: report.problems.clone(),
+        });
+        match inbound_id {
+            Some(_) => store.hold_record(&held, done.as_ref(), &event, &allowed, now).await?,
+            // Without a kept message there is nothing to open later: answered, and audited.
+            None => {
+                self.finish(store, board.id(), None, &report, Some(event), &allowed, now, false)
+                    .await?
+            }
+        }
+        Ok(report)
+    }
+
+    /// Board staff's APPROVE or REJECT, in reply to the request about a held record.
+    #[allow(clippy::too_many_arguments)]
+    async fn decide_approval<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        sender: &Person,
+        request: &str,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        let board = composer.board;
+        let intent = Self::reply_intent(msg);
+        let mut report = Report::new("refused");
+        report.board = Some(board.id().to_string());
+        report.command = intent.command_word.clone();
+        report.reply_text = Some(intent.reply_text.clone());
+        let is_staff = board
+            .settings
+            .roles
+            .values()
+            .any(|c| c.email.eq_ignore_ascii_case(&sender.email))
+            || board.settings.mailbox.eq_ignore_ascii_case(&sender.email);
+        let sent_to_sender = store.outbox_email(request).await?.is_some_and(|o| {
+            o.email
+                .to
+                .iter()
+                .chain(o.email.cc.iter())
+                .any(|a| a.eq_ignore_ascii_case(&sender.email))
+        });
+        let dmarc = board
+            .settings
+            .trusted_authserv_id
+            .as_deref()
+            .is_some_and(|id| dmarc_pass(msg, id, &sender.email));
+        let held = store.held_record(request).await?.filter(|h| h.board_id == board.id());
+        let refuse = |problem: String, report: Report| Acted::Refuse {
+            reference: None,
+            problem,
+            report,
+        };
+        let acted = match (&intent.command, held) {
+            _ if !is_staff => refuse(
+                format!("Only the {}'s staff can approve or reject a held record.", board.policy().board_name),
+                report,
+            ),
+            _ if !(sent_to_sender || dmarc) => refuse(
+                "Please reply to the request from the address it was sent to: only then can the escalation service be sure the decision is yours.".into(),
+                report,
+            ),
+            (_, None) => refuse("This is not a reply to a record held for approval.".into(), report),
+            (Ok(ReplyCommand::Approve), Some(held)) => {
+                self.approve(store, composer, msg, sender, held, report, inbound_id, now, dry_run)
+                    .await?
+            }
+            (Ok(ReplyCommand::Reject { reason }), Some(held)) => {
+                self.reject(store, composer, msg, sender, held, reason, report, inbound_id, now, dry_run)
+                    .await?
+            }
+            (_, Some(_)) => refuse(
+                "Reply APPROVE to open the case, or REJECT with the reason below it to turn it down.".into(),
+                report,
+            ),
+        };
+        match acted {
+            Acted::Done(report) => Ok(report),
+            Acted::Refuse {
+                reference,
+                problem,
+                report,
+            } => {
+                self.command_error(
+                    store,
+                    composer,
+                    msg,
+                    sender,
+                    reference.as_deref(),
+                    problem,
+                    report,
+                    inbound_id,
+                    now,
+                    dry_run,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Open a held record's case, and trust its domain from now on.
+    #[allow(clippy::too_many_arguments)]
+    async fn approve<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        sender: &Person,
+        held: HeldRecord,
+        mut report: Report,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Acted, StoreError> {
+        if let Some(at) = held.decided_at {
+            let problem = format!(
+                "That record was already {} by {} ({}).",
+                held.decision.unwrap_or_default(),
+                held.decided_by.unwrap_or_default(),
+                at.format("%-d %B %Y %H:%M UTC")
+            );
+            return Ok(Acted::Refuse {
+                reference: None,
+                problem,
+                report,
+            });
+        }
+        report.outcome = "command_applied".into();
+        if dry_run {
+            return Ok(Acted::Done(report));
+        }
+        let raw = store
+            .inbound_raw(held.inbound_id)
+            .await?
+            .ok_or_else(|| StoreError::Data(format!("the held message {} is not kept", held.inbound_id)))?;
+        let Prepared { decoded, record } = self.prepare(&raw);
+        let original = decoded.map_err(|e| StoreError::Data(format!("the held message cannot be read: {}", e.0)))?;
+        let original_sender = original.from.clone().unwrap_or_else(|| Person::email(&held.sender));
+        if !store
+            .decide_held_record(held.id, "approved", &sender.email, now)
+            .await?
+        {
+            return Ok(Acted::Refuse {
+                reference: None,
+                problem: "That record was decided by someone else a moment ago.".into(),
+                report,
+            });
+        }
+        let opened = self
+            .new_case(
+                store,
+                composer,
+                &original,
+                record,
+                &original_sender,
+                Some(held.inbound_id),
+                now,
+                false,
+            )
+            .await?;
+        report.case = opened.case.clone();
+        let sentence = match &opened.case {
+            Some(r) => format!(
+                "Approved: case {r} is open and {} has its acknowledgement. Records from {} now open cases directly.",
+                held.sender, held.domain
+            ),
+            None => format!(
+                "Approved: {} is trusted from now on, but the record could not be opened: {}",
+                held.domain,
+                opened.problems.join(" ")
+            ),
+        };
+        let email = composer
+            .email(
+                "confirmation",
+                None,
+                &format!("ap-{}", super::compose::nonce_of(&msg.message_id)),
+                vec![sender.email.clone()],
+                Vec::new(),
+                Some(&msg.message_id),
+                json!({ "reference": opened.case, "headline": "approved", "headline_sentence": sentence,
+                        "status_words": if opened.case.is_some() { "open" } else { "not opened" } }),
+            )
+            .map_err(StoreError::Data)?;
+        report.replies = 1;
+        let event = Self::event(
+            "approved",
+            &sender.email,
+            format!("{} approved ({}); {}", held.domain, held.sender, sentence),
+            &[],
+            now,
+        );
+        self.finish(
+            store,
+            composer.board.id(),
+            inbound_id,
+            &report,
+            event,
+            &[email],
+            now,
+            false,
+        )
+        .await?;
+        Ok(Acted::Done(report))
+    }
+
+    /// Turn a held record down: its sender is told why.
+    #[allow(clippy::too_many_arguments)]
+    async fn reject<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        sender: &Person,
+        held: HeldRecord,
+        reason: &str,
+        mut report: Report,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Acted, StoreError> {
+        if held.decided_at.is_some() {
+            return Ok(Acted::Refuse {
+                reference: None,
+                problem: format!(
+                    "That record was already {} by {}.",
+                    held.decision.unwrap_or_default(),
+                    held.decided_by.unwrap_or_default()
+                ),
+                report,
+            });
+        }
+        report.outcome = "command_applied".into();
+        if dry_run {
+            return Ok(Acted::Done(report));
+        }
+        if !store
+            .decide_held_record(held.id, "rejected", &sender.email, now)
+            .await?
+        {
+            return Ok(Acted::Refuse {
+                reference: None,
+                problem: "That record was decided by someone else a moment ago.".into(),
+                report,
+            });
+        }
+        let policy = composer.board.policy();
+        let why = if reason.trim().is_empty() {
+            "no reason was given; please contact the board's business team".to_string()
+        } else {
+            reason.trim().to_string()
+        };
+        let to_sender = composer
+            .email(
+                "refusal",
+                None,
+                &format!("rj-{}", super::compose::nonce_of(&msg.message_id)),
+                vec![held.sender.clone()],
+                Vec::new(),
+                None,
+                json!({
+                    "greeting": "colleague", "out_of_scope": true,
+                    "problems": [format!("The {}'s business team did not accept it: {why}", policy.board_name)],
+                    "immediate_risk_note": policy.immediate_risk.guidance,
+                }),
+            )
+            .map_err(StoreError::Data)?;
+        let sentence = format!("Rejected: {} has been told why.", held.sender);
+        let to_staff = composer
+            .email(
+                "confirmation",
+                None,
+                &format!("rs-{}", super::compose::nonce_of(&msg.message_id)),
+                vec![sender.email.clone()],
+                Vec::new(),
+                Some(&msg.message_id),
+                json!({ "headline": "rejected", "headline_sentence": sentence, "status_words": "not opened" }),
+            )
+            .map_err(StoreError::Data)?;
+        report.replies = 2;
+        let event = Self::event(
+            "rejected",
+            &sender.email,
+            format!("Record from {} rejected: {why}", held.sender),
+            &[],
+            now,
+        );
+        self.finish(
+            store,
+            composer.board.id(),
+            inbound_id,
+            &report,
+            event,
+            &[to_sender, to_staff],
+            now,
+            false,
+        )
+        .await?;
+        Ok(Acted::Done(report))
     }
 
     /// What proves that `sender` sent `msg`: a reply to an email the bot signed for this case and board
@@ -1220,6 +1672,13 @@ impl<'a> Pipeline<'a> {
                             .map(Acted::Done);
                     }
                     command.clone()
+                }
+                Ok(ReplyCommand::Approve | ReplyCommand::Reject { .. }) => {
+                    return Ok(Acted::Refuse {
+                        reference: Some(reference.clone()),
+                        problem: "APPROVE and REJECT answer the escalation service's request about a record held for the board's approval; they do nothing to a case.".into(),
+                        report,
+                    });
                 }
                 Ok(other) => {
                     // STATUS, HELP and FORM are answered with the case as it stands, to the From address

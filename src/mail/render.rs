@@ -19,6 +19,8 @@ pub const KINDS: &[&str] = &[
     "command_error",
     "notification",
     "challenge",
+    "held_for_approval",
+    "approval_request",
 ];
 
 const BUILT_IN: &[(&str, &str)] = &[
@@ -33,6 +35,30 @@ const BUILT_IN: &[(&str, &str)] = &[
     (
         "acknowledgement.html",
         include_str!("../../templates/acknowledgement.html.hbs"),
+    ),
+    (
+        "held_for_approval.subject",
+        include_str!("../../templates/held_for_approval.subject.hbs"),
+    ),
+    (
+        "held_for_approval.text",
+        include_str!("../../templates/held_for_approval.text.hbs"),
+    ),
+    (
+        "held_for_approval.html",
+        include_str!("../../templates/held_for_approval.html.hbs"),
+    ),
+    (
+        "approval_request.subject",
+        include_str!("../../templates/approval_request.subject.hbs"),
+    ),
+    (
+        "approval_request.text",
+        include_str!("../../templates/approval_request.text.hbs"),
+    ),
+    (
+        "approval_request.html",
+        include_str!("../../templates/approval_request.html.hbs"),
     ),
     (
         "challenge.subject",
@@ -151,5 +177,25 @@ impl Templates {
             text: tidy.trim().to_string() + "\n",
             html: r(&self.html, "html")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod kinds_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_subject_a_text_and_an_html_template_built_in() {
+        let t = Templates::load(None).expect("templates load");
+        for kind in KINDS {
+            let r = t.render(kind, &serde_json::json!({}));
+            assert!(r.is_ok(), "{kind}: {r:?}");
+            for part in ["subject", "text", "html"] {
+                assert!(
+                    BUILT_IN.iter().any(|(n, _)| *n == format!("{kind}.{part}")),
+                    "{kind}.{part} is not built in"
+                );
+            }
+        }
     }
 }

@@ -179,6 +179,25 @@ pub struct OutboxRecord {
     pub retried_at: Option<DateTime<Utc>>,
 }
 
+/// A record from an organisation the board does not know yet, held for its staff's APPROVE or REJECT.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldRecord {
+    /// Set by the store.
+    pub id: i64,
+    pub board_id: String,
+    /// The kept inbound message that carries the record.
+    pub inbound_id: i64,
+    pub sender: String,
+    pub domain: String,
+    /// The Message-ID of the request to board staff: APPROVE or REJECT replies to it.
+    pub request_message_id: String,
+    pub created_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// `approved` or `rejected`.
+    pub decision: Option<String>,
+    pub decided_by: Option<String>,
+}
+
 /// A recipient that refused an email for good.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refused {
@@ -421,6 +440,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// The command held under the challenge whose Message-ID is `challenge_message_id`.
     fn held_command(&self, challenge_message_id: &str) -> impl Future<Output = Result<Option<HeldCommand>>> + Send;
+
+    /// Hold a record for the board's approval: the held record, the emails that say so (to staff, to the
+    /// sender), its audit event and the inbound message's outcome, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    fn hold_record(
+        &self,
+        held: &HeldRecord,
+        done: Option<&InboundDone>,
+        event: &Event,
+        outbox: &[OutboundEmail],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<()>> + Send;
+
+    /// The record held under the request whose Message-ID is `request_message_id`.
+    fn held_record(&self, request_message_id: &str) -> impl Future<Output = Result<Option<HeldRecord>>> + Send;
+
+    /// Settle a held record (`approved` or `rejected`) by `by`: false when it was settled already. Approving
+    /// also remembers its domain for the board.
+    fn decide_held_record(
+        &self,
+        id: i64,
+        decision: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Whether the board's staff approved `domain`.
+    fn domain_approved(&self, board: &str, domain: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The raw bytes of a kept inbound message.
+    fn inbound_raw(&self, id: i64) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
 
     /// The queued email with this Message-ID (to check whom the bot sent it to).
     fn outbox_email(&self, message_id: &str) -> impl Future<Output = Result<Option<OutboxRecord>>> + Send;

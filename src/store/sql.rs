@@ -97,7 +97,7 @@ macro_rules! impl_store {
         use $crate::core::schedule::{Deadline, Timer};
         use $crate::store::sql::{self, from_json, json};
         use $crate::store::{
-            from_ms, to_ms, CaseFilter, CaseSummary, Change, EventRecord, HeldCommand, InboundDone, InboundInsert,
+            from_ms, to_ms, CaseFilter, CaseSummary, Change, EventRecord, HeldCommand, HeldRecord, InboundDone, InboundInsert,
             InboundMessage, OutboundEmail, OutboxRecord, Result, StoreError, StoredCase, TimerRecord,
         };
 
@@ -1233,6 +1233,112 @@ macro_rules! impl_store {
                     decided_at: row.try_get::<Option<i64>, _>("decided_at")?.map(from_ms).transpose()?,
                     decision: row.try_get("decision")?,
                 }))
+            }
+
+            async fn hold_record(
+                &self,
+                held: &HeldRecord,
+                done: Option<&InboundDone>,
+                event: &Event,
+                outbox: &[OutboundEmail],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<()> {
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                sqlx::query(
+                    "INSERT INTO held_records (board_id, inbound_id, sender, domain, request_message_id, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&held.board_id)
+                .bind(held.inbound_id)
+                .bind(&held.sender)
+                .bind(&held.domain)
+                .bind(&held.request_message_id)
+                .bind(to_ms(held.created_at))
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, &held.board_id, None, event).await?;
+                insert_outbox(&mut tx, None, outbox, to_ms(now)).await?;
+                if let Some(d) = done {
+                    mark_inbound(&mut tx, d, None, to_ms(now)).await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn held_record(&self, request_message_id: &str) -> Result<Option<HeldRecord>> {
+                let row = sqlx::query(
+                    "SELECT id, board_id, inbound_id, sender, domain, request_message_id, created_at, decided_at, \
+                     decision, decided_by FROM held_records WHERE request_message_id = $1",
+                )
+                .bind(request_message_id)
+                .fetch_optional(&mut *self.lend().await?)
+                .await?;
+                let Some(row) = row else { return Ok(None) };
+                Ok(Some(HeldRecord {
+                    id: row.try_get("id")?,
+                    board_id: row.try_get("board_id")?,
+                    inbound_id: row.try_get("inbound_id")?,
+                    sender: row.try_get("sender")?,
+                    domain: row.try_get("domain")?,
+                    request_message_id: row.try_get("request_message_id")?,
+                    created_at: from_ms(row.try_get("created_at")?)?,
+                    decided_at: row.try_get::<Option<i64>, _>("decided_at")?.map(from_ms).transpose()?,
+                    decision: row.try_get("decision")?,
+                    decided_by: row.try_get("decided_by")?,
+                }))
+            }
+
+            async fn decide_held_record(&self, id: i64, decision: &str, by: &str, now: chrono::DateTime<chrono::Utc>) -> Result<bool> {
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                let row = sqlx::query(
+                    "UPDATE held_records SET decided_at = $1, decision = $2, decided_by = $3 \
+                     WHERE id = $4 AND decided_at IS NULL RETURNING board_id, domain",
+                )
+                .bind(to_ms(now))
+                .bind(decision)
+                .bind(by)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    tx.rollback().await?;
+                    return Ok(false);
+                };
+                if decision == "approved" {
+                    let board: String = row.try_get("board_id")?;
+                    let domain: String = row.try_get("domain")?;
+                    sqlx::query(
+                        "INSERT INTO approved_domains (board_id, domain, approved_by, approved_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (board_id, domain) DO NOTHING",
+                    )
+                    .bind(board)
+                    .bind(domain)
+                    .bind(by)
+                    .bind(to_ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn domain_approved(&self, board: &str, domain: &str) -> Result<bool> {
+                let row = sqlx::query("SELECT 1 AS yes FROM approved_domains WHERE board_id = $1 AND domain = $2")
+                    .bind(board)
+                    .bind(domain.to_lowercase())
+                    .fetch_optional(&mut *self.lend().await?)
+                    .await?;
+                Ok(row.is_some())
+            }
+
+            async fn inbound_raw(&self, id: i64) -> Result<Option<Vec<u8>>> {
+                let row = sqlx::query("SELECT raw FROM inbound WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *self.lend().await?)
+                    .await?;
+                row.map(|r| r.try_get::<Vec<u8>, _>("raw")).transpose().map_err(Into::into)
             }
 
             async fn outbox_email(&self, message_id: &str) -> Result<Option<OutboxRecord>> {
