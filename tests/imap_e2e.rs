@@ -295,3 +295,133 @@ async fn killed_mid_batch_and_restarted_the_daemon_loses_nothing_and_duplicates_
         "every acknowledgement sent, none failed"
     );
 }
+
+/// A reply as a mail client sends it to the board mailbox.
+fn reply_mail(from: &str, subject: &str, in_reply_to: Option<&str>, body: &str, id: &str) -> Vec<u8> {
+    let thread = in_reply_to
+        .map(|p| format!("In-Reply-To: {p}\r\nReferences: {p}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "From: {from}\r\nTo: BSAB@bradford.gov.uk\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n{thread}\
+         Date: Mon, 4 Jan 2027 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+         Content-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+/// The case's status as `cases show --json` gives it.
+fn case_status(config: &Path, reference: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_escalation-bot"))
+        .arg("--config")
+        .arg(config)
+        .args(["cases", "show", reference, "--json"])
+        .output()
+        .expect("cases show");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    v["case"]["status"]
+        .as_str()
+        .or_else(|| v["status"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_command_is_confirmed_by_the_real_owner_and_a_curly_apostrophe_stops_nothing() {
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = daemon_config(&servers, dir.path());
+    let daemon = Daemon::start(&config);
+    servers.append("bsab", &escalation(7)).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            servers.count("nia.nurse", "INBOX").await == 1 && servers.count("sam.social", "INBOX").await == 1
+        })
+        .await,
+        "acknowledgement delivered"
+    );
+    let ack = servers.messages("nia.nurse", "INBOX").await.remove(0);
+    let ack_id = header(&ack, "Message-ID");
+    let reference = header(&ack, "Subject")
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    assert!(reference.starts_with("BRAD-"), "{reference}");
+
+    // Anyone can write Nia's address in From: with only the reference in the subject, the command is
+    // held, and Nia herself is asked.
+    servers
+        .append(
+            "bsab",
+            &reply_mail(
+                "Nia Nurse <nia.nurse@nhs.net>",
+                &format!("RE: {reference}"),
+                None,
+                "WITHDRAW\nNo longer needed.",
+                "forged-e2e@attacker.example",
+            ),
+        )
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            servers.count("nia.nurse", "INBOX").await == 2
+        })
+        .await,
+        "the challenge reached the real owner"
+    );
+    let challenge = servers.messages("nia.nurse", "INBOX").await.remove(1);
+    assert!(header(&challenge, "Subject").contains("please confirm your WITHDRAW"));
+    assert_eq!(case_status(&config, &reference), "open");
+
+    // Sam replies from a phone with Outlook's curly apostrophe in the review date: answered, and the
+    // daemon goes on.
+    servers
+        .append(
+            "bsab",
+            &reply_mail(
+                "Sam Social <sam.social@westshire.gov.uk>",
+                &format!("RE: {reference}"),
+                Some(&ack_id),
+                "Resolved\nOutcome: joint visit agreed\nReview date: in 3 months\u{2019} time\n\nGet Outlook for iOS",
+                "curly-e2e@westshire.gov.uk",
+            ),
+        )
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            servers.count("sam.social", "INBOX").await == 2
+        })
+        .await,
+        "Sam is told what to fix"
+    );
+    let answer = servers.messages("sam.social", "INBOX").await.remove(1);
+    assert!(
+        String::from_utf8_lossy(&answer).contains("review date"),
+        "the answer says what to fix"
+    );
+
+    // Nia confirms, in reply to the challenge: the withdrawal is applied.
+    servers
+        .append(
+            "bsab",
+            &reply_mail(
+                "Nia Nurse <nia.nurse@nhs.net>",
+                &format!("RE: {}", header(&challenge, "Subject")),
+                Some(&header(&challenge, "Message-ID")),
+                "CONFIRM\n\nSent from my iPhone",
+                "confirm-e2e@nhs.net",
+            ),
+        )
+        .await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            servers.count("nia.nurse", "INBOX").await == 3
+        })
+        .await,
+        "the withdrawal is confirmed to Nia"
+    );
+    assert_eq!(case_status(&config, &reference), "withdrawn");
+    assert_eq!(servers.count("bsab", "INBOX").await, 0, "every message handled");
+    daemon.stop();
+}
