@@ -73,13 +73,32 @@ macro_rules! with_store {
 }
 pub(crate) use with_store;
 
-/// The secret that signs the bot's Message-IDs: `ESCALATION_BOT_SECRET`, or the secret file, created with
-/// 32 random bytes on first use (readable by its owner only).
-pub fn load_secret(settings: &crate::config::Settings) -> anyhow::Result<Vec<u8>> {
+/// The shortest signing secret accepted: a Message-ID token is as strong as the key that signs it.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// The secret that signs the bot's Message-IDs and plus-address tokens, in this order:
+/// `ESCALATION_BOT_SECRET` (at least [`MIN_SECRET_LEN`] characters: how several instances share one);
+/// with PostgreSQL, the one kept in the database (the first instance to start makes it, the others read
+/// it, so every instance verifies what any other signed); otherwise the secret file, created with 32
+/// random bytes on first use, owner-only (0600) and atomically (written beside it and renamed, so no
+/// other process ever reads half of it).
+pub async fn load_secret<S: Store>(settings: &crate::config::Settings, store: &S) -> anyhow::Result<Vec<u8>> {
     if let Ok(s) = std::env::var("ESCALATION_BOT_SECRET") {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().as_bytes().to_vec());
+        let s = s.trim();
+        if !s.is_empty() {
+            if s.chars().count() < MIN_SECRET_LEN {
+                anyhow::bail!(
+                    "ESCALATION_BOT_SECRET is {} characters; use at least {MIN_SECRET_LEN} (for example `openssl rand -hex 32`)",
+                    s.chars().count()
+                );
+            }
+            return Ok(s.as_bytes().to_vec());
         }
+    }
+    if store.backend() == "postgres" {
+        let made = random_hex()?;
+        let kept = store.shared_secret(&made).await?;
+        return Ok(kept.into_bytes());
     }
     let path = &settings.secret_file;
     if let Ok(s) = std::fs::read_to_string(path) {
@@ -87,6 +106,37 @@ pub fn load_secret(settings: &crate::config::Settings) -> anyhow::Result<Vec<u8>
             return Ok(s.trim().as_bytes().to_vec());
         }
     }
+    let hex = random_hex()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options
+            .open(&tmp)
+            .map_err(|e| anyhow::anyhow!("cannot write the secret file {}: {e}", tmp.display()))?;
+        f.write_all(hex.as_bytes())?;
+        f.sync_all()?;
+    }
+    // A hard link fails if another process made the secret meanwhile: then theirs is the one.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(hex.into_bytes()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(path)?.trim().as_bytes().to_vec())
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot write the secret file {}: {e}", path.display())),
+    }
+}
+
+/// 32 random bytes as hex.
+fn random_hex() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
     {
         use std::io::Read;
@@ -96,17 +146,7 @@ pub fn load_secret(settings: &crate::config::Settings) -> anyhow::Result<Vec<u8>
                 anyhow::anyhow!("cannot read /dev/urandom to make a secret: {e}; set ESCALATION_BOT_SECRET")
             })?;
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(path, &hex).map_err(|e| anyhow::anyhow!("cannot write the secret file {}: {e}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(hex.into_bytes())
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -195,7 +235,7 @@ async fn serve<S: Batching + Clone>(
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let key = load_secret(&config.settings)?;
+    let key = load_secret(&config.settings, store).await?;
     let pipeline = Pipeline::new(config, key).map_err(anyhow::Error::msg)?;
     let transport = match &config.settings.smtp {
         Some(s) => Transport::smtp(s).map_err(anyhow::Error::msg)?,

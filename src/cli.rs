@@ -278,9 +278,11 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 Some(s) => parse_instant(s, "--now")?,
                 None => app::Clock::system().now(),
             };
-            let key = app::load_secret(&config.settings)?;
-            let pipeline = crate::mail::pipeline::Pipeline::new(&config, key).map_err(anyhow::Error::msg)?;
-            with_store!(&config.settings.database, store => ingest_cmd(&store, &pipeline, a, now).await)
+            with_store!(&config.settings.database, store => {
+                let key = app::load_secret(&config.settings, &store).await?;
+                let pipeline = crate::mail::pipeline::Pipeline::new(&config, key).map_err(anyhow::Error::msg)?;
+                ingest_cmd(&store, &pipeline, a, now).await
+            })
         }
         Command::Outbox(c) => {
             let config = load_config(&cli)?;

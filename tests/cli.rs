@@ -382,4 +382,17 @@ fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_
         cdir.path().join("mail/trafford/cur/1.eml:2,S").exists(),
         "and is in cur/"
     );
+    // Everything the daemon wrote is its owner's only (umask 077): the database, the outbox, the folders.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for p in [
+            dir.path().join("d.sqlite3"),
+            acks[0].clone(),
+            cdir.path().join("out/new"),
+        ] {
+            let mode = std::fs::metadata(&p).expect("stat").permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {:o}", p.display(), mode & 0o777);
+        }
+    }
 }

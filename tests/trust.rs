@@ -609,3 +609,55 @@ async fn two_different_messages_that_share_a_message_id_are_both_kept_and_proces
     assert_eq!(c.outcome, "ignored", "{:?}", c.problems);
     w.done().await;
 }
+
+#[tokio::test]
+async fn what_people_write_never_reaches_a_subject_line() {
+    let w = World::new().await;
+    let (reference, ack) = w.open("bradford").await;
+    let secret = "Zebra-Quill private detail";
+    for (n, body) in [
+        format!("NOTE {secret} in a note"),
+        format!("RESOLVED\nOutcome: {secret} agreed\nActions: {secret} actions"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = w
+            .send(
+                &reply(
+                    NIA,
+                    BRADFORD,
+                    &format!("RE: {reference} {secret}"),
+                    Some(&ack),
+                    "",
+                    body,
+                    &format!("s-{n}@nhs.net"),
+                ),
+                "2026-12-23T11:00:00Z",
+            )
+            .await;
+        assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    }
+    let out = w.store.outbox(None).await.expect("outbox");
+    assert!(
+        out.iter().any(|o| o.email.kind == "notification"),
+        "Bradford's roles are told of the resolution"
+    );
+    for o in &out {
+        assert!(
+            !o.email.subject.contains("Zebra"),
+            "{}: {}",
+            o.email.kind,
+            o.email.subject
+        );
+    }
+    // Notifications to board roles carry no adult's name or NHS number (the board has not turned that on).
+    for o in out.iter().filter(|o| o.email.kind == "notification") {
+        assert!(
+            !o.email.text.contains("Zoë") && !o.email.text.contains("999"),
+            "{}",
+            o.email.text
+        );
+    }
+    w.done().await;
+}

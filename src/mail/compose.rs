@@ -237,6 +237,8 @@ impl Composer<'_> {
             if to.is_empty() {
                 continue;
             }
+            // The subject says what happened in the bot's own words; what people wrote (an outcome) goes
+            // in the body only, never in a Subject line.
             let event_words = match t.event.kind.as_str() {
                 "opened" => format!("opened at {}", policy.stage_name(case.stage)),
                 "escalated" => format!("escalated to {}", policy.stage_name(case.stage)),
@@ -245,12 +247,15 @@ impl Composer<'_> {
                     case.resolution.as_ref().map(|r| r.at_stage).unwrap_or(case.stage),
                     case.resolution
                         .as_ref()
-                        .map(|r| format!(" after {} working day(s): {}", r.working_days_taken, r.outcome))
+                        .map(|r| format!(" after {} working day(s)", r.working_days_taken))
                         .unwrap_or_default()
                 ),
                 "withdrawn" => "withdrawn".into(),
                 other => other.replace('_', " "),
             };
+            let outcome = (t.event.kind == "resolved")
+                .then(|| case.resolution.as_ref().map(|r| r.outcome.clone()))
+                .flatten();
             let adult = self
                 .board
                 .settings
@@ -267,7 +272,7 @@ impl Composer<'_> {
                 json!({
                     "reference": case.reference, "role_name": role_name(self.board, n.role), "why": n.why,
                     "stage_name": policy.stage_name(case.stage), "agencies": agencies, "adult": adult,
-                    "event_words": event_words,
+                    "event_words": event_words, "outcome": outcome,
                 }),
             )?);
         }

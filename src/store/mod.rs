@@ -472,6 +472,10 @@ pub trait Store: Send + Sync + 'static {
     /// The raw bytes of a kept inbound message.
     fn inbound_raw(&self, id: i64) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
 
+    /// The signing secret every instance sharing this database uses: `candidate` if none is kept yet (it
+    /// is kept), the kept one otherwise.
+    fn shared_secret(&self, candidate: &str) -> impl Future<Output = Result<String>> + Send;
+
     /// The queued email with this Message-ID (to check whom the bot sent it to).
     fn outbox_email(&self, message_id: &str) -> impl Future<Output = Result<Option<OutboxRecord>>> + Send;
 

@@ -1341,6 +1341,16 @@ macro_rules! impl_store {
                 row.map(|r| r.try_get::<Vec<u8>, _>("raw")).transpose().map_err(Into::into)
             }
 
+            async fn shared_secret(&self, candidate: &str) -> Result<String> {
+                let mut conn = self.lend().await?;
+                sqlx::query("INSERT INTO secrets (name, value) VALUES ('signing', $1) ON CONFLICT (name) DO NOTHING")
+                    .bind(candidate)
+                    .execute(&mut *conn)
+                    .await?;
+                let row = sqlx::query("SELECT value FROM secrets WHERE name = 'signing'").fetch_one(&mut *conn).await?;
+                Ok(row.try_get("value")?)
+            }
+
             async fn outbox_email(&self, message_id: &str) -> Result<Option<OutboxRecord>> {
                 let q = format!("SELECT {} FROM outbox WHERE message_id = $1", sql::OUTBOX_COLUMNS);
                 let row = sqlx::query(&q).bind(message_id).fetch_optional(&mut *self.lend().await?).await?;
