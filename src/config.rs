@@ -199,10 +199,14 @@ pub struct BoardSettings {
     pub holidays: HolidayAdjustments,
     /// The board's IMAP mailbox; without one, the local folder `MAILBOX_DIR/ID` is watched.
     #[serde(default)]
-    pub imap: Option<crate::mail::imap::ImapSettings>,
+    pub imap: Option<ImapSettings>,
     /// The most answers (refusals, command errors, status) one address gets in 24 hours: stops mail loops.
     #[serde(default = "default_reply_cap")]
     pub reply_cap_per_day: u32,
+    /// How many emails of any kind one address, one domain and the whole board may be sent in 24 hours
+    /// (`[rate_limits]`: `per_address`, `per_domain`, `overall`).
+    #[serde(default)]
+    pub rate_limits: RateLimits,
     /// Put a signed token for the case in a plus address in Reply-To (`escalations+brad-2027-0042.3f9a…@…`),
     /// so that a reply is matched to its case even where a mail client or gateway drops In-Reply-To and
     /// References. Only for a mailbox whose server delivers plus addresses to it (most do).
@@ -212,6 +216,168 @@ pub struct BoardSettings {
     /// from that server report a DMARC or DKIM failure is refused.
     #[serde(default)]
     pub trusted_authserv_id: Option<String>,
+}
+
+/// A board's rate limits on outgoing email, per 24 hours (`[rate_limits]`); `mail::limits` applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Emails to one address (other than the board's staff).
+    pub per_address: u32,
+    /// Emails to the addresses of one domain (other than the shared domains).
+    pub per_domain: u32,
+    /// Emails the board sends in all.
+    pub overall: u32,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            per_address: 40,
+            per_domain: 300,
+            overall: 3000,
+        }
+    }
+}
+
+/// A board's IMAP mailbox (`[imap]` in the board's file). It lives here, with the rest of the configuration,
+/// so that `config` needs nothing from `mail`; `mail::imap` reads it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImapSettings {
+    pub host: String,
+    #[serde(default = "default_imap_port")]
+    pub port: u16,
+    /// `tls` (default, port 993) or `none`, which sends the password and every message unencrypted and is
+    /// therefore allowed only when `host` is this machine (127.0.0.0/8, ::1 or localhost).
+    #[serde(default = "default_imap_tls")]
+    pub tls: String,
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default = "default_imap_folder")]
+    pub folder: String,
+    #[serde(default = "default_imap_processed")]
+    pub processed_folder: String,
+    #[serde(default = "default_imap_quarantine")]
+    pub quarantine_folder: String,
+    /// The longest an IDLE lasts before it is re-issued, and how often to look when the server has no IDLE
+    /// (at most every minute). The default, 9 minutes, is well inside firewall/NAT idle timeouts (and the
+    /// 29 minutes RFC 2177 allows); a connection that sat idle that long is checked with a NOOP.
+    #[serde(default = "default_imap_idle")]
+    pub idle_seconds: u64,
+    #[serde(default = "default_imap_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_imap_port() -> u16 {
+    993
+}
+fn default_imap_tls() -> String {
+    "tls".into()
+}
+fn default_imap_folder() -> String {
+    "INBOX".into()
+}
+fn default_imap_processed() -> String {
+    "Processed".into()
+}
+fn default_imap_quarantine() -> String {
+    "Quarantine".into()
+}
+/// The default `idle_seconds`: 9 minutes, well inside firewall/NAT idle timeouts.
+pub const DEFAULT_IDLE_SECONDS: u64 = 9 * 60;
+/// The longest IDLE RFC 2177 allows before the server may drop the client (29 minutes).
+pub const MAX_IDLE_SECONDS: u64 = 29 * 60;
+fn default_imap_idle() -> u64 {
+    DEFAULT_IDLE_SECONDS
+}
+fn default_imap_timeout() -> u64 {
+    30
+}
+
+/// Whether `host` names this machine: `localhost`, an address in 127.0.0.0/8, or ::1 (also written as an
+/// IPv4-mapped IPv6 address). Only such a host may be reached without TLS.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim();
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
+}
+
+/// The problems in a board's `[imap]` table, each with its key.
+fn check_imap(f: &Path, imap: &ImapSettings, errors: &mut Vec<Issue>) {
+    if imap.host.trim().is_empty() {
+        errors.push(issue(
+            f,
+            "imap.host",
+            "give the IMAP server's name, e.g. \"imap.example.gov.uk\"",
+        ));
+    }
+    match imap.tls.as_str() {
+        "tls" => {}
+        "none" if is_loopback_host(&imap.host) => {}
+        "none" => errors.push(issue(
+            f,
+            "imap.tls",
+            format!(
+                "\"none\" sends the mailbox password and every message unencrypted, so it is allowed only for a \
+                 server on this machine (127.0.0.1, ::1 or localhost), but imap.host is {:?}: remove the tls line \
+                 to use TLS (port 993)",
+                imap.host
+            ),
+        )),
+        other => errors.push(issue(
+            f,
+            "imap.tls",
+            format!(
+                "{other:?} is not a choice: use \"tls\" (the default) or \"none\" (only for a server on this machine)"
+            ),
+        )),
+    }
+    if imap.username.trim().is_empty() {
+        errors.push(issue(f, "imap.username", "give the mailbox's user name"));
+    }
+    for (key, name) in [
+        ("imap.folder", &imap.folder),
+        ("imap.processed_folder", &imap.processed_folder),
+        ("imap.quarantine_folder", &imap.quarantine_folder),
+    ] {
+        if name.trim().is_empty() {
+            errors.push(issue(f, key, "give a folder name"));
+        }
+    }
+    for (key, name) in [
+        ("imap.processed_folder", &imap.processed_folder),
+        ("imap.quarantine_folder", &imap.quarantine_folder),
+    ] {
+        if name == &imap.folder {
+            errors.push(issue(
+                f,
+                key,
+                format!("is {name:?}, the watched folder itself: messages moved there would be read again for ever; use another folder"),
+            ));
+        }
+    }
+    if imap.idle_seconds == 0 || imap.idle_seconds > MAX_IDLE_SECONDS {
+        errors.push(issue(
+            f,
+            "imap.idle_seconds",
+            format!(
+                "{} is out of range: use 1 to {MAX_IDLE_SECONDS} (29 minutes, the longest RFC 2177 lets an IDLE last); \
+                 the default, {DEFAULT_IDLE_SECONDS}, stays well inside firewall/NAT idle timeouts",
+                imap.idle_seconds
+            ),
+        ));
+    }
+    if imap.timeout_seconds == 0 {
+        errors.push(issue(
+            f,
+            "imap.timeout_seconds",
+            "must be at least 1 (seconds to wait for each answer)",
+        ));
+    }
 }
 
 fn default_reply_cap() -> u32 {
@@ -584,6 +750,30 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                     format!("{} is a placeholder: set the real address before going live", c.email),
                 ));
             }
+        }
+        if let Some(imap) = &b.imap {
+            check_imap(&f, imap, &mut errors);
+        }
+        if let Some(id) = &b.trusted_authserv_id {
+            if id.trim().is_empty() || id.contains(|c: char| c.is_whitespace() || c == ';') {
+                errors.push(issue(
+                    &f,
+                    "trusted_authserv_id",
+                    format!(
+                        "{id:?} is not an authserv-id: give the single word your mail server writes at the start of \
+                         its Authentication-Results header, e.g. \"mx.example.gov.uk\", or remove the line"
+                    ),
+                ));
+            }
+        } else if b.imap.is_some() {
+            warnings.push(issue(
+                &f,
+                "trusted_authserv_id",
+                "is not set for this board's IMAP mailbox: commands that are not replies to the bot's own email to \
+                 their sender are held for a CONFIRM by email, because without the mail server's \
+                 Authentication-Results the bot cannot tell a forged From; set it to the authserv-id your mail \
+                 server writes at the start of its Authentication-Results header (e.g. \"mx.example.gov.uk\")",
+            ));
         }
         let mut dates = |list: &[String], key: &str| -> Vec<NaiveDate> {
             list.iter()

@@ -161,3 +161,179 @@ fn environment_overrides_the_database_and_hides_the_secret() {
         .iter()
         .any(|i| i.key == "database.url" && i.message.contains("postgres://")));
 }
+
+/// Give Bradford's board an `[imap]` table with `imap` (its lines), and `top` among its top-level settings.
+fn with_imap(root: &Path, top: &str, imap: &str) {
+    let bradford = root.join("boards/bradford.toml");
+    edit(&bradford, "id = \"bradford\"\n", &format!("id = \"bradford\"\n{top}"));
+    let text = fs::read_to_string(&bradford).expect("read");
+    fs::write(&bradford, format!("{text}\n[imap]\n{imap}\n")).expect("write");
+}
+
+/// Each issue as `dir/file key :: message`.
+fn listed(issues: &[config::Issue]) -> Vec<String> {
+    issues
+        .iter()
+        .map(|i| {
+            let name = |p: Option<&Path>| {
+                p.and_then(|p| p.file_name())
+                    .and_then(|f| f.to_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            format!(
+                "{}/{} {} :: {}",
+                name(i.file.parent()),
+                name(Some(&i.file)),
+                i.key,
+                i.message
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn plain_imap_is_refused_unless_the_server_is_on_this_machine() {
+    for host in [
+        "imap.bradford.gov.uk",
+        "10.1.2.3",
+        "128.0.0.1",
+        "::2",
+        "localhost.bradford.gov.uk",
+    ] {
+        let (_dir, root) = copy_config();
+        with_imap(
+            &root,
+            "",
+            &format!("host = \"{host}\"\nport = 143\ntls = \"none\"\nusername = \"bsab\""),
+        );
+        let errors = config::load_with_env(&root.join("default.toml"), &|_| None).expect_err("refused");
+        let all = listed(&errors.0).join("\n");
+        let expected = format!(
+            "boards/bradford.toml imap.tls :: \"none\" sends the mailbox password and every message unencrypted, \
+             so it is allowed only for a server on this machine (127.0.0.1, ::1 or localhost), but imap.host is \
+             \"{host}\""
+        );
+        assert!(all.contains(&expected), "expected {expected:?} among:\n{all}");
+        // As check-config shows it: the file, then the key.
+        assert!(
+            errors
+                .to_string()
+                .contains("boards/bradford.toml: imap.tls: \"none\" sends"),
+            "{errors}"
+        );
+    }
+    for host in ["127.0.0.1", "127.0.0.53", "::1", "localhost"] {
+        let (_dir, root) = copy_config();
+        with_imap(
+            &root,
+            "",
+            &format!("host = \"{host}\"\nport = 143\ntls = \"none\"\nusername = \"bsab\""),
+        );
+        let c = config::load_with_env(&root.join("default.toml"), &|_| None)
+            .unwrap_or_else(|e| panic!("tls = \"none\" to {host} is allowed: {e}"));
+        let imap = c.board("bradford").and_then(|b| b.settings.imap.clone()).expect("imap");
+        assert_eq!((imap.host.as_str(), imap.tls.as_str()), (host, "none"));
+    }
+    // A choice that is neither.
+    let (_dir, root) = copy_config();
+    with_imap(
+        &root,
+        "",
+        "host = \"imap.bradford.gov.uk\"\ntls = \"starttls\"\nusername = \"bsab\"",
+    );
+    let errors = config::load_with_env(&root.join("default.toml"), &|_| None).expect_err("refused");
+    let all = listed(&errors.0).join("\n");
+    assert!(
+        all.contains("boards/bradford.toml imap.tls :: \"starttls\" is not a choice"),
+        "{all}"
+    );
+}
+
+#[test]
+fn imap_defaults_re_issue_idle_well_inside_ten_minutes_and_bad_values_are_refused() {
+    let (_dir, root) = copy_config();
+    with_imap(
+        &root,
+        "trusted_authserv_id = \"mx.bradford.gov.uk\"\n",
+        "host = \"imap.bradford.gov.uk\"\nusername = \"bsab\"",
+    );
+    let c = config::load_with_env(&root.join("default.toml"), &|_| None).expect("loads");
+    let imap = c.board("bradford").and_then(|b| b.settings.imap.clone()).expect("imap");
+    assert!(
+        imap.idle_seconds <= 10 * 60,
+        "IDLE re-issued after {} s",
+        imap.idle_seconds
+    );
+    assert_eq!((imap.tls.as_str(), imap.port), ("tls", 993));
+
+    let (_dir, root) = copy_config();
+    with_imap(
+        &root,
+        "",
+        "host = \"imap.bradford.gov.uk\"\nusername = \"bsab\"\nidle_seconds = 3600\nprocessed_folder = \"INBOX\"",
+    );
+    let errors = config::load_with_env(&root.join("default.toml"), &|_| None).expect_err("refused");
+    let all = listed(&errors.0).join("\n");
+    for expected in [
+        "boards/bradford.toml imap.idle_seconds :: 3600 is out of range",
+        "boards/bradford.toml imap.processed_folder :: is \"INBOX\", the watched folder itself",
+    ] {
+        assert!(all.contains(expected), "expected {expected:?} among:\n{all}");
+    }
+}
+
+/// What check-config must say about a board read over IMAP without its mail server's authserv-id.
+const AUTHSERV_WARNING: &str = "commands that are not replies to the bot's own email to their sender are held for \
+                                a CONFIRM by email, because without the mail server's Authentication-Results the \
+                                bot cannot tell a forged From";
+
+#[test]
+fn an_imap_board_without_a_trusted_authserv_id_is_warned_what_that_leaves_open() {
+    let (_dir, root) = copy_config();
+    with_imap(&root, "", "host = \"imap.bradford.gov.uk\"\nusername = \"bsab\"");
+    let c = config::load_with_env(&root.join("default.toml"), &|_| None).expect("loads");
+    let warnings = listed(&c.warnings);
+    let ours: Vec<&String> = warnings.iter().filter(|w| w.contains(AUTHSERV_WARNING)).collect();
+    assert_eq!(ours.len(), 1, "{warnings:#?}");
+    assert!(
+        ours[0].starts_with("boards/bradford.toml trusted_authserv_id :: "),
+        "{}",
+        ours[0]
+    );
+
+    // With the authserv-id set, nothing to warn about.
+    let (_dir, root) = copy_config();
+    with_imap(
+        &root,
+        "trusted_authserv_id = \"mx.bradford.gov.uk\"\n",
+        "host = \"imap.bradford.gov.uk\"\nusername = \"bsab\"",
+    );
+    let c = config::load_with_env(&root.join("default.toml"), &|_| None).expect("loads");
+    assert!(
+        !c.warnings.iter().any(|w| w.message.contains(AUTHSERV_WARNING)),
+        "{:#?}",
+        c.warnings
+    );
+    // The shipped boards read a local folder, not IMAP: no such warning either.
+    let c = config::load_with_env(Path::new("config/default.toml"), &|_| None).expect("loads");
+    assert!(
+        !c.warnings.iter().any(|w| w.key == "trusted_authserv_id"),
+        "{:#?}",
+        c.warnings
+    );
+
+    // An empty authserv-id would trust any Authentication-Results header that names no server.
+    let (_dir, root) = copy_config();
+    with_imap(
+        &root,
+        "trusted_authserv_id = \"\"\n",
+        "host = \"imap.bradford.gov.uk\"\nusername = \"bsab\"",
+    );
+    let errors = config::load_with_env(&root.join("default.toml"), &|_| None).expect_err("refused");
+    let all = listed(&errors.0).join("\n");
+    assert!(
+        all.contains("boards/bradford.toml trusted_authserv_id :: \"\" is not an authserv-id"),
+        "{all}"
+    );
+}

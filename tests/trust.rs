@@ -661,3 +661,59 @@ async fn what_people_write_never_reaches_a_subject_line() {
     }
     w.done().await;
 }
+
+#[tokio::test]
+async fn rate_limits_from_the_board_file_cover_every_kind_of_email() {
+    let mut w = World::new().await;
+    for b in &mut w.config.boards {
+        b.settings.rate_limits.per_address = 3;
+    }
+    let (reference, ack) = w.open("trafford").await;
+    // Nia has had the acknowledgement; two answers more reach her, the rest are held back and audited.
+    for n in 0..4 {
+        w.send(
+            &reply(
+                NIA,
+                TRAFFORD,
+                &format!("RE: {reference}"),
+                Some(&ack),
+                "",
+                "STATUS",
+                &format!("st-{n}@nhs.net"),
+            ),
+            "2026-12-23T11:00:00Z",
+        )
+        .await;
+    }
+    let to_nia = w
+        .store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .iter()
+        .filter(|o| o.email.to.iter().chain(o.email.cc.iter()).any(|a| a == NIA))
+        .count();
+    assert_eq!(to_nia, 3);
+    let events = w.store.events(None).await.expect("events");
+    assert!(events.iter().any(|e| e.event.kind == "reply_suppressed"));
+    // The whole board's limit stops a flood of new records' acknowledgements too.
+    for b in &mut w.config.boards {
+        b.settings.rate_limits.per_address = 100;
+        b.settings.rate_limits.overall = 5;
+    }
+    let before = w.store.outbox(None).await.expect("outbox").len();
+    let raw = std::fs::read_to_string("tests/fixtures/forms/trafford-plain.eml").expect("fixture");
+    for n in 0..4 {
+        let r = w
+            .send(
+                raw.replace("<trafford-plain@fixtures.nhs.net>", &format!("<flood-{n}@nhs.net>"))
+                    .as_bytes(),
+                "2026-12-23T12:00:00Z",
+            )
+            .await;
+        assert_eq!(r.outcome, "case_opened", "the case still opens: {:?}", r.problems);
+    }
+    let after = w.store.outbox(None).await.expect("outbox").len();
+    assert!(after <= 5 && after >= before, "{before} -> {after}");
+    w.done().await;
+}

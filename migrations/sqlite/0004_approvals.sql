@@ -25,3 +25,6 @@ CREATE TABLE approved_domains (
     approved_at  BIGINT NOT NULL,
     PRIMARY KEY (board_id, domain)
 );
+
+-- Rate limits count the board's emails of the last 24 hours.
+CREATE INDEX outbox_board_created ON outbox (board_id, created_at);

@@ -1,75 +1,104 @@
-//! The IMAP mailbox source (async-imap): TLS (rustls) or plain for a server on this machine; IDLE where the
-//! server offers it, re-issued well inside the 29 minutes RFC 2177 allows, polling where it does not;
+//! The IMAP mailbox source (async-imap): TLS (rustls), or plain only for a server on this machine; IDLE
+//! where the server offers it, re-issued every `idle_seconds` (9 minutes by default, well inside
+//! firewall/NAT idle timeouts), with a NOOP to check a connection that sat idle, polling where it does not;
 //! reconnection with backoff; a timeout on every command.
 //!
-//! Every message still in the watched folder is unprocessed: each is fetched (without setting \Seen),
-//! handed to the main loop, and only once the main loop says its effect committed is it moved to the
-//! processed folder (UID MOVE), or to quarantine. Identity is (mailbox, UIDVALIDITY, UID) plus Message-ID,
-//! so a crash between commit and move, or a UIDVALIDITY change, has no second effect.
+//! Every message still in the watched folder and not flagged \Deleted is unprocessed. Its size is asked
+//! for first (RFC822.SIZE), so that memory stays bounded whatever arrives: messages are fetched whole
+//! (without setting \Seen) in batches of at most [`BATCH`] messages and [`BATCH_BYTES`] bytes, and a message
+//! larger than the pipeline reads ([`Limits`]) is never downloaded: it is handed over by its headers alone,
+//! marked as such ([`OVERSIZED_HEADER`]), so that the daemon records it, and then moved to quarantine.
+//! Only once the main loop says a message's effect committed is it moved out of the folder: UID MOVE where
+//! the server has MOVE; otherwise UID COPY, \Deleted and UID EXPUNGE of exactly those UIDs (UIDPLUS); and
+//! where the server has neither, the copied messages are only flagged \Deleted and \Seen, never expunged,
+//! because a plain EXPUNGE would also remove mail people flagged \Deleted themselves in a shared mailbox.
+//! Identity is (mailbox, UIDVALIDITY, UID) plus Message-ID, so a crash between commit and move, or a
+//! UIDVALIDITY change, has no second effect.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_imap::extensions::idle::IdleResponse;
+use async_imap::types::Fetch;
 use async_imap::Session;
 use futures_util::TryStreamExt;
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::mime::Limits;
 use super::pipeline::Source;
 use super::source::{Ack, Incoming, BATCH};
-use crate::config::Secret;
+pub use crate::config::ImapSettings;
 
-/// A board's IMAP mailbox (`[imap]` in the board's file).
-#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct ImapSettings {
-    pub host: String,
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// `tls` (default, port 993) or `none` (only for a server on this machine).
-    #[serde(default = "default_tls")]
-    pub tls: String,
-    pub username: String,
-    #[serde(default)]
-    pub password: Option<Secret>,
-    #[serde(default = "default_folder")]
-    pub folder: String,
-    #[serde(default = "default_processed")]
-    pub processed_folder: String,
-    #[serde(default = "default_quarantine")]
-    pub quarantine_folder: String,
-    /// How often to poll when the server has no IDLE, and the longest IDLE before it is re-issued.
-    #[serde(default = "default_idle")]
-    pub idle_seconds: u64,
-    #[serde(default = "default_timeout")]
-    pub timeout_seconds: u64,
+/// The most bytes of whole messages fetched in one batch (besides at most [`BATCH`] messages): a backlog
+/// of large messages comes in several small batches rather than one that holds them all.
+pub const BATCH_BYTES: u64 = 25 * 1024 * 1024;
+
+/// The most bytes of fetched messages handed to the daemon and not yet acknowledged, counting the batch
+/// being fetched: with large messages the source runs fewer batches ahead of the daemon.
+const IN_FLIGHT_BYTES: u64 = 2 * BATCH_BYTES;
+
+/// How many messages' sizes one FETCH asks for.
+const SIZES_AT_ONCE: usize = 1000;
+
+/// The first header line of a message that the IMAP source hands to the daemon by its headers alone,
+/// because the server says it is larger than the pipeline reads (`Limits::max_bytes`): its body was never
+/// downloaded. The line reads `X-Escalation-Bot-Oversized: size=31457280; limit=26214400` (bytes), and
+/// what follows it is the message's own header section (`BODY.PEEK[HEADER]`, at most
+/// `Limits::max_header_bytes` of it), ending with the blank line.
+///
+/// The pipeline must record such a message as too large to read, and answer [`Ack::Quarantine`]; use
+/// [`oversized`] to recognise it (in `mime::decode`, before any other check). Whatever the pipeline
+/// answers, the source moves the message to the quarantine folder (unless it is to be retried), since it
+/// was never read. A message that begins with this line on its own (a mail client can APPEND anything)
+/// is treated the same way: it can only get itself quarantined.
+pub const OVERSIZED_HEADER: &str = "X-Escalation-Bot-Oversized";
+
+/// What the [`OVERSIZED_HEADER`] line says: the message's size on the server and the limit it exceeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    pub size: u64,
+    pub limit: u64,
 }
 
-fn default_port() -> u16 {
-    993
+/// The [`OVERSIZED_HEADER`] line at the start of `raw`, if there is one: the message was handed over by
+/// its headers alone because it is larger than the bot reads.
+pub fn oversized(raw: &[u8]) -> Option<Oversized> {
+    let rest = raw.strip_prefix(OVERSIZED_HEADER.as_bytes())?.strip_prefix(b":")?;
+    let end = rest.iter().take(200).position(|&b| b == b'\r' || b == b'\n')?;
+    let line = std::str::from_utf8(rest.get(..end)?).ok()?;
+    let (mut size, mut limit) = (None, None);
+    for part in line.split(';') {
+        match part.trim().split_once('=') {
+            Some(("size", v)) => size = v.trim().parse().ok(),
+            Some(("limit", v)) => limit = v.trim().parse().ok(),
+            _ => {}
+        }
+    }
+    Some(Oversized {
+        size: size?,
+        limit: limit?,
+    })
 }
-fn default_tls() -> String {
-    "tls".into()
-}
-fn default_folder() -> String {
-    "INBOX".into()
-}
-fn default_processed() -> String {
-    "Processed".into()
-}
-fn default_quarantine() -> String {
-    "Quarantine".into()
-}
-fn default_idle() -> u64 {
-    // 25 minutes: well inside the 29 minutes a server may wait before dropping an idle client.
-    25 * 60
-}
-fn default_timeout() -> u64 {
-    30
+
+/// The raw message handed over for one too large to read: the [`OVERSIZED_HEADER`] line, then its header
+/// section, which ends with a blank line even where the server cut it short.
+fn oversized_handover(header: &[u8], size: u64, limit: u64) -> Vec<u8> {
+    let marker = format!("{OVERSIZED_HEADER}: size={size}; limit={limit}\r\n");
+    let mut raw = Vec::with_capacity(marker.len() + header.len() + 2);
+    raw.extend_from_slice(marker.as_bytes());
+    if header.ends_with(b"\n\r\n") || header.ends_with(b"\n\n") {
+        raw.extend_from_slice(header);
+    } else {
+        // Cut short (or empty): keep whole lines only, then end the header section.
+        let whole = header.iter().rposition(|&b| b == b'\n').map_or(0, |at| at + 1);
+        raw.extend_from_slice(header.get(..whole).unwrap_or_default());
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw
 }
 
 /// A connection, plain or TLS.
@@ -90,7 +119,22 @@ async fn within<T, E: std::fmt::Display>(
     }
 }
 
+/// Why `tls = "none"` may not be used for `s`, if it may not: only a server on this machine is reached
+/// without TLS.
+fn plain_refused(s: &ImapSettings) -> Option<String> {
+    (s.tls == "none" && !crate::config::is_loopback_host(&s.host)).then(|| {
+        format!(
+            "tls = \"none\" is allowed only for a server on this machine (127.0.0.1, ::1 or localhost), not {}: \
+             the password and every message would cross the network unencrypted; remove the tls line to use TLS",
+            s.host
+        )
+    })
+}
+
 async fn connect(s: &ImapSettings) -> anyhow::Result<ImapSession> {
+    if let Some(why) = plain_refused(s) {
+        anyhow::bail!("{why}");
+    }
     let tcp = within(
         s.timeout_seconds,
         "connect",
@@ -98,6 +142,15 @@ async fn connect(s: &ImapSettings) -> anyhow::Result<ImapSession> {
     )
     .await?;
     let stream: Box<dyn Conn> = if s.tls == "none" {
+        // The name said this machine; the address connected to must say so too (a name can resolve anywhere).
+        let peer = tcp.peer_addr()?;
+        if !peer.ip().to_canonical().is_loopback() {
+            anyhow::bail!(
+                "tls = \"none\" is allowed only for a server on this machine, but {} is at {peer}: refusing to \
+                 send the password unencrypted",
+                s.host
+            );
+        }
         Box::new(tcp)
     } else {
         let mut roots = tokio_rustls::rustls::RootCertStore::empty();
@@ -133,12 +186,17 @@ pub async fn watch_mailbox(
     tx: mpsc::Sender<Incoming>,
     mut stop: watch::Receiver<bool>,
 ) {
+    if let Some(why) = plain_refused(&settings) {
+        tracing::error!(board, host = %settings.host, "the IMAP mailbox is not watched: {why}");
+        return;
+    }
     let mut backoff = 1u64;
+    let mut warned = false;
     loop {
         if *stop.borrow() {
             return;
         }
-        match session(&board, &settings, &tx, &mut stop).await {
+        match session(&board, &settings, &tx, &mut stop, &mut warned).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(board, host = %settings.host, error = %e, retry_in_seconds = backoff, "IMAP connection lost");
@@ -150,6 +208,40 @@ pub async fn watch_mailbox(
             }
         }
     }
+}
+
+/// How settled messages leave the watched folder, by what the server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Removal {
+    /// UID MOVE (RFC 6851).
+    Move,
+    /// UID COPY, then \Deleted and UID EXPUNGE of exactly the UIDs copied (UIDPLUS, RFC 4315).
+    CopyAndUidExpunge,
+    /// UID COPY, then \Deleted and \Seen, and no expunge at all: a plain EXPUNGE would also remove what
+    /// people flagged \Deleted themselves. The flagged messages are not read again (the search skips
+    /// \Deleted), and wait for someone to expunge the folder.
+    CopyAndFlag,
+}
+
+impl Removal {
+    fn offered(can_move: bool, uidplus: bool) -> Removal {
+        if can_move {
+            Removal::Move
+        } else if uidplus {
+            Removal::CopyAndUidExpunge
+        } else {
+            Removal::CopyAndFlag
+        }
+    }
+}
+
+/// A batch handed to the daemon and not yet acknowledged.
+struct InFlight {
+    /// Each message's UID, and whether it was handed over by its headers alone (too large to read).
+    uids: Vec<(u32, bool)>,
+    /// The bytes handed over.
+    bytes: u64,
+    ack: oneshot::Receiver<Vec<Ack>>,
 }
 
 /// Messages whose effects have committed, waiting to be moved out of the watched folder together: a
@@ -171,17 +263,23 @@ impl Settled {
         self.done.len() + self.quarantined.len()
     }
 
-    /// Wait for a batch's acknowledgement and add its messages.
-    async fn add(&mut self, uids: Vec<u32>, ack: oneshot::Receiver<Vec<Ack>>) -> anyhow::Result<()> {
+    /// Wait for a batch's acknowledgement and add its messages. A message handed over by its headers alone
+    /// goes to quarantine even when the daemon says done: it was never read.
+    async fn add(&mut self, batch: InFlight) -> anyhow::Result<()> {
         let waited = std::time::Instant::now();
-        let acks = ack.await.map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
+        let acks = batch.ack.await.map_err(|_| anyhow::anyhow!("the daemon is stopping"))?;
         tracing::debug!(
             waited_ms = waited.elapsed().as_secs_f64() * 1e3,
-            messages = uids.len(),
+            messages = batch.uids.len(),
             "batch acknowledged"
         );
-        for (uid, ack) in uids.into_iter().zip(acks) {
+        if acks.len() != batch.uids.len() {
+            // Messages without an answer stay, and are fetched again on the next connection.
+            self.retry = true;
+        }
+        for ((uid, too_large), ack) in batch.uids.into_iter().zip(acks) {
             match ack {
+                Ack::Done if too_large => self.quarantined.push(uid),
                 Ack::Done => self.done.push(uid),
                 Ack::Quarantine => self.quarantined.push(uid),
                 Ack::Retry => self.retry = true,
@@ -192,7 +290,7 @@ impl Settled {
 
     /// Move what has settled: processed messages to the processed folder, unusable ones to quarantine.
     /// Then, if a message is to be retried, fail, so that the connection starts over and fetches it again.
-    async fn move_out(&mut self, session: &mut ImapSession, s: &ImapSettings, can_move: bool) -> anyhow::Result<()> {
+    async fn move_out(&mut self, session: &mut ImapSession, s: &ImapSettings, removal: Removal) -> anyhow::Result<()> {
         let secs = s.timeout_seconds;
         let started = std::time::Instant::now();
         let (done, quarantined) = (std::mem::take(&mut self.done), std::mem::take(&mut self.quarantined));
@@ -201,20 +299,24 @@ impl Settled {
                 continue;
             }
             let set = uid_set(uids);
-            if can_move {
+            if removal == Removal::Move {
                 within(secs, "UID MOVE", session.uid_mv(&set, folder)).await?;
+                continue;
+            }
+            within(secs, "UID COPY", session.uid_copy(&set, folder)).await?;
+            let flags = if removal == Removal::CopyAndUidExpunge {
+                "+FLAGS.SILENT (\\Deleted)"
             } else {
-                within(secs, "UID COPY", session.uid_copy(&set, folder)).await?;
-                within(secs, "UID STORE", async {
-                    session
-                        .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
-                        .await?
-                        .try_collect::<Vec<_>>()
-                        .await
-                })
-                .await?;
-                within(secs, "EXPUNGE", async {
-                    session.expunge().await?.try_collect::<Vec<_>>().await
+                "+FLAGS.SILENT (\\Deleted \\Seen)"
+            };
+            within(secs, "UID STORE", async {
+                session.uid_store(&set, flags).await?.try_collect::<Vec<_>>().await
+            })
+            .await?;
+            if removal == Removal::CopyAndUidExpunge {
+                // Exactly the UIDs copied: a plain EXPUNGE would also remove what people flagged \Deleted.
+                within(secs, "UID EXPUNGE", async {
+                    session.uid_expunge(&set).await?.try_collect::<Vec<_>>().await
                 })
                 .await?;
             }
@@ -264,70 +366,224 @@ fn uid_set(uids: &[u32]) -> String {
     out
 }
 
+/// A message in the watched folder and its size on the server (RFC822.SIZE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Listed {
+    uid: u32,
+    size: u64,
+}
+
+/// One batch to fetch, in UID order: messages read whole, and those larger than `limit`, read by their
+/// headers alone.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Planned {
+    messages: Vec<Listed>,
+    /// The most bytes the batch's fetch brings: whole messages' sizes, and a header section's limit for
+    /// each message too large to read.
+    bytes: u64,
+}
+
+/// Split the folder's messages into batches of at most [`BATCH`] messages and [`BATCH_BYTES`] bytes (a
+/// message alone in its batch may be larger, up to `limit`).
+fn plan(listed: &[Listed], limit: u64, header_bytes: u64) -> Vec<Planned> {
+    let mut out = Vec::new();
+    let mut current = Planned::default();
+    for m in listed {
+        let cost = if m.size > limit { header_bytes } else { m.size };
+        if !current.messages.is_empty() && (current.messages.len() >= BATCH || current.bytes + cost > BATCH_BYTES) {
+            out.push(std::mem::take(&mut current));
+        }
+        current.messages.push(*m);
+        current.bytes += cost;
+    }
+    if !current.messages.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// The sizes of the messages `uids`, in UID order (a message expunged meanwhile is left out).
+async fn sizes(session: &mut ImapSession, uids: &[u32], secs: u64) -> anyhow::Result<Vec<Listed>> {
+    let mut out = Vec::with_capacity(uids.len());
+    for chunk in uids.chunks(SIZES_AT_ONCE) {
+        let set = uid_set(chunk);
+        within(secs * 4, "UID FETCH RFC822.SIZE", async {
+            let mut fetched = session.uid_fetch(&set, "(UID RFC822.SIZE)").await?;
+            while let Some(f) = fetched.try_next().await? {
+                if let (Some(uid), Some(size)) = (f.uid, f.size) {
+                    out.push(Listed {
+                        uid,
+                        size: u64::from(size),
+                    });
+                }
+            }
+            Ok::<_, async_imap::error::Error>(())
+        })
+        .await?;
+    }
+    out.sort_unstable_by_key(|m| m.uid);
+    out.dedup_by_key(|m| m.uid);
+    Ok(out)
+}
+
+/// Fetch `uids` with `query` and keep, by UID, the bytes `part` takes from each answer. Answers are taken
+/// one at a time and dropped once their bytes are out, so a batch is never held twice.
+async fn fetch_parts(
+    session: &mut ImapSession,
+    uids: &[u32],
+    query: &str,
+    part: fn(&Fetch) -> Option<&[u8]>,
+    secs: u64,
+) -> anyhow::Result<HashMap<u32, Vec<u8>>> {
+    let mut out = HashMap::with_capacity(uids.len());
+    if uids.is_empty() {
+        return Ok(out);
+    }
+    let set = uid_set(uids);
+    within(secs, "UID FETCH", async {
+        let mut fetched = session.uid_fetch(&set, query).await?;
+        while let Some(f) = fetched.try_next().await? {
+            if let (Some(uid), Some(bytes)) = (f.uid, part(&f)) {
+                out.insert(uid, bytes.to_vec());
+            }
+        }
+        Ok::<_, async_imap::error::Error>(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Fetch a planned batch: whole messages, and the headers alone of those too large to read, handed over
+/// with the [`OVERSIZED_HEADER`] line. In UID order, each with whether it was too large.
+async fn fetch_batch(
+    session: &mut ImapSession,
+    board: &str,
+    s: &ImapSettings,
+    batch: &Planned,
+    uidvalidity: Option<i64>,
+    limits: &Limits,
+) -> anyhow::Result<(Vec<(u32, bool)>, Vec<(Source, Vec<u8>)>)> {
+    let secs = s.timeout_seconds;
+    let limit = limits.max_bytes as u64;
+    let started = std::time::Instant::now();
+    let (large, whole): (Vec<Listed>, Vec<Listed>) = batch.messages.iter().partition(|m| m.size > limit);
+    let whole_uids: Vec<u32> = whole.iter().map(|m| m.uid).collect();
+    let large_uids: Vec<u32> = large.iter().map(|m| m.uid).collect();
+    let mut bodies = fetch_parts(session, &whole_uids, "(UID BODY.PEEK[])", Fetch::body, secs * 4).await?;
+    let header_query = format!("(UID BODY.PEEK[HEADER]<0.{}>)", limits.max_header_bytes);
+    let mut headers = fetch_parts(session, &large_uids, &header_query, Fetch::header, secs).await?;
+    let mut uids = Vec::with_capacity(batch.messages.len());
+    let mut messages = Vec::with_capacity(batch.messages.len());
+    for m in &batch.messages {
+        let too_large = m.size > limit;
+        let raw = if too_large {
+            let Some(header) = headers.remove(&m.uid) else {
+                continue;
+            };
+            tracing::warn!(
+                board,
+                folder = %s.folder,
+                uid = m.uid,
+                size = m.size,
+                limit,
+                "a message larger than the bot reads is handed over by its headers alone, and goes to {}",
+                s.quarantine_folder
+            );
+            oversized_handover(&header, m.size, limit)
+        } else {
+            let Some(body) = bodies.remove(&m.uid) else {
+                continue;
+            };
+            body
+        };
+        let source = Source {
+            mailbox: format!("imap:{}:{}", s.username, s.folder),
+            uidvalidity,
+            uid: Some(i64::from(m.uid)),
+        };
+        uids.push((m.uid, too_large));
+        messages.push((source, raw));
+    }
+    // Word the server volunteered (new messages, flags) is not needed: the next search sees it.
+    while session.unsolicited_responses.try_recv().is_ok() {}
+    tracing::debug!(
+        folder = %s.folder,
+        messages = messages.len(),
+        too_large = large_uids.len(),
+        bytes = batch.bytes,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "batch fetched"
+    );
+    Ok((uids, messages))
+}
+
 /// One connection's life: drain the folder, then wait (IDLE or poll) for more, until `stop` or an error.
+/// `warned` says whether the lack of MOVE and UIDPLUS has been logged already (once per board).
 async fn session(
     board: &str,
     s: &ImapSettings,
     tx: &mpsc::Sender<Incoming>,
     stop: &mut watch::Receiver<bool>,
+    warned: &mut bool,
 ) -> anyhow::Result<()> {
     let secs = s.timeout_seconds;
+    let limits = Limits::default();
     let mut session = connect(s).await?;
     let caps = within(secs, "CAPABILITY", session.capabilities()).await?;
     let can_idle = caps.has_str("IDLE");
-    let can_move = caps.has_str("MOVE");
+    let removal = Removal::offered(caps.has_str("MOVE"), caps.has_str("UIDPLUS"));
+    if removal == Removal::CopyAndFlag && !*warned {
+        *warned = true;
+        tracing::warn!(
+            board,
+            host = %s.host,
+            "the IMAP server offers neither MOVE nor UIDPLUS: processed messages are copied to {} and {} and \
+             left in {} flagged \\Deleted and \\Seen, never expunged, because a plain EXPUNGE would also remove \
+             mail people flagged \\Deleted themselves; expunge the folder from a mail client now and then",
+            s.processed_folder,
+            s.quarantine_folder,
+            s.folder
+        );
+    }
     for folder in [&s.processed_folder, &s.quarantine_folder] {
         // Already there is fine.
         let _ = within(secs, "CREATE", session.create(folder)).await;
     }
-    tracing::info!(board, host = %s.host, folder = %s.folder, idle = can_idle, "watching the IMAP mailbox");
+    tracing::info!(board, host = %s.host, folder = %s.folder, idle = can_idle, removal = ?removal, "watching the IMAP mailbox");
     loop {
         let mailbox = within(secs, "SELECT", session.select(&s.folder)).await?;
         let uidvalidity = mailbox.uid_validity.map(i64::from);
-        let mut uids: Vec<u32> = within(secs, "UID SEARCH", session.uid_search("ALL"))
+        // A message flagged \Deleted is on its way out (copied by the bot on a server without MOVE, or
+        // deleted by someone): it is not read.
+        let uids: Vec<u32> = within(secs, "UID SEARCH", session.uid_search("UNDELETED"))
             .await?
             .into_iter()
+            .collect::<std::collections::BTreeSet<u32>>()
+            .into_iter()
             .collect();
-        uids.sort_unstable();
-        // Pipelined: while the main loop processes one batch, the next two are fetched and handed over, so
-        // it never waits on this connection; each batch is moved out once its acknowledgement says its
-        // effects committed.
-        let mut in_flight: std::collections::VecDeque<(Vec<u32>, oneshot::Receiver<Vec<Ack>>)> = Default::default();
+        let listed = sizes(&mut session, &uids, secs).await?;
+        // Pipelined: while the main loop processes one batch, the next two are fetched and handed over (fewer
+        // when they are large: at most IN_FLIGHT_BYTES are out at once), so it rarely waits on this
+        // connection; each batch is moved out once its acknowledgement says its effects committed.
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        let mut in_flight_bytes = 0u64;
         let mut settled = Settled::default();
-        for chunk in uids.chunks(BATCH) {
-            let started = std::time::Instant::now();
-            let set = uid_set(chunk);
-            let fetched: Vec<_> = within(secs * 4, "UID FETCH", async {
-                session
-                    .uid_fetch(&set, "(UID BODY.PEEK[])")
-                    .await?
-                    .try_collect::<Vec<_>>()
-                    .await
-            })
-            .await?;
-            let mut uids_in_order = Vec::new();
-            let mut messages = Vec::new();
-            for f in &fetched {
-                let (Some(uid), Some(body)) = (f.uid, f.body()) else {
-                    continue;
+        for batch in plan(&listed, limits.max_bytes as u64, limits.max_header_bytes as u64) {
+            while in_flight.len() > 2 || (!in_flight.is_empty() && in_flight_bytes + batch.bytes > IN_FLIGHT_BYTES) {
+                let Some(oldest) = in_flight.pop_front() else {
+                    break;
                 };
-                let source = Source {
-                    mailbox: format!("imap:{}:{}", s.username, s.folder),
-                    uidvalidity,
-                    uid: Some(i64::from(uid)),
-                };
-                uids_in_order.push(uid);
-                messages.push((source, body.to_vec()));
+                in_flight_bytes = in_flight_bytes.saturating_sub(oldest.bytes);
+                settled.add(oldest).await?;
+                if settled.len() >= MOVE_AT_LEAST || settled.retry {
+                    settled.move_out(&mut session, s, removal).await?;
+                }
             }
-            tracing::debug!(
-                folder = %s.folder,
-                messages = messages.len(),
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                "batch fetched"
-            );
+            let (uids, messages) = fetch_batch(&mut session, board, s, &batch, uidvalidity, &limits).await?;
             if messages.is_empty() {
                 continue;
             }
+            let bytes = messages.iter().map(|(_, raw)| raw.len() as u64).sum();
             let (ack_tx, ack_rx) = oneshot::channel();
             if tx
                 .send(Incoming {
@@ -340,20 +596,17 @@ async fn session(
             {
                 return Ok(());
             }
-            in_flight.push_back((uids_in_order, ack_rx));
-            if in_flight.len() > 2 {
-                if let Some((uids, rx)) = in_flight.pop_front() {
-                    settled.add(uids, rx).await?;
-                    if settled.len() >= MOVE_AT_LEAST || settled.retry {
-                        settled.move_out(&mut session, s, can_move).await?;
-                    }
-                }
-            }
+            in_flight_bytes += bytes;
+            in_flight.push_back(InFlight {
+                uids,
+                bytes,
+                ack: ack_rx,
+            });
         }
-        while let Some((uids, rx)) = in_flight.pop_front() {
-            settled.add(uids, rx).await?;
+        while let Some(batch) = in_flight.pop_front() {
+            settled.add(batch).await?;
         }
-        settled.move_out(&mut session, s, can_move).await?;
+        settled.move_out(&mut session, s, removal).await?;
         if *stop.borrow() {
             let _ = within(secs, "LOGOUT", session.logout()).await;
             return Ok(());
@@ -368,24 +621,32 @@ async fn session(
                     _ = stop.changed() => None,
                 }
             };
-            match outcome {
+            let quiet = match outcome {
                 None => return Ok(()),
                 Some(Err(e)) => anyhow::bail!("IMAP IDLE: {e}"),
-                Some(Ok(IdleResponse::NewData(_) | IdleResponse::Timeout | IdleResponse::ManualInterrupt)) => {}
-            }
+                Some(Ok(IdleResponse::Timeout)) => true,
+                Some(Ok(IdleResponse::NewData(_) | IdleResponse::ManualInterrupt)) => false,
+            };
             session = within(secs, "DONE", idle.done()).await?;
+            if quiet {
+                // Nothing was heard for the whole IDLE: check the connection is still there before using it.
+                within(secs, "NOOP", session.noop()).await?;
+            }
         } else {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(s.idle_seconds.min(60))) => {}
                 _ = stop.changed() => return Ok(()),
             }
+            // The connection sat idle since the last look: check it is still there.
+            within(secs, "NOOP", session.noop()).await?;
         }
+        while session.unsolicited_responses.try_recv().is_ok() {}
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::uid_set;
+    use super::*;
 
     #[test]
     fn uid_sets_write_runs_as_ranges() {
@@ -394,5 +655,102 @@ mod tests {
         assert_eq!(uid_set(&[3, 1, 2, 5, 9, 10, 10]), "1:3,5,9:10");
         let backlog: Vec<u32> = (1..=300).chain(400..=450).collect();
         assert_eq!(uid_set(&backlog), "1:300,400:450");
+    }
+
+    fn listed(sizes: &[u64]) -> Vec<Listed> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| Listed {
+                uid: i as u32 + 1,
+                size,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_hold_at_most_batch_messages_and_batch_bytes() {
+        const MB: u64 = 1024 * 1024;
+        let limit = 25 * MB;
+        // Many small messages: batches of BATCH.
+        let small = plan(&listed(&vec![10_000; 250]), limit, 256 * 1024);
+        assert_eq!(
+            small.iter().map(|b| b.messages.len()).collect::<Vec<_>>(),
+            [100, 100, 50]
+        );
+        // Large ones: by bytes, each batch within BATCH_BYTES, a message at the limit alone.
+        let large = plan(&listed(&[10 * MB, 10 * MB, 10 * MB, 25 * MB, MB]), limit, 256 * 1024);
+        assert_eq!(large.iter().map(|b| b.messages.len()).collect::<Vec<_>>(), [2, 1, 1, 1]);
+        assert!(large.iter().all(|b| b.bytes <= BATCH_BYTES));
+        // One too large to read costs only its header section.
+        let too_large = plan(&listed(&[30 * MB, MB]), limit, 256 * 1024);
+        assert_eq!(too_large.len(), 1);
+        assert_eq!(too_large[0].bytes, 256 * 1024 + MB);
+        // Order is kept.
+        let uids: Vec<u32> = large.iter().flat_map(|b| b.messages.iter().map(|m| m.uid)).collect();
+        assert_eq!(uids, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn a_message_too_large_is_handed_over_by_its_headers_with_a_marker() {
+        let header = b"From: a@example.org\r\nSubject: big\r\n\r\n";
+        let raw = oversized_handover(header, 31_457_280, 26_214_400);
+        assert!(raw.starts_with(b"X-Escalation-Bot-Oversized: size=31457280; limit=26214400\r\nFrom: "));
+        assert!(raw.ends_with(b"Subject: big\r\n\r\n"));
+        assert_eq!(
+            oversized(&raw),
+            Some(Oversized {
+                size: 31_457_280,
+                limit: 26_214_400
+            })
+        );
+        // A header section cut short ends at its last whole line, then a blank line.
+        let cut = oversized_handover(b"From: a@example.org\r\nSubject: bi", 9, 1);
+        assert!(cut.ends_with(b"From: a@example.org\r\n\r\n"));
+        assert!(oversized(&oversized_handover(b"", 9, 1)).is_some());
+        // Ordinary messages, and a marker line that says nothing, are not oversized.
+        assert_eq!(oversized(b"From: a@example.org\r\n\r\nhello"), None);
+        assert_eq!(oversized(b"X-Escalation-Bot-Oversized: yes\r\n\r\n"), None);
+        assert_eq!(oversized(b"X-Escalation-Bot-Oversized: size=1"), None);
+    }
+
+    #[test]
+    fn plain_imap_is_refused_unless_the_server_is_on_this_machine() {
+        let mut s: ImapSettings = toml::from_str("host = \"imap.example.org\"\nusername = \"u\"\ntls = \"none\"")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain_refused(&s).is_some());
+        for host in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "localhost",
+            "LOCALHOST",
+            "::ffff:127.0.0.1",
+        ] {
+            s.host = host.into();
+            assert_eq!(plain_refused(&s), None, "{host}");
+        }
+        for host in ["10.0.0.1", "128.0.0.1", "::2", "localhost.example.org", "[::1]"] {
+            s.host = host.into();
+            assert!(plain_refused(&s).is_some(), "{host}");
+        }
+        s.tls = "tls".into();
+        assert_eq!(plain_refused(&s), None);
+    }
+
+    #[test]
+    fn removal_follows_what_the_server_offers() {
+        assert_eq!(Removal::offered(true, true), Removal::Move);
+        assert_eq!(Removal::offered(true, false), Removal::Move);
+        assert_eq!(Removal::offered(false, true), Removal::CopyAndUidExpunge);
+        assert_eq!(Removal::offered(false, false), Removal::CopyAndFlag);
+    }
+
+    #[test]
+    fn the_default_idle_is_re_issued_within_ten_minutes() {
+        let s: ImapSettings =
+            toml::from_str("host = \"imap.example.org\"\nusername = \"u\"").unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.idle_seconds <= 10 * 60, "{}", s.idle_seconds);
+        assert_eq!(s.tls, "tls");
     }
 }

@@ -204,6 +204,14 @@ fn doubtful_subject(subject: &str) -> Option<String> {
 
 /// Decode `raw`, or say why it cannot be read.
 pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
+    // A message the IMAP source found too large by its size alone: only its headers came.
+    if let Some(o) = super::imap::oversized(raw) {
+        return Err(Unreadable(format!(
+            "the message is {} MB, more than the {} MB the bot accepts; please send the form without large attachments",
+            o.size / (1024 * 1024),
+            o.limit / (1024 * 1024)
+        )));
+    }
     if raw.len() > limits.max_bytes {
         return Err(Unreadable(format!(
             "the message is {} MB, more than the {} MB the bot accepts; please send the form without large attachments",

@@ -11,6 +11,7 @@
 
 pub mod compose;
 pub mod imap;
+pub mod limits;
 pub mod mime;
 pub mod pipeline;
 pub mod render;

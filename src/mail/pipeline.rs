@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::compose::{blank_form, Composer};
+use super::limits::Budget;
 use super::mime::{decode, Inbound, Limits};
 use super::render::Templates;
 use super::source::Ack;
@@ -706,7 +707,25 @@ impl<'a> Pipeline<'a> {
                 allowed.push(email);
             }
         }
+        let (allowed, limited) = self.within_limits(store, board, allowed, now).await?;
+        suppressed.extend(limited);
         Ok((allowed, suppressed))
+    }
+
+    /// The board's rate limits ([`crate::mail::limits`]) applied to `outbox`, for every kind of email.
+    async fn within_limits<S: Store>(
+        &self,
+        store: &S,
+        board: &Board,
+        outbox: Vec<OutboundEmail>,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<OutboundEmail>, Vec<Event>), StoreError> {
+        let addresses: Vec<String> = outbox
+            .iter()
+            .flat_map(|e| e.to.iter().chain(e.cc.iter()).cloned())
+            .collect();
+        let mut budget = Budget::load(store, board, &addresses, now).await?;
+        Ok(budget.admit(outbox, now))
     }
 
     /// Write what a message that changes no case causes — its audit event, any reply, its outcome — in
@@ -963,11 +982,22 @@ impl<'a> Pipeline<'a> {
             .to_string()
             .parse()
             .unwrap_or(2000);
+        // Whom a new case writes to: the referrer, the other party, the board's roles.
+        let mut addresses: Vec<String> = vec![sender.email.clone()];
+        addresses.extend(parsed.record.escalating_email.iter().cloned());
+        addresses.extend(parsed.record.other_email.iter().cloned());
+        addresses.extend(board.settings.roles.values().map(|c| c.email.clone()));
+        let mut budget = Budget::load(store, board, &addresses, now).await?;
+        let suppressed = std::sync::Mutex::new(Vec::new());
         let created = store
             .create_case(board.id(), &policy.reference_prefix, year, |reference| {
                 let t = lifecycle::open(&board.rules, &new, reference, now).map_err(|r| r.problems.join(" "))?;
                 let mut outbox = vec![composer.acknowledgement(&t, &msg.message_id)?];
                 outbox.extend(composer.notifications(&t, &t.notifications, &msg.message_id)?);
+                let (outbox, limited) = budget.admit(outbox, now);
+                if let Ok(mut s) = suppressed.lock() {
+                    s.extend(limited);
+                }
                 let inbound = inbound_id.map(|id| InboundDone {
                     id,
                     outcome: "case_opened".into(),
@@ -981,10 +1011,14 @@ impl<'a> Pipeline<'a> {
                 })
             })
             .await?;
+        let suppressed = suppressed.into_inner().unwrap_or_default();
         match created {
             Ok(stored) => {
                 report.case = Some(stored.case.reference.clone());
                 report.replies = 1;
+                for e in &suppressed {
+                    store.record_event(board.id(), Some(&stored.case.reference), e).await?;
+                }
             }
             Err(e) => {
                 report.outcome = "refused".into();
@@ -1728,6 +1762,10 @@ impl<'a> Pipeline<'a> {
                     .notifications(&t, &t.notifications, &msg.message_id)
                     .map_err(StoreError::Data)?,
             );
+            let (outbox, limited) = self.within_limits(store, board, outbox, now).await?;
+            for e in &limited {
+                store.record_event(board.id(), Some(&reference), e).await?;
+            }
             report.replies = outbox.len();
             let inbound = inbound_id.map(|id| InboundDone {
                 id,

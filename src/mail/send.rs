@@ -155,9 +155,9 @@ impl Transport {
         Ok(Transport::Smtp(s.clone(), builder.build()))
     }
 
-    /// Deliver `email` to `recipients` (those of its recipients who do not have it yet), one SMTP
-    /// transaction per recipient, so that one refused address fails only itself. Stops at the first failure
-    /// of the server.
+    /// Deliver `email` to `recipients` (those of its recipients who do not have it yet): in one SMTP
+    /// transaction, or, when a recipient is refused, one transaction per recipient, so that one refused
+    /// address fails only itself. Stops at the first failure of the server.
     pub async fn deliver_to(&self, email: &OutboundEmail, recipients: &[String], now: DateTime<Utc>) -> Attempt {
         let mut attempt = Attempt::default();
         let message = match build_message(email, now) {
@@ -183,6 +183,29 @@ impl Transport {
             Transport::Smtp(s, transport) => {
                 let bytes = message.formatted();
                 let from = message.envelope().from().cloned();
+                let wait = Duration::from_secs(s.timeout_seconds * 2);
+                // Usually every recipient takes it: one transaction for all. Only when one is refused are
+                // they tried one by one, so that the refusal is that recipient's alone.
+                if recipients.len() > 1 {
+                    let all: Result<Vec<lettre::Address>, _> = recipients.iter().map(|r| r.parse()).collect();
+                    if let Ok(Ok(envelope)) = all.map(|to| lettre::address::Envelope::new(from.clone(), to)) {
+                        match tokio::time::timeout(wait, transport.send_raw(&envelope, &bytes)).await {
+                            Ok(Ok(_)) => {
+                                attempt.delivered = recipients.to_vec();
+                                return attempt;
+                            }
+                            Ok(Err(e)) if e.is_permanent() && is_recipient_refusal(&e.to_string()) => {}
+                            Ok(Err(e)) => {
+                                attempt.server_error = Some(e.to_string());
+                                return attempt;
+                            }
+                            Err(_) => {
+                                attempt.server_error = Some("the SMTP server did not answer in time".into());
+                                return attempt;
+                            }
+                        }
+                    }
+                }
                 for rcpt in recipients {
                     let to: lettre::Address = match rcpt.parse() {
                         Ok(a) => a,
@@ -202,7 +225,7 @@ impl Transport {
                         }
                     };
                     let send = transport.send_raw(&envelope, &bytes);
-                    match tokio::time::timeout(Duration::from_secs(s.timeout_seconds * 2), send).await {
+                    match tokio::time::timeout(wait, send).await {
                         Ok(Ok(_)) => attempt.delivered.push(rcpt.clone()),
                         Ok(Err(e)) if e.is_permanent() && is_recipient_refusal(&e.to_string()) => {
                             attempt.refused.push(Refused {

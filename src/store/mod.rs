@@ -388,6 +388,12 @@ pub trait Store: Send + Sync + 'static {
     /// Try failed emails again from `now`: one (`Some(id)`) or every failed one; how many.
     fn outbox_retry(&self, id: Option<i64>, now: DateTime<Utc>) -> impl Future<Output = Result<u64>> + Send;
 
+    /// How many emails have been queued to addresses at `domain` since `since` (rate limits).
+    fn count_outbox_to_domain(&self, domain: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;
+
+    /// How many emails `board` has queued since `since` (rate limits).
+    fn count_outbox_of_board(&self, board: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;
+
     /// How many emails have been queued to `address` since `since` (for the per-sender reply cap).
     fn count_outbox_to(&self, address: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;
 

@@ -1006,6 +1006,26 @@ macro_rules! impl_store {
                 Ok(done.rows_affected())
             }
 
+            async fn count_outbox_to_domain(&self, domain: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+                // Addresses are validated (no quotes, no wildcards): `@domain"` inside the JSON envelope is exact.
+                let pattern = format!("%@{}\"%", domain.to_lowercase());
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE created_at >= $1 AND LOWER(envelope) LIKE $2")
+                    .bind(to_ms(since))
+                    .bind(pattern)
+                    .fetch_one(&mut *self.lend().await?)
+                    .await?;
+                Ok(row.try_get("n")?)
+            }
+
+            async fn count_outbox_of_board(&self, board: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox WHERE created_at >= $1 AND board_id = $2")
+                    .bind(to_ms(since))
+                    .bind(board)
+                    .fetch_one(&mut *self.lend().await?)
+                    .await?;
+                Ok(row.try_get("n")?)
+            }
+
             async fn count_outbox_to(&self, address: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
                 // Addresses are validated (no quotes, no wildcards), so a match inside the JSON envelope is exact.
                 let pattern = format!("%\"{}\"%", address.to_lowercase());
