@@ -15,6 +15,7 @@ const SAM: &str = "sam.social@westshire.gov.uk";
 use escalation_bot::core::reply::ReplyCommand;
 use escalation_bot::mail::mime::{decode, Limits};
 use escalation_bot::mail::pipeline::{fields_json, Pipeline, Source};
+use escalation_bot::store::Store;
 use serde_json::Value;
 
 fn pairs(dir: &Path) -> Vec<(PathBuf, Value)> {
@@ -278,4 +279,125 @@ fn every_reply_format_yields_its_command_and_new_text() {
     }
     println!("{} replies, {} missed", corpus.len(), misses.len());
     assert!(misses.is_empty(), "{} missed:\n{}", misses.len(), misses.join("\n"));
+}
+
+/// A plain-text record email from `from` with `body`.
+fn record_email(from: &str, to: &str, body: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: Escalation\r\nMessage-ID: <example-{}@nhs.net>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn the_forms_the_issue_found_refused_are_read() {
+    let c = config();
+    let pipeline = Pipeline::new(&c, b"test-secret".to_vec()).expect("pipeline");
+    let read = |to: &str, body: &str| {
+        let (_, parsed) = pipeline
+            .read_escalation(&record_email("Ann Example <ann.example@nhs.net>", to, body))
+            .expect("decodes");
+        fields_json(&parsed)
+    };
+    // Rotherham's Appendix B: the Referrer block.
+    let f = read(
+        "escalations@rotherham-sab.invalid",
+        "Name of adult at risk.\nAlan Testperson\n\nSummary of reason for dispute – include views of all agencies\nThe enquiry was closed too soon.\n\nReferrer\nName: Ann Example\nJob Title: Community Nurse\nAgency: The Rotherham NHS Foundation Trust\nDate: 04/01/2027",
+    );
+    assert_eq!(f["escalating_agency"], "The Rotherham NHS Foundation Trust", "{f}");
+    assert_eq!(f["escalating_name"], "Ann Example");
+    // Buckinghamshire's signature blocks, the challenged manager's too.
+    let f = read(
+        "escalations@buckinghamshire-sab.invalid",
+        "Name of adult at risk: Alan Testperson\nSummary of reason for dispute: Discharge without a plan.\n\nSignature of challenger manager Name: Ann Example\nJob Title: Ward Manager\nAgency: Buckinghamshire Healthcare NHS Trust\nDate: 05/01/2027\n\nSignature of challenged manager Name: Bob Sample\nJob Title: Team Manager\nAgency: Buckinghamshire Council\nDate: 05/01/2027",
+    );
+    assert_eq!(f["escalating_agency"], "Buckinghamshire Healthcare NHS Trust", "{f}");
+    assert_eq!(
+        (f["other_name"].as_str(), f["other_agency"].as_str()),
+        (Some("Bob Sample"), Some("Buckinghamshire Council"))
+    );
+    // An agency with "of" in it.
+    let f = read(
+        "BSAB@bradford.gov.uk",
+        "Name of adult at risk: Alan Testperson\nName and agency name of the person escalating the dispute: Callum Reid, City of Bradford MDC Adult Social Care\nSummary of reason for dispute: Closed too soon.",
+    );
+    assert_eq!(f["escalating_agency"], "City of Bradford MDC Adult Social Care", "{f}");
+    // Each label alone on its line, the value on the lines below.
+    let f = read(
+        "escalations@trafford-ssp.invalid",
+        "Name of adult at risk:\n\nAlan Testperson\n\nNHS number:\n\n999 000 0018\n\nSummary of reason for dispute:\n\nClosed too soon.\nThe adult wants help at home.",
+    );
+    assert_eq!(
+        (f["adult_name"].as_str(), f["nhs_number"].as_str()),
+        (Some("Alan Testperson"), Some("9990000018")),
+        "{f}"
+    );
+    assert!(f["summary"].as_str().is_some_and(|s| s.contains("help at home")));
+    // Outlook's table row "Name and agency of person the dispute is with".
+    let html = "<table><tr><td>Name of adult at risk</td><td>Alan Testperson</td></tr>\
+        <tr><td>Name and agency of person the dispute is with</td><td>Bob Sample, Westshire Council (Adult Social Care) \
+        <a href=\"mailto:bob.sample@westshire.gov.uk\">bob.sample@westshire.gov.uk</a> 01632 960000</td></tr></table>";
+    let raw = format!(
+        "From: Ann Example <ann.example@nhs.net>\r\nTo: BSAB@bradford.gov.uk\r\nSubject: Escalation\r\n\
+         Message-ID: <html-example@nhs.net>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n"
+    );
+    let (_, parsed) = pipeline.read_escalation(raw.as_bytes()).expect("decodes");
+    let f = fields_json(&parsed);
+    assert_eq!(f["other_name"], "Bob Sample", "{f}");
+    assert_eq!(f["other_agency"], "Westshire Council (Adult Social Care)", "{f}");
+    assert_eq!(f["other_email"], "bob.sample@westshire.gov.uk", "{f}");
+    // A record already at stage 2.
+    let f = read(
+        "BSAB@bradford.gov.uk",
+        "Name of adult at risk: Alan Testperson\nCurrent stage of escalation: Stage 2 - line managers\nSummary of reason for dispute: Managers could not agree.",
+    );
+    assert_eq!(f["stage"], 2, "{f}");
+}
+
+#[tokio::test]
+async fn the_acknowledgement_goes_to_the_sender_not_only_to_an_address_typed_into_the_form() {
+    let c = config();
+    let pipeline = Pipeline::new(&c, b"test-secret".to_vec()).expect("pipeline");
+    let (store, db) = TestDb::sqlite().await;
+    escalation_bot::app::prepare_store(&c, &store, at("2027-01-04T09:00:00Z"))
+        .await
+        .expect("prepare");
+    let raw = std::fs::read_to_string("tests/fixtures/forms/trafford-plain.eml")
+        .expect("fixture")
+        .replace(
+            "From: Nia Nurse <nia.nurse@nhs.net>",
+            "From: Team Inbox <adult.team@nhs.net>",
+        );
+    let r = pipeline
+        .process(
+            &store,
+            &Source::default(),
+            raw.as_bytes(),
+            None,
+            at("2027-01-04T10:00:00Z"),
+            false,
+        )
+        .await
+        .expect("processes");
+    assert_eq!(r.outcome, "case_opened", "{:?}", r.problems);
+    let ack = store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .find(|o| o.email.kind == "acknowledgement")
+        .expect("acknowledgement");
+    assert_eq!(
+        ack.email.to,
+        vec!["adult.team@nhs.net".to_string()],
+        "to whoever sent it"
+    );
+    assert!(
+        ack.email.cc.contains(&"nia.nurse@nhs.net".to_string()),
+        "and the practitioner the form names"
+    );
+    store.close().await;
+    db.cleanup().await;
 }

@@ -279,8 +279,10 @@ impl Composer<'_> {
         Ok(out)
     }
 
-    /// The acknowledgement of a new case, to the escalating practitioner, copied to the other party.
-    pub fn acknowledgement(&self, t: &Transition, in_reply_to: &str) -> Result<OutboundEmail, String> {
+    /// The acknowledgement of a new case: to the sender of the record (always: an address typed into a form
+    /// never receives it alone), copied to the escalating practitioner the form names, where that is
+    /// someone else, and to the other party.
+    pub fn acknowledgement(&self, t: &Transition, in_reply_to: &str, sender: &str) -> Result<OutboundEmail, String> {
         let case = &t.case;
         let policy = self.board.policy();
         let involved = agency_kind(&case.record).and_then(|k| {
@@ -289,8 +291,14 @@ impl Composer<'_> {
                 .and_then(|s| s.involved.get(k))
                 .map(|w| format!("{w} ({k})"))
         });
-        let to = case.referrer().map(|p| vec![p.email.clone()]).unwrap_or_default();
-        let cc = case.other_party().map(|p| vec![p.email.clone()]).unwrap_or_default();
+        let to = vec![sender.to_string()];
+        let cc: Vec<String> = case
+            .referrer()
+            .into_iter()
+            .chain(case.other_party())
+            .map(|p| p.email.clone())
+            .filter(|e| !e.eq_ignore_ascii_case(sender))
+            .collect();
         let greeting = case
             .referrer()
             .and_then(|p| p.name.clone())

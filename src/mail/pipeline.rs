@@ -992,7 +992,7 @@ impl<'a> Pipeline<'a> {
         let created = store
             .create_case(board.id(), &policy.reference_prefix, year, |reference| {
                 let t = lifecycle::open(&board.rules, &new, reference, now).map_err(|r| r.problems.join(" "))?;
-                let mut outbox = vec![composer.acknowledgement(&t, &msg.message_id)?];
+                let mut outbox = vec![composer.acknowledgement(&t, &msg.message_id, &sender.email)?];
                 outbox.extend(composer.notifications(&t, &t.notifications, &msg.message_id)?);
                 let (outbox, limited) = budget.admit(outbox, now);
                 if let Ok(mut s) = suppressed.lock() {
