@@ -395,6 +395,12 @@ impl Composer<'_> {
             json!({
                 "reference": case.reference, "word": word, "sender": sender,
                 "received": received, "mailbox": self.board.settings.mailbox,
+                "greeting": case
+                    .participants
+                    .iter()
+                    .find(|p| p.email.eq_ignore_ascii_case(sender))
+                    .and_then(|p| p.name.clone())
+                    .unwrap_or_else(|| "colleague".into()),
             }),
         )
     }
