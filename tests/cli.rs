@@ -340,7 +340,8 @@ fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_
     std::fs::copy("tests/fixtures/forms/trafford-plain.eml", new.join("1.eml")).expect("drop a message in");
     let out = cdir.path().join("out/new");
     let mut acks = Vec::new();
-    while acks.is_empty() && started.elapsed() < Duration::from_secs(30) {
+    // A copy for the practitioner and one for the other party.
+    while acks.len() < 2 && started.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
         acks = std::fs::read_dir(&out)
             .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -350,7 +351,7 @@ fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_
     // at once (inotify), not at the next look the daemon takes every ten seconds regardless.
     let mut second = Vec::new();
     let mut second_after = Duration::ZERO;
-    if acks.len() == 1 {
+    if acks.len() == 2 {
         let raw = std::fs::read_to_string("tests/fixtures/forms/trafford-plain.eml")
             .expect("fixture")
             .replace("<trafford-plain@fixtures.nhs.net>", "<second@fixtures.nhs.net>");
@@ -358,7 +359,7 @@ fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_
         std::fs::write(&tmp, raw).expect("write in tmp/");
         let delivered = Instant::now();
         std::fs::rename(&tmp, new.join("2.eml")).expect("deliver into new/");
-        while second.len() < 2 && delivered.elapsed() < Duration::from_secs(30) {
+        while second.len() < 4 && delivered.elapsed() < Duration::from_secs(30) {
             std::thread::sleep(Duration::from_millis(20));
             second = std::fs::read_dir(&out)
                 .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -368,8 +369,12 @@ fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_
     }
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
-    assert_eq!(acks.len(), 1, "one acknowledgement written to the outbox folder");
-    assert_eq!(second.len(), 2, "the second message was acknowledged too");
+    assert_eq!(
+        acks.len(),
+        2,
+        "one acknowledgement (a copy each) written to the outbox folder"
+    );
+    assert_eq!(second.len(), 4, "the second message was acknowledged too");
     assert!(
         second_after < Duration::from_secs(5),
         "the second message was noticed when it arrived, not at the next scan: {second_after:?}"

@@ -170,8 +170,9 @@ async fn an_appended_escalation_is_acknowledged_in_the_senders_mailbox_within_tw
     assert_eq!(servers.count("bsab", "INBOX").await, 0);
     assert_eq!(servers.count("bsab", "Processed").await, 1);
     daemon.stop();
-    // The SMTP server accepted it for both recipients: the outbox says sent, with no error to retry.
-    assert_eq!(outbox_state(&dir.path().join("data/db.sqlite3")).await, (1, 1, 0));
+    // The SMTP server accepted it for both recipients (a copy each): the outbox says sent, with no error to
+    // retry.
+    assert_eq!(outbox_state(&dir.path().join("data/db.sqlite3")).await, (2, 2, 0));
 }
 
 /// A message the bot cannot read: MIME parts nested deeper than it reads.
@@ -291,8 +292,8 @@ async fn killed_mid_batch_and_restarted_the_daemon_loses_nothing_and_duplicates_
     let (queued, sent, errors) = outbox_state(&dir.path().join("data/db.sqlite3")).await;
     assert_eq!(
         (queued as usize, sent as usize, errors),
-        (N, N, 0),
-        "every acknowledgement sent, none failed"
+        (2 * N, 2 * N, 0),
+        "every acknowledgement sent (a copy to the practitioner, one to the other party), none failed"
     );
 }
 

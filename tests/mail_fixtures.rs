@@ -90,13 +90,22 @@ async fn every_form_fixture_opens_a_case_on_its_board() {
     }
     let cases = store.list_cases(&Default::default()).await.expect("list");
     assert_eq!(cases.len(), 15);
-    // One acknowledgement per case, to the practitioner, copied to the other party.
+    // One acknowledgement per case, to the practitioner, copied to the other party: a copy each, each
+    // showing both.
     let outbox = store.outbox(None).await.expect("outbox");
     let acks: Vec<_> = outbox.iter().filter(|o| o.email.kind == "acknowledgement").collect();
-    assert_eq!(acks.len(), 15);
-    assert!(acks
-        .iter()
-        .all(|a| a.email.to == ["nia.nurse@nhs.net"] && a.email.cc == ["sam.social@westshire.gov.uk"]));
+    assert_eq!(acks.len(), 30);
+    assert_eq!(acks.iter().filter(|a| a.email.to == ["nia.nurse@nhs.net"]).count(), 15);
+    assert_eq!(
+        acks.iter()
+            .filter(|a| a.email.to == ["sam.social@westshire.gov.uk"])
+            .count(),
+        15
+    );
+    assert!(acks.iter().all(
+        |a| a.email.headers.get("To").map(String::as_str) == Some("nia.nurse@nhs.net")
+            && a.email.headers.get("Cc").map(String::as_str) == Some("sam.social@westshire.gov.uk")
+    ));
     store.close().await;
     db.cleanup().await;
 }

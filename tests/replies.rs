@@ -15,7 +15,9 @@ struct World {
     store: SqliteStore,
     db: TestDb,
     reference: String,
+    /// The acknowledgement's Message-ID: Nia's copy, and Sam's (each recipient has a copy of its own).
     ack_id: String,
+    ack_sam: String,
 }
 
 async fn world() -> World {
@@ -36,21 +38,31 @@ async fn world_with(config: Config) -> World {
             .expect("processes")
     };
     let reference = report.case.expect("case opened");
-    let ack_id = store
-        .outbox(Some(&reference))
-        .await
-        .expect("outbox")
-        .into_iter()
-        .find(|o| o.email.kind == "acknowledgement")
-        .expect("acknowledgement queued")
-        .email
-        .message_id;
+    let copy_for = |to: &str| {
+        let to = to.to_string();
+        let store = &store;
+        let reference = reference.clone();
+        async move {
+            store
+                .outbox(Some(&reference))
+                .await
+                .expect("outbox")
+                .into_iter()
+                .find(|o| o.email.kind == "acknowledgement" && o.email.to == [to.clone()])
+                .expect("acknowledgement queued")
+                .email
+                .message_id
+        }
+    };
+    let ack_id = copy_for(NIA).await;
+    let ack_sam = copy_for(SAM).await;
     World {
         config,
         store,
         db,
         reference,
         ack_id,
+        ack_sam,
     }
 }
 
@@ -64,7 +76,7 @@ fn source() -> Source {
 fn fixture(name: &str, w: &World, from: &str) -> Vec<u8> {
     std::fs::read_to_string(format!("tests/fixtures/replies/{name}"))
         .expect("fixture")
-        .replace("{{ACK_ID}}", &w.ack_id)
+        .replace("{{ACK_ID}}", if from == SAM { &w.ack_sam } else { &w.ack_id })
         .replace("{{REF}}", &w.reference)
         .replace("{{FROM}}", from)
         .into_bytes()
@@ -158,14 +170,28 @@ async fn replies_from_every_common_client_act_on_the_case() {
     );
     assert_eq!(res.review_date.map(|d| d.to_string()).as_deref(), Some("2027-01-15"));
 
-    // Each applied command was confirmed to the sender, copied to the other participants.
+    // Each applied command was confirmed to the sender, copied to the other participants: a copy each,
+    // every copy showing the sender in To and the others in Cc.
     let outbox = w.store.outbox(Some(&w.reference)).await.expect("outbox");
-    let confirmations: Vec<_> = outbox.iter().filter(|o| o.email.kind == "confirmation").collect();
+    let confirmations: Vec<_> = outbox
+        .iter()
+        .filter(|o| {
+            o.email.kind == "confirmation" && o.email.headers.get("To").is_none_or(|t| *t == o.email.to.join(", "))
+        })
+        .collect();
     assert_eq!(confirmations.len(), 5, "extend, note, status, escalate, resolve");
     let resolved = confirmations.last().expect("confirmation");
     assert_eq!(resolved.email.to, [SAM]);
+    let shown_cc = resolved.email.headers.get("Cc").cloned().unwrap_or_default();
     assert!(
-        resolved.email.cc.contains(&NIA.to_string()) && resolved.email.cc.contains(&"lee.lead@nhs.net".to_string())
+        shown_cc.contains(NIA) && shown_cc.contains("lee.lead@nhs.net"),
+        "{shown_cc}"
+    );
+    assert!(
+        outbox
+            .iter()
+            .any(|o| o.email.kind == "confirmation" && o.email.to == [NIA]),
+        "Nia has her own copy"
     );
     assert!(resolved
         .email
@@ -261,7 +287,7 @@ async fn only_participants_and_board_staff_can_act_and_only_in_reply_to_the_bot(
         &reply(
             &w,
             SAM,
-            Some(&w.ack_id),
+            Some(&w.ack_sam),
             "NOTE Called Nia back.",
             "s1b@westshire.gov.uk",
         ),

@@ -45,8 +45,20 @@ impl World {
         let raw = std::fs::read(format!("tests/fixtures/forms/{board}-plain.eml")).expect("fixture");
         let r = self.send(&raw, "2026-12-23T10:00:00Z").await;
         let reference = r.case.expect("case opened");
-        let ack = self.last(&reference, "acknowledgement").await.expect("acknowledgement");
-        (reference, ack.email.message_id)
+        (reference.clone(), self.ack_for(&reference, NIA).await)
+    }
+
+    /// The Message-ID of `to`'s own copy of the case's acknowledgement.
+    async fn ack_for(&self, reference: &str, to: &str) -> String {
+        self.store
+            .outbox(Some(reference))
+            .await
+            .expect("outbox")
+            .into_iter()
+            .find(|o| o.email.kind == "acknowledgement" && o.email.to == [to.to_string()])
+            .expect("acknowledgement copy")
+            .email
+            .message_id
     }
 
     async fn last(&self, reference: &str, kind: &str) -> Option<OutboxRecord> {
@@ -101,7 +113,8 @@ const BRADFORD: &str = "BSAB@bradford.gov.uk";
 #[tokio::test]
 async fn a_curly_apostrophe_in_a_review_date_is_answered_not_a_panic() {
     let w = World::new().await;
-    let (reference, ack) = w.open("south-gloucestershire").await;
+    let (reference, _) = w.open("south-gloucestershire").await;
+    let ack = w.ack_for(&reference, SAM).await;
     let body = "RESOLVED\nOutcome: joint visit agreed\nReview date: in 3 months\u{2019} time\n\nSent from my iPhone";
     let r = w
         .send(
@@ -446,6 +459,7 @@ async fn dmarc_pass_from_the_trusted_server_is_proof_and_a_fail_refuses() {
 async fn two_replies_on_one_case_in_one_batch_are_both_confirmed() {
     let w = World::new().await;
     let (reference, ack) = w.open("trafford").await;
+    let ack_sam = w.ack_for(&reference, SAM).await;
     let pipeline = Pipeline::new(&w.config, b"test-secret".to_vec()).expect("pipeline");
     let batch = vec![
         (
@@ -466,7 +480,7 @@ async fn two_replies_on_one_case_in_one_batch_are_both_confirmed() {
                 SAM,
                 TRAFFORD,
                 &format!("RE: {reference}"),
-                Some(&ack),
+                Some(&ack_sam),
                 "",
                 "NOTE second",
                 "b-2@westshire.gov.uk",
@@ -485,8 +499,23 @@ async fn two_replies_on_one_case_in_one_batch_are_both_confirmed() {
         .into_iter()
         .filter(|o| o.email.kind == "confirmation")
         .collect();
-    assert_eq!(confirmations.len(), 2, "both confirmed");
-    assert_ne!(confirmations[0].email.message_id, confirmations[1].email.message_id);
+    // Each confirmed to its sender (and copied to the other: a copy each), every copy with an id of its own.
+    assert_eq!(
+        confirmations
+            .iter()
+            .filter(|c| c.email.to == [NIA.to_string()] && c.email.headers.get("To").map(String::as_str) == Some(NIA))
+            .count(),
+        1
+    );
+    assert_eq!(
+        confirmations
+            .iter()
+            .filter(|c| c.email.to == [SAM.to_string()] && c.email.headers.get("To").map(String::as_str) == Some(SAM))
+            .count(),
+        1
+    );
+    let ids: std::collections::BTreeSet<&str> = confirmations.iter().map(|c| c.email.message_id.as_str()).collect();
+    assert_eq!(ids.len(), confirmations.len());
     let case = w.store.load_case(&reference).await.expect("load").expect("case").case;
     assert_eq!(case.notes.len(), 2);
     w.done().await;
@@ -715,5 +744,38 @@ async fn rate_limits_from_the_board_file_cover_every_kind_of_email() {
     }
     let after = w.store.outbox(None).await.expect("outbox").len();
     assert!(after <= 5 && after >= before, "{before} -> {after}");
+    w.done().await;
+}
+
+#[tokio::test]
+async fn one_recipient_cannot_answer_as_another_with_their_own_copy() {
+    let w = World::new().await;
+    let (reference, _) = w.open("trafford").await;
+    let sam_copy = w.ack_for(&reference, SAM).await;
+    // Sam received the acknowledgement too (copied in), and writes as Nia in reply to Sam's own copy.
+    let forged = reply(
+        NIA,
+        TRAFFORD,
+        &format!("RE: {reference}"),
+        Some(&sam_copy),
+        "",
+        "WITHDRAW\nNot needed.",
+        "pose-1@westshire.gov.uk",
+    );
+    let r = w.send(&forged, "2026-12-23T11:00:00Z").await;
+    assert_eq!(r.outcome, "held", "{:?}", r.problems);
+    assert_eq!(w.status(&reference).await, CaseStatus::Open);
+    // The copies show the whole To and Cc, so everyone still sees who was told.
+    let copy = w
+        .store
+        .outbox(Some(&reference))
+        .await
+        .expect("outbox")
+        .into_iter()
+        .find(|o| o.email.message_id == sam_copy)
+        .expect("copy");
+    assert_eq!(copy.email.to, vec![SAM.to_string()]);
+    assert_eq!(copy.email.headers.get("To").map(String::as_str), Some(NIA));
+    assert_eq!(copy.email.headers.get("Cc").map(String::as_str), Some(SAM));
     w.done().await;
 }

@@ -216,6 +216,35 @@ impl Composer<'_> {
         })
     }
 
+    /// Every email with several recipients as one copy per recipient: the same text, the same To and Cc
+    /// shown (in the `To` and `Cc` headers), each sent to its recipient alone under a Message-ID of its own
+    /// ([`Signer::for_recipient`]). A reply then proves which recipient wrote it.
+    pub fn one_per_recipient(&self, emails: Vec<OutboundEmail>) -> Vec<OutboundEmail> {
+        let mut out = Vec::with_capacity(emails.len());
+        for email in emails {
+            let recipients: Vec<String> = email.to.iter().chain(email.cc.iter()).cloned().collect();
+            if recipients.len() < 2 {
+                out.push(email);
+                continue;
+            }
+            for r in recipients {
+                let mut copy = email.clone();
+                copy.message_id = self
+                    .signer
+                    .for_recipient(&email.message_id, &r)
+                    .unwrap_or_else(|| format!("{}-{}", email.message_id, nonce_of(&r)));
+                copy.headers.insert("To".into(), email.to.join(", "));
+                if !email.cc.is_empty() {
+                    copy.headers.insert("Cc".into(), email.cc.join(", "));
+                }
+                copy.to = vec![r];
+                copy.cc = Vec::new();
+                out.push(copy);
+            }
+        }
+        out
+    }
+
     /// The notification emails a transition's duties call for. `cause` names what caused the transition
     /// (the inbound message's id, a timer's key), so that each email's Message-ID is its own.
     pub fn notifications(

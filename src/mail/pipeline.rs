@@ -683,6 +683,7 @@ impl<'a> Pipeline<'a> {
         outbox: Vec<OutboundEmail>,
         now: DateTime<Utc>,
     ) -> Result<(Vec<OutboundEmail>, Vec<Event>), StoreError> {
+        let outbox = self.composer(board).one_per_recipient(outbox);
         let cap = i64::from(board.settings.reply_cap_per_day);
         let since = now - chrono::Duration::hours(24);
         let mut allowed = Vec::with_capacity(outbox.len());
@@ -720,6 +721,7 @@ impl<'a> Pipeline<'a> {
         outbox: Vec<OutboundEmail>,
         now: DateTime<Utc>,
     ) -> Result<(Vec<OutboundEmail>, Vec<Event>), StoreError> {
+        let outbox = self.composer(board).one_per_recipient(outbox);
         let addresses: Vec<String> = outbox
             .iter()
             .flat_map(|e| e.to.iter().chain(e.cc.iter()).cloned())
@@ -994,7 +996,7 @@ impl<'a> Pipeline<'a> {
                 let t = lifecycle::open(&board.rules, &new, reference, now).map_err(|r| r.problems.join(" "))?;
                 let mut outbox = vec![composer.acknowledgement(&t, &msg.message_id, &sender.email)?];
                 outbox.extend(composer.notifications(&t, &t.notifications, &msg.message_id)?);
-                let (outbox, limited) = budget.admit(outbox, now);
+                let (outbox, limited) = budget.admit(composer.one_per_recipient(outbox), now);
                 if let Ok(mut s) = suppressed.lock() {
                     s.extend(limited);
                 }

@@ -106,10 +106,22 @@ pub fn build_message(email: &OutboundEmail, date: DateTime<Utc>) -> Result<Messa
         .subject(email.subject.clone())
         .message_id(Some(format!("<{}>", email.message_id)))
         .date(date.into());
-    for to in &email.to {
+    // The To and Cc shown: the whole lists where this is one recipient's copy of an email to several
+    // (the envelope, given when sending, names that recipient alone).
+    let shown = |name: &str, own: &[String]| -> Vec<String> {
+        match email.headers.get(name) {
+            Some(list) => list
+                .split(',')
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            None => own.to_vec(),
+        }
+    };
+    for to in shown("To", &email.to) {
         b = b.to(to.parse().map_err(|e| permanent(format!("To {to:?}: {e}")))?);
     }
-    for cc in &email.cc {
+    for cc in shown("Cc", &email.cc) {
         b = b.cc(cc.parse().map_err(|e| permanent(format!("Cc {cc:?}: {e}")))?);
     }
     if let Some(r) = email.headers.get("Reply-To") {

@@ -84,6 +84,26 @@ impl Signer {
         )
     }
 
+    /// The Message-ID of `recipient`'s own copy of the email whose Message-ID is `message_id` (one of ours):
+    /// the same case and board, a nonce that also names the recipient. Each recipient of an email gets a
+    /// copy with an id of its own, so that a reply proves which recipient wrote it (see the pipeline's
+    /// `proof`): one recipient cannot answer as another.
+    pub fn for_recipient(&self, message_id: &str, recipient: &str) -> Option<String> {
+        let id = message_id.trim().trim_matches(['<', '>']);
+        let reference = self.verify(id)?;
+        let (local, _) = id.rsplit_once('@')?;
+        let (rest, _) = local.rsplit_once('.')?;
+        let (_, nonce) = rest.rsplit_once('.')?;
+        let who = hmac_sha256(
+            &self.key,
+            format!("recipient.{}", recipient.trim().to_ascii_lowercase()).as_bytes(),
+        );
+        Some(self.message_id(
+            &reference,
+            &format!("{nonce}-r{}", hex(who.get(..5).unwrap_or_default())),
+        ))
+    }
+
     /// The signature of a plus-address token: lower case, because some servers lower-case local parts.
     fn address_signature(&self, reference: &str) -> String {
         let mac = hmac_sha256(
@@ -158,6 +178,13 @@ mod tests {
             None
         );
         assert_eq!(s.verify("random@nhs.net"), None);
+        // Each recipient's copy has an id of its own, which verifies for the same case.
+        let nia = s.for_recipient(&id, "nia@nhs.net").expect("ours");
+        let sam = s.for_recipient(&id, "SAM@x.gov.uk").expect("ours");
+        assert_ne!(nia, sam);
+        assert_eq!(s.for_recipient(&id, "sam@x.gov.uk").as_deref(), Some(sam.as_str()));
+        assert_eq!(s.verify(&nia).as_deref(), Some("BRAD-2027-0042"));
+        assert_eq!(s.for_recipient("random@nhs.net", "nia@nhs.net"), None);
         // The same id does not verify for another board, even with the same key and domain.
         assert_eq!(
             Signer::new(b"secret".to_vec(), "trafford", "bot.example").verify(&id),
