@@ -102,8 +102,16 @@ pub async fn load_secret<S: Store>(settings: &crate::config::Settings, store: &S
     }
     let path = &settings.secret_file;
     if let Ok(s) = std::fs::read_to_string(path) {
-        if !s.trim().is_empty() {
-            return Ok(s.trim().as_bytes().to_vec());
+        let s = s.trim();
+        if s.chars().count() >= MIN_SECRET_LEN {
+            return Ok(s.as_bytes().to_vec());
+        }
+        if !s.is_empty() {
+            anyhow::bail!(
+                "the secret in {} is {} characters; use at least {MIN_SECRET_LEN}, or delete the file to have one made",
+                path.display(),
+                s.chars().count()
+            );
         }
     }
     let hex = random_hex()?;
@@ -214,6 +222,32 @@ pub async fn run(
     Ok(())
 }
 
+/// Run the task `make` builds until `stop` is set: should it panic, or end on its own before then (a bug,
+/// or an error a library did not expect), it is logged and started again after a pause, so that one
+/// mailbox or the sender never stops silently until the next restart.
+async fn supervise<F, Fut>(name: String, mut stop: watch::Receiver<bool>, make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let ended = tokio::spawn(make()).await;
+        if *stop.borrow() {
+            return;
+        }
+        match ended {
+            Err(e) if e.is_panic() => {
+                tracing::error!(task = %name, "a task panicked; it is started again in 5 seconds")
+            }
+            _ => tracing::error!(task = %name, "a task stopped on its own; it is started again in 5 seconds"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Bring the schema up to date and record the configured boards.
 pub async fn prepare_store<S: Store>(config: &Config, store: &S, now: DateTime<Utc>) -> anyhow::Result<()> {
     store.migrate().await?;
@@ -246,16 +280,16 @@ async fn serve<S: Batching + Clone>(
     let mut sources = Vec::new();
     for b in &config.boards {
         let id = b.id().to_string();
-        sources.push(match &b.settings.imap {
-            Some(imap) => tokio::spawn(crate::mail::imap::watch_mailbox(
-                id,
-                imap.clone(),
-                tx.clone(),
-                stop_rx.clone(),
-            )),
+        let (tx, stop) = (tx.clone(), stop_rx.clone());
+        sources.push(match b.settings.imap.clone() {
+            Some(imap) => tokio::spawn(supervise(format!("IMAP source {id}"), stop_rx.clone(), move || {
+                crate::mail::imap::watch_mailbox(id.clone(), imap.clone(), tx.clone(), stop.clone())
+            })),
             None => {
                 let dir = config.settings.mailbox_dir.join(b.id());
-                tokio::spawn(source::maildir(id, dir, tx.clone(), stop_rx.clone()))
+                tokio::spawn(supervise(format!("mailbox folder {id}"), stop_rx.clone(), move || {
+                    source::maildir(id.clone(), dir.clone(), tx.clone(), stop.clone())
+                }))
             }
         });
     }
@@ -268,13 +302,12 @@ async fn serve<S: Batching + Clone>(
         "escalation-bot is running; it stops on Ctrl-C or SIGTERM"
     );
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-    let sender = tokio::spawn(run_sender(
-        store.clone(),
-        transport,
-        clock,
-        wake.clone(),
-        stop_rx.clone(),
-    ));
+    let sender = {
+        let (store, wake, stop) = (store.clone(), wake.clone(), stop_rx.clone());
+        tokio::spawn(supervise("sender".into(), stop_rx.clone(), move || {
+            run_sender(store.clone(), transport.clone(), clock, wake.clone(), stop.clone())
+        }))
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

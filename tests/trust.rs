@@ -779,3 +779,103 @@ async fn one_recipient_cannot_answer_as_another_with_their_own_copy() {
     assert_eq!(copy.email.headers.get("Cc").map(String::as_str), Some(SAM));
     w.done().await;
 }
+
+#[tokio::test]
+async fn a_team_mailbox_that_sent_the_record_can_act_on_the_case() {
+    let w = World::new().await;
+    let raw = std::fs::read_to_string("tests/fixtures/forms/trafford-plain.eml")
+        .expect("fixture")
+        .replace(
+            "From: Nia Nurse <nia.nurse@nhs.net>",
+            "From: Adult Team <adult.team@nhs.net>",
+        );
+    let r = w.send(raw.as_bytes(), "2026-12-23T10:00:00Z").await;
+    let reference = r.case.expect("opened");
+    let team_copy = w.ack_for(&reference, "adult.team@nhs.net").await;
+    let r = w
+        .send(
+            &reply(
+                "adult.team@nhs.net",
+                TRAFFORD,
+                &format!("RE: {reference}"),
+                Some(&team_copy),
+                "",
+                "NOTE Nia is on leave; the team is covering.",
+                "team-1@nhs.net",
+            ),
+            "2026-12-23T11:00:00Z",
+        )
+        .await;
+    assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    w.done().await;
+}
+
+#[tokio::test]
+async fn only_the_trusted_servers_topmost_header_counts_and_a_banner_breaking_dkim_is_no_failure() {
+    let mut w = World::new().await;
+    for b in &mut w.config.boards {
+        b.settings.trusted_authserv_id = Some("mx.trafford.example".into());
+    }
+    let (reference, _) = w.open("trafford").await;
+    // A forged header with the trusted id, below the server's own: the server's own says nothing of DMARC.
+    let forged = "Authentication-Results: mx.trafford.example; spf=none\r\nAuthentication-Results: mx.trafford.example; dmarc=pass header.from=nhs.net\r\n";
+    let r = w
+        .send(
+            &reply(
+                NIA,
+                TRAFFORD,
+                &format!("RE: {reference}"),
+                None,
+                forged,
+                "WITHDRAW",
+                "ar-1@nhs.net",
+            ),
+            "2026-12-23T11:00:00Z",
+        )
+        .await;
+    assert_eq!(r.outcome, "held", "{:?}", r.problems);
+    // A gateway's banner broke DKIM, but DMARC passed on SPF: proof, not a failure.
+    let banner = "Authentication-Results: mx.trafford.example; spf=pass smtp.mailfrom=nhs.net; dkim=fail header.d=nhs.net; dmarc=pass header.from=nhs.net\r\n";
+    let r = w
+        .send(
+            &reply(
+                NIA,
+                TRAFFORD,
+                &format!("RE: {reference}"),
+                None,
+                banner,
+                "NOTE called the GP",
+                "ar-2@nhs.net",
+            ),
+            "2026-12-23T11:05:00Z",
+        )
+        .await;
+    assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    w.done().await;
+}
+
+#[tokio::test]
+async fn an_absurd_extension_is_answered_not_a_panic() {
+    let w = World::new().await;
+    let (reference, ack) = w.open("trafford").await;
+    for (n, days) in ["3", "4294967295", "99999999999999999999"].iter().enumerate() {
+        let r = w
+            .send(
+                &reply(
+                    NIA,
+                    TRAFFORD,
+                    &format!("RE: {reference}"),
+                    Some(&ack),
+                    "",
+                    &format!("EXTEND {days} the report is late"),
+                    &format!("ext-{n}@nhs.net"),
+                ),
+                "2026-12-23T11:00:00Z",
+            )
+            .await;
+        assert!(!r.retry, "{:?}", r.problems);
+    }
+    let case = w.store.load_case(&reference).await.expect("load").expect("case").case;
+    assert!(case.extension_total() <= 365, "{}", case.extension_total());
+    w.done().await;
+}

@@ -251,13 +251,14 @@ impl Case {
         self.extensions
             .iter()
             .filter(|e| e.stage == stage)
-            .map(|e| e.working_days)
-            .sum()
+            .fold(0u32, |n, e| n.saturating_add(e.working_days))
     }
 
     /// Working days of extension agreed in all.
     pub fn extension_total(&self) -> u32 {
-        self.extensions.iter().map(|e| e.working_days).sum()
+        self.extensions
+            .iter()
+            .fold(0u32, |n, e| n.saturating_add(e.working_days))
     }
 
     pub fn referrer(&self) -> Option<&Participant> {

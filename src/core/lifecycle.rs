@@ -292,6 +292,17 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
         role: ParticipantRole::Escalating,
         stage,
     }];
+    // Whoever sent the record (a team mailbox sending on the practitioner's behalf) is on the case too, so
+    // that a reply to the acknowledgement sent to them can act.
+    if !blank(&new.sender.email) && !new.sender.email.eq_ignore_ascii_case(&esc_email) {
+        participants.push(Participant {
+            email: new.sender.email.clone(),
+            name: new.sender.name.clone(),
+            agency: record.get("escalating_agency"),
+            role: ParticipantRole::Escalating,
+            stage,
+        });
+    }
     if let Some(email) = record.get("other_email") {
         participants.push(Participant {
             email,
@@ -605,7 +616,7 @@ pub fn apply(
                     "Please give the reason the timescale cannot be met: an extension needs one.".into(),
                 ));
             }
-            let total = case.extension_total() + working_days;
+            let total = case.extension_total().saturating_add(*working_days);
             if total > ext.max_total_working_days {
                 return Err(TransitionError(format!(
                     "Case {reference} can be extended by at most {} working days in all ({} already agreed).",

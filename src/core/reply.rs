@@ -478,6 +478,9 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
             let mut words = rest.split_whitespace();
             match words.next().and_then(|w| w.parse::<u32>().ok()) {
                 None => Err("EXTEND needs the number of working days, e.g. \"EXTEND 3\", then the reason.".to_string()),
+                Some(n) if n > 365 => Err(format!(
+                    "EXTEND {n}: an extension is a number of working days up to 365; write e.g. \"EXTEND 3\", then the reason."
+                )),
                 Some(n) => {
                     let reason = rest
                         .trim_start_matches(|c: char| c.is_ascii_digit())

@@ -85,7 +85,7 @@ pub struct Schedule {
 pub fn apply_limit(rules: &BoardRules, from: NaiveDate, limit: &Limit, extra: u32) -> NaiveDate {
     let cal = &rules.calendar;
     match limit.unit {
-        DayUnit::Working => cal.add_working_days(from, limit.days + extra),
+        DayUnit::Working => cal.add_working_days(from, limit.days.saturating_add(extra)),
         DayUnit::Calendar => {
             let d = from + Duration::days(i64::from(limit.days));
             cal.add_working_days(d, extra)
@@ -112,10 +112,10 @@ pub fn deadlines(rules: &BoardRules, case: &Case) -> Vec<Deadline> {
                 continue;
             };
             let due = match count_from {
-                CountFrom::Opening => cal.add_working_days(case.opened_on, limit + ext_total),
+                CountFrom::Opening => cal.add_working_days(case.opened_on, limit.saturating_add(ext_total)),
                 CountFrom::StageEntry => {
                     let from = previous_due.unwrap_or_else(|| case.stage_entered_on());
-                    cal.add_working_days(from, limit + case.extension_at(stage.number))
+                    cal.add_working_days(from, limit.saturating_add(case.extension_at(stage.number)))
                 }
             };
             previous_due = Some(due);

@@ -349,7 +349,7 @@ fn uid_set(uids: &[u32]) -> String {
     while i < sorted.len() {
         let first = sorted[i];
         let mut last = first;
-        while i + 1 < sorted.len() && sorted[i + 1] == last + 1 {
+        while i + 1 < sorted.len() && Some(sorted[i + 1]) == last.checked_add(1) {
             i += 1;
             last = sorted[i];
         }

@@ -1,9 +1,9 @@
 //! Rate limits on outgoing email, per board (`[rate_limits]` in the board's file): how many emails one
 //! address, one organisation's domain, and the board as a whole may be sent in 24 hours. They stop mail
 //! loops with auto-responders no header revealed, and floods (a script sending records by the thousand),
-//! whatever the kind of email. The board's own staff addresses are never limited per address, and the
-//! domains many organisations share (nhs.net, gov.uk) are never limited per domain; the overall limit
-//! covers everything. An email over a limit is not sent to the recipients over it; one left with nobody to
+//! whatever the kind of email. The board's own staff addresses are never limited (a notification to the
+//! board must not be lost to a flood), and the domains many organisations share (nhs.net, gov.uk) are never
+//! limited per domain. An email over a limit is not sent to the recipients over it; one left with nobody to
 //! go to is not queued, and each suppression is an audit event.
 
 use std::collections::HashMap;
@@ -76,7 +76,8 @@ impl Budget {
     /// Why `address` may not be sent another email today, if it may not.
     fn over(&self, address: &str) -> Option<String> {
         let a = address.to_lowercase();
-        if self.overall >= i64::from(self.limits.overall) {
+        // The board's own staff are always told (an immediate-risk notification must not be lost to a flood).
+        if !self.staff.contains(&a) && self.overall >= i64::from(self.limits.overall) {
             return Some(format!("the board has sent {} emails in 24 hours", self.limits.overall));
         }
         if !self.staff.contains(&a) && self.sent_to.get(&a).copied().unwrap_or(0) >= i64::from(self.limits.per_address)

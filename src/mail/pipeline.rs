@@ -225,27 +225,6 @@ pub fn reference_in(subject: &str, prefixes: &[&str]) -> Option<String> {
         .map(str::to_ascii_uppercase)
 }
 
-/// Whether the trusted server's Authentication-Results say DMARC passed for the domain of `from`: proof
-/// that the message came from that domain's own mail system.
-pub fn dmarc_pass(msg: &Inbound, trusted_authserv_id: &str, from: &str) -> bool {
-    let Some((_, from_domain)) = from.rsplit_once('@') else {
-        return false;
-    };
-    msg.authentication_results.iter().any(|header| {
-        let (server, results) = header.split_once(';').unwrap_or((header.as_str(), ""));
-        let server = server.split_whitespace().next().unwrap_or_default();
-        server.eq_ignore_ascii_case(trusted_authserv_id)
-            && results.split(';').any(|result| {
-                let r = result.trim().to_ascii_lowercase();
-                r.starts_with("dmarc=pass")
-                    && r.split_whitespace().any(|w| {
-                        w.strip_prefix("header.from=")
-                            .is_some_and(|d| d.trim_matches(['"', ';']).eq_ignore_ascii_case(from_domain))
-                    })
-            })
-    })
-}
-
 /// What proves who sent a command (ARCHITECTURE.md, "Trust model").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proof {
@@ -264,23 +243,50 @@ struct Located {
     thread_ids: Vec<String>,
 }
 
-/// Why the trusted server's Authentication-Results reject the message (DMARC or DKIM failed), if they do.
-pub fn authentication_failure(msg: &Inbound, trusted_authserv_id: &str) -> Option<String> {
-    for header in &msg.authentication_results {
+/// The results of the topmost Authentication-Results header the board's trusted server added, lower case.
+/// Only the topmost counts: the trusted server adds its header above whatever the message came with, so a
+/// header lower down with the same id was written by someone else (RFC 8601 asks servers to remove those;
+/// not every one does).
+fn trusted_results(msg: &Inbound, trusted_authserv_id: &str) -> Option<String> {
+    msg.authentication_results.iter().find_map(|header| {
         let (server, results) = header.split_once(';').unwrap_or((header.as_str(), ""));
         let server = server.split_whitespace().next().unwrap_or_default();
-        if !server.eq_ignore_ascii_case(trusted_authserv_id) {
-            continue;
-        }
-        let r = results.to_lowercase();
-        if r.contains("dmarc=fail") {
-            return Some("DMARC failed".into());
-        }
-        if r.contains("dkim=fail") && !r.contains("dkim=pass") {
-            return Some("DKIM failed".into());
-        }
+        server
+            .eq_ignore_ascii_case(trusted_authserv_id)
+            .then(|| results.to_ascii_lowercase())
+    })
+}
+
+/// Why the trusted server's Authentication-Results reject the message, if they do: DMARC failed, or DKIM
+/// failed without DMARC passing (a gateway that adds a banner breaks DKIM while DMARC still passes on SPF).
+pub fn authentication_failure(msg: &Inbound, trusted_authserv_id: &str) -> Option<String> {
+    let r = trusted_results(msg, trusted_authserv_id)?;
+    if r.contains("dmarc=fail") {
+        return Some("DMARC failed".into());
+    }
+    if r.contains("dkim=fail") && !r.contains("dkim=pass") && !r.contains("dmarc=pass") {
+        return Some("DKIM failed".into());
     }
     None
+}
+
+/// Whether the trusted server's Authentication-Results say DMARC passed for the domain of `from`: proof
+/// that the message came from that domain's own mail system.
+pub fn dmarc_pass(msg: &Inbound, trusted_authserv_id: &str, from: &str) -> bool {
+    let Some((_, from_domain)) = from.rsplit_once('@') else {
+        return false;
+    };
+    let Some(results) = trusted_results(msg, trusted_authserv_id) else {
+        return false;
+    };
+    results.split(';').any(|result| {
+        let r = result.trim();
+        r.starts_with("dmarc=pass")
+            && r.split_whitespace().any(|w| {
+                w.strip_prefix("header.from=")
+                    .is_some_and(|d| d.trim_matches(['"', ';']).eq_ignore_ascii_case(from_domain))
+            })
+    })
 }
 
 /// Whether `address` is `mailbox`, or a plus address of it (`local+anything@domain`).
@@ -1312,7 +1318,13 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Acted, StoreError> {
-        if let Some(at) = held.decided_at {
+        let (raw, outcome) = store
+            .inbound_raw(held.inbound_id)
+            .await?
+            .ok_or_else(|| StoreError::Data(format!("the held message {} is not kept", held.inbound_id)))?;
+        // Approved, but its case not opened (the approval was interrupted): open it now, once.
+        let unfinished = held.decision.as_deref() == Some("approved") && outcome.as_deref() == Some("held");
+        if let (Some(at), false) = (held.decided_at, unfinished) {
             let problem = format!(
                 "That record was already {} by {} ({}).",
                 held.decision.unwrap_or_default(),
@@ -1329,16 +1341,13 @@ impl<'a> Pipeline<'a> {
         if dry_run {
             return Ok(Acted::Done(report));
         }
-        let raw = store
-            .inbound_raw(held.inbound_id)
-            .await?
-            .ok_or_else(|| StoreError::Data(format!("the held message {} is not kept", held.inbound_id)))?;
         let Prepared { decoded, record } = self.prepare(&raw);
         let original = decoded.map_err(|e| StoreError::Data(format!("the held message cannot be read: {}", e.0)))?;
         let original_sender = original.from.clone().unwrap_or_else(|| Person::email(&held.sender));
-        if !store
-            .decide_held_record(held.id, "approved", &sender.email, now)
-            .await?
+        if !unfinished
+            && !store
+                .decide_held_record(held.id, "approved", &sender.email, now)
+                .await?
         {
             return Ok(Acted::Refuse {
                 reference: None,
@@ -1434,16 +1443,6 @@ impl<'a> Pipeline<'a> {
         if dry_run {
             return Ok(Acted::Done(report));
         }
-        if !store
-            .decide_held_record(held.id, "rejected", &sender.email, now)
-            .await?
-        {
-            return Ok(Acted::Refuse {
-                reference: None,
-                problem: "That record was decided by someone else a moment ago.".into(),
-                report,
-            });
-        }
         let policy = composer.board.policy();
         let why = if reason.trim().is_empty() {
             "no reason was given; please contact the board's business team".to_string()
@@ -1496,6 +1495,11 @@ impl<'a> Pipeline<'a> {
             false,
         )
         .await?;
+        // The sender is told (with the decision's outcome recorded) before the record is marked rejected:
+        // should marking it fail, the record is still held and can be decided again; nobody is left untold.
+        store
+            .decide_held_record(held.id, "rejected", &sender.email, now)
+            .await?;
         Ok(Acted::Done(report))
     }
 

@@ -475,8 +475,8 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the board's staff approved `domain`.
     fn domain_approved(&self, board: &str, domain: &str) -> impl Future<Output = Result<bool>> + Send;
 
-    /// The raw bytes of a kept inbound message.
-    fn inbound_raw(&self, id: i64) -> impl Future<Output = Result<Option<Vec<u8>>>> + Send;
+    /// The raw bytes of a kept inbound message, and what became of it (`None` while unfinished).
+    fn inbound_raw(&self, id: i64) -> impl Future<Output = Result<Option<(Vec<u8>, Option<String>)>>> + Send;
 
     /// The signing secret every instance sharing this database uses: `candidate` if none is kept yet (it
     /// is kept), the kept one otherwise.

@@ -1353,12 +1353,15 @@ macro_rules! impl_store {
                 Ok(row.is_some())
             }
 
-            async fn inbound_raw(&self, id: i64) -> Result<Option<Vec<u8>>> {
-                let row = sqlx::query("SELECT raw FROM inbound WHERE id = $1")
+            async fn inbound_raw(&self, id: i64) -> Result<Option<(Vec<u8>, Option<String>)>> {
+                let row = sqlx::query("SELECT raw, outcome FROM inbound WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut *self.lend().await?)
                     .await?;
-                row.map(|r| r.try_get::<Vec<u8>, _>("raw")).transpose().map_err(Into::into)
+                match row {
+                    Some(r) => Ok(Some((r.try_get("raw")?, r.try_get("outcome")?))),
+                    None => Ok(None),
+                }
             }
 
             async fn shared_secret(&self, candidate: &str) -> Result<String> {
