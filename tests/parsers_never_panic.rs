@@ -243,7 +243,11 @@ fn mime_decoding_and_reading_never_panic() {
     fuzz("mime decode", 3000, header_soup.clone(), |raw| {
         let _ = decode(raw, &Limits::default());
     });
+    // Decoding and reading directly, not through `Reader::prepare`, which would catch a panic itself.
     fuzz("read a message", 2000, header_soup, |raw| {
-        let _ = reader.prepare(raw);
+        if let Ok(msg) = decode(raw, &Limits::default()) {
+            let _ = reader.read_record(&msg);
+            let _ = escalation_bot::mail::pipeline::Pipeline::reply_intent(&msg);
+        }
     });
 }

@@ -879,3 +879,39 @@ async fn an_absurd_extension_is_answered_not_a_panic() {
     assert!(case.extension_total() <= 365, "{}", case.extension_total());
     w.done().await;
 }
+
+/// A message the bot cannot read: MIME parts nested deeper than it reads.
+fn too_deep(from: &str) -> Vec<u8> {
+    let mut raw = format!(
+        "From: {from}\r\nTo: {TRAFFORD}\r\nSubject: Escalation\r\nMessage-ID: <deep-{}@x>\r\nMIME-Version: 1.0\r\n",
+        from.len()
+    );
+    for d in 0..40 {
+        raw.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"b{d}\"\r\n\r\n--b{d}\r\n"
+        ));
+    }
+    raw.push_str("Content-Type: text/plain\r\n\r\nName of adult at risk: A Person\r\n");
+    raw.into_bytes()
+}
+
+#[tokio::test]
+async fn an_unreadable_message_is_kept_and_its_known_sender_told_what_to_fix() {
+    let w = World::new().await;
+    let r = w.send(&too_deep(NIA), "2026-12-23T10:00:00Z").await;
+    assert_eq!(
+        (r.outcome.as_str(), r.quarantine, r.replies),
+        ("refused", true, 1),
+        "{:?}",
+        r.problems
+    );
+    let told = w.store.outbox(None).await.expect("outbox").pop().expect("answer");
+    assert_eq!(told.email.to, vec![NIA.to_string()]);
+    assert!(told.email.text.contains("nested"), "{}", told.email.text);
+    // From an organisation the board does not know: kept, but not answered (it may be junk).
+    let r = w
+        .send(&too_deep("someone@unknown.example"), "2026-12-23T10:05:00Z")
+        .await;
+    assert_eq!((r.quarantine, r.replies), (true, 0));
+    w.done().await;
+}

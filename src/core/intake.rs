@@ -1366,7 +1366,7 @@ pub fn html_to_text(html: &str) -> String {
             }
         }
         if tidy.get(start..).unwrap_or_default().trim().is_empty() {
-            tidy.truncate(start);
+            tidy.truncate(start); // byte-slice: `start` was the string's length, a character boundary
             blank += 1;
             if blank > 1 {
                 continue;
@@ -1374,7 +1374,7 @@ pub fn html_to_text(html: &str) -> String {
         } else {
             blank = 0;
             let kept = tidy.get(start..).unwrap_or_default().trim_end_matches('\t').len();
-            tidy.truncate(start + kept);
+            tidy.truncate(start + kept); // byte-slice: the length of a trimmed suffix of the same text
         }
         tidy.push('\n');
     }
@@ -1433,7 +1433,7 @@ fn decode_entities_into(out: &mut String, s: &str) {
 
 /// Accented Latin letters by entity name: `euml` is `ë`, `Eacute` is `É`.
 fn named_latin(ent: &str) -> Option<char> {
-    let (base, mark) = ent.split_at(1);
+    let (base, mark) = ent.split_at(1); // byte-slice: callers pass ASCII entity names of 3 or more bytes
     let lower = base.to_ascii_lowercase();
     let c = match (lower.as_str(), mark) {
         ("a", "grave") => 'à',

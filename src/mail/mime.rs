@@ -202,6 +202,48 @@ fn doubtful_subject(subject: &str) -> Option<String> {
     None
 }
 
+/// The sender of a message that cannot be read, and the addresses it was sent to, from its header section
+/// alone (at most 64 KB of it), so that they can be told what to fix: `None` when there is no usable From,
+/// or when the headers say the message was sent automatically (never answered).
+pub fn sender_of_unreadable(raw: &[u8]) -> Option<(Person, Vec<String>)> {
+    let start = if super::imap::oversized(raw).is_some() {
+        // The marker line the IMAP source puts above the headers of a message too large to fetch.
+        raw.iter().position(|&b| b == b'\n').map_or(raw.len(), |i| i + 1)
+    } else {
+        0
+    };
+    let rest = raw.get(start..).unwrap_or_default();
+    let end = header_section_len(rest).min(64 * 1024);
+    let head = rest.get(..end).unwrap_or_default();
+    let msg = MessageParser::default().parse_headers(head)?;
+    let raw_headers: Vec<(&str, &str)> = msg.headers_raw().collect();
+    let get = |name: &str| {
+        raw_headers
+            .iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.to_string())
+    };
+    let content_type = get("Content-Type").unwrap_or_default();
+    if auto_generated(&get, &content_type).is_some() {
+        return None;
+    }
+    let addrs = |a: Option<&mail_parser::Address>| -> Vec<String> {
+        a.map(|a| a.iter().filter_map(|x| x.address()).filter_map(clean_address).collect())
+            .unwrap_or_default()
+    };
+    let mut to = addrs(msg.to());
+    to.extend(addrs(msg.cc()));
+    let from = msg.from().and_then(|a| a.first()).and_then(|a| {
+        a.address().and_then(clean_address).map(|email| Person {
+            email,
+            name: a.name().map(sanitise).filter(|n| !n.is_empty()),
+            agency: None,
+        })
+    })?;
+    Some((from, to))
+}
+
 /// Decode `raw`, or say why it cannot be read.
 pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
     // A message the IMAP source found too large by its size alone: only its headers came.

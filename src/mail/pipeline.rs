@@ -675,7 +675,7 @@ impl<'a> Pipeline<'a> {
                 }
             }
         };
-        self.process_decoded(store, decoded, record, board_hint, inbound_id, now, dry_run)
+        self.process_decoded(store, raw, decoded, record, board_hint, inbound_id, now, dry_run)
             .await
     }
 
@@ -793,6 +793,7 @@ impl<'a> Pipeline<'a> {
     async fn process_decoded<S: Store>(
         &self,
         store: &S,
+        raw: &[u8],
         decoded: Result<Inbound, super::mime::Unreadable>,
         record: Option<ParsedRecord>,
         board_hint: Option<&str>,
@@ -810,8 +811,50 @@ impl<'a> Pipeline<'a> {
                 let mut r = Report::new("refused");
                 r.quarantine = true;
                 r.problems.push(format!("The message could not be read: {}.", e.0));
+                // Its sender is told what to fix, where the headers name one at an organisation the board
+                // knows (an unreadable message from anyone else may be junk: answering it would be
+                // backscatter) and do not say it was sent automatically.
+                let unreadable_from = super::mime::sender_of_unreadable(raw);
+                let board = match (board_hint, &unreadable_from) {
+                    (Some(b), _) => self.config.board(b),
+                    (None, Some((_, to))) => to
+                        .iter()
+                        .find_map(|a| self.config.boards.iter().find(|b| same_mailbox(&b.settings.mailbox, a))),
+                    (None, None) => None,
+                };
+                let mut answer = Vec::new();
+                if let (Some(board), Some((sender, _))) = (board, unreadable_from) {
+                    let domain = sender
+                        .email
+                        .rsplit_once('@')
+                        .map(|(_, d)| d.to_lowercase())
+                        .unwrap_or_default();
+                    if domain_allowed(board, &sender.email) || store.domain_approved(board.id(), &domain).await? {
+                        let composer = self.composer(board);
+                        let policy = board.policy();
+                        answer.push(
+                            composer
+                                .email(
+                                    "refusal",
+                                    None,
+                                    &format!("u-{}", super::compose::nonce_of(&super::mime::content_id(raw))),
+                                    vec![sender.email.clone()],
+                                    Vec::new(),
+                                    None,
+                                    json!({
+                                        "greeting": sender.name.clone().unwrap_or_else(|| "colleague".into()),
+                                        "problems": r.problems, "out_of_scope": false,
+                                        "form": blank_form(&policy.form),
+                                        "immediate_risk_note": policy.immediate_risk.guidance,
+                                    }),
+                                )
+                                .map_err(StoreError::Data)?,
+                        );
+                        r.replies = 1;
+                    }
+                }
                 let ev = Self::event("refused", "unknown", "Unreadable message kept".into(), &r.problems, now);
-                self.finish(store, &board_for_log, inbound_id, &r, ev, &[], now, dry_run)
+                self.finish(store, &board_for_log, inbound_id, &r, ev, &answer, now, dry_run)
                     .await?;
                 return Ok(r);
             }
