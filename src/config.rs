@@ -751,6 +751,19 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 ));
             }
         }
+        // Held records and board notifications need a staff address that is not the mailbox the bot reads.
+        let staff = [
+            Role::BusinessManager,
+            Role::BusinessOffice,
+            Role::StrategicSafeguardingServiceManager,
+        ];
+        if !staff.iter().any(|r| b.roles.contains_key(r)) {
+            warnings.push(issue(
+                &f,
+                "roles".to_string(),
+                "no business-manager, business-office or strategic-safeguarding-service-manager role: records from organisations the board does not know yet are held for approval, and the request would go to the board mailbox the bot itself reads; add one of these roles".to_string(),
+            ));
+        }
         if let Some(imap) = &b.imap {
             check_imap(&f, imap, &mut errors);
         }

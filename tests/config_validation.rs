@@ -337,3 +337,34 @@ fn an_imap_board_without_a_trusted_authserv_id_is_warned_what_that_leaves_open()
         "{all}"
     );
 }
+
+#[test]
+fn a_board_without_a_staff_role_is_warned_that_held_records_would_go_unseen() {
+    let (_dir, root) = copy_config();
+    // Buckinghamshire without its business manager: only the Independent Chair is left.
+    let path = root.join("boards/buckinghamshire.toml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let cut = text.find("[roles.business-manager]").expect("role");
+    let rest = text.get(cut..).unwrap_or_default();
+    let end = rest.find("[roles.independent-chair]").expect("next role");
+    std::fs::write(
+        &path,
+        format!(
+            "{}{}",
+            text.get(..cut).unwrap_or_default(),
+            rest.get(end..).unwrap_or_default()
+        ),
+    )
+    .expect("write");
+    let c = config::load_with_env(&root.join("default.toml"), &|_| None).expect("loads");
+    let warnings = listed(&c.warnings);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("boards/buckinghamshire.toml roles :: ") && w.contains("held for approval")),
+        "{warnings:#?}"
+    );
+    // The shipped boards all have one.
+    let c = config::load_with_env(Path::new("config/default.toml"), &|_| None).expect("loads");
+    assert!(!c.warnings.iter().any(|w| w.key == "roles"), "{:#?}", c.warnings);
+}

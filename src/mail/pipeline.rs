@@ -770,8 +770,10 @@ impl<'a> Pipeline<'a> {
             .case
             .as_deref()
             .filter(|_| report.outcome != "refused" || report.case.is_some());
+        // The event is filed with the case only when the case is this board's (a reference from another
+        // board's mailbox is no case here).
         let known = match reference {
-            Some(r) => store.load_case(r).await?.map(|_| r),
+            Some(r) => store.load_case(r).await?.filter(|c| c.case.board == board).map(|_| r),
             None => None,
         };
         store
