@@ -1325,28 +1325,8 @@ impl<'a> Pipeline<'a> {
                 report,
             ),
         };
-        match acted {
-            Acted::Done(report) => Ok(report),
-            Acted::Refuse {
-                reference,
-                problem,
-                report,
-            } => {
-                self.command_error(
-                    store,
-                    composer,
-                    msg,
-                    sender,
-                    reference.as_deref(),
-                    problem,
-                    report,
-                    inbound_id,
-                    now,
-                    dry_run,
-                )
-                .await
-            }
-        }
+        self.answer(store, composer, msg, sender, acted, inbound_id, now, dry_run)
+            .await
     }
 
     /// Open a held record's case, and trust its domain from now on.
@@ -1589,10 +1569,27 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Report, StoreError> {
-        match self
+        let acted = self
             .act_on_reply(store, composer, msg, sender, &located, inbound_id, now, dry_run)
-            .await?
-        {
+            .await?;
+        self.answer(store, composer, msg, sender, acted, inbound_id, now, dry_run)
+            .await
+    }
+
+    /// What acting on a reply came to, answered: done as it is, or the refusal told to the sender.
+    #[allow(clippy::too_many_arguments)]
+    async fn answer<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        sender: &Person,
+        acted: Acted,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        match acted {
             Acted::Done(report) => Ok(report),
             Acted::Refuse {
                 reference,
