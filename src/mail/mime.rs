@@ -202,6 +202,33 @@ fn doubtful_subject(subject: &str) -> Option<String> {
     None
 }
 
+/// The value of the last header called `name` (as mail-parser's `header_raw` finds it), from a list made
+/// once: looking each name up through mail-parser re-reads every header name each time.
+fn last_header(headers: &[(&str, &str)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .rev()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.to_string())
+}
+
+/// The addresses in an address header, cleaned.
+fn addresses(a: Option<&mail_parser::Address>) -> Vec<String> {
+    a.map(|a| a.iter().filter_map(|x| x.address()).filter_map(clean_address).collect())
+        .unwrap_or_default()
+}
+
+/// The From address and display name.
+fn sender(msg: &mail_parser::Message) -> Option<Person> {
+    msg.from().and_then(|a| a.first()).and_then(|a| {
+        a.address().and_then(clean_address).map(|email| Person {
+            email,
+            name: a.name().map(sanitise).filter(|n| !n.is_empty()),
+            agency: None,
+        })
+    })
+}
+
 /// The sender of a message that cannot be read, and the addresses it was sent to, from its header section
 /// alone (at most 64 KB of it), so that they can be told what to fix: `None` when there is no usable From,
 /// or when the headers say the message was sent automatically (never answered).
@@ -217,30 +244,15 @@ pub fn sender_of_unreadable(raw: &[u8]) -> Option<(Person, Vec<String>)> {
     let head = rest.get(..end).unwrap_or_default();
     let msg = MessageParser::default().parse_headers(head)?;
     let raw_headers: Vec<(&str, &str)> = msg.headers_raw().collect();
-    let get = |name: &str| {
-        raw_headers
-            .iter()
-            .rev()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.to_string())
-    };
+    let get = |name: &str| last_header(&raw_headers, name);
     let content_type = get("Content-Type").unwrap_or_default();
     if auto_generated(&get, &content_type).is_some() {
         return None;
     }
-    let addrs = |a: Option<&mail_parser::Address>| -> Vec<String> {
-        a.map(|a| a.iter().filter_map(|x| x.address()).filter_map(clean_address).collect())
-            .unwrap_or_default()
-    };
-    let mut to = addrs(msg.to());
-    to.extend(addrs(msg.cc()));
-    let from = msg.from().and_then(|a| a.first()).and_then(|a| {
-        a.address().and_then(clean_address).map(|email| Person {
-            email,
-            name: a.name().map(sanitise).filter(|n| !n.is_empty()),
-            agency: None,
-        })
-    })?;
+
+    let mut to = addresses(msg.to());
+    to.extend(addresses(msg.cc()));
+    let from = sender(&msg)?;
     Some((from, to))
 }
 
@@ -306,26 +318,11 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
     // Header lookups by name: the last of that name, as mail-parser's `header_raw` finds it, from one list
     // made once (looking each name up through mail-parser re-reads every header name each time).
     let raw_headers: Vec<(&str, &str)> = msg.headers_raw().collect();
-    let get = |name: &str| {
-        raw_headers
-            .iter()
-            .rev()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.to_string())
-    };
+    let get = |name: &str| last_header(&raw_headers, name);
     let subject = sanitise(msg.subject().unwrap_or_default());
     let content_type = get("Content-Type").unwrap_or_default();
-    let addrs = |a: Option<&mail_parser::Address>| -> Vec<String> {
-        a.map(|a| a.iter().filter_map(|x| x.address()).filter_map(clean_address).collect())
-            .unwrap_or_default()
-    };
-    let from = msg.from().and_then(|a| a.first()).and_then(|a| {
-        a.address().and_then(clean_address).map(|email| Person {
-            email,
-            name: a.name().map(sanitise).filter(|n| !n.is_empty()),
-            agency: None,
-        })
-    });
+
+    let from = sender(&msg);
     // Only a real text/plain part counts as text: mail-parser would otherwise convert the HTML to text for
     // us, work thrown away because the HTML is read with its tables kept (below).
     let text = msg.text_bodies().find_map(|p| match &p.body {
@@ -349,8 +346,8 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             .and_then(|a| a.first())
             .and_then(|a| a.address())
             .and_then(clean_address),
-        to: addrs(msg.to()),
-        cc: addrs(msg.cc()),
+        to: addresses(msg.to()),
+        cc: addresses(msg.cc()),
         in_reply_to: ids(get("In-Reply-To").as_deref()),
         references: ids(get("References").as_deref()),
         auto_generated: auto_generated(&get, &content_type),

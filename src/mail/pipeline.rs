@@ -2,10 +2,11 @@
 //! refusal, or ignored — with everything it causes (case change, audit event, emails) committed together.
 //!
 //! Order: keep the raw message (once: a message seen before has no second effect), decode it within
-//! limits, ignore auto-generated mail, find the board, then either act on a reply (matched by the bot's
-//! signed Message-ID, or by a case reference in the subject from one of the case's participants) or open
-//! a new case from a sender at an allowed domain. Whatever cannot be used gets a reply saying exactly what
-//! to fix, with the board's blank form.
+//! limits, ignore auto-generated mail, find the board, then either decide a held record (staff's APPROVE or
+//! REJECT), act on a reply (its case located by a signed token or a reference with this board's prefix;
+//! applied only with proof of its sender, held for a CONFIRM otherwise: ARCHITECTURE.md, "Trust model"), or
+//! open a new case (at once from a known domain, held for the board's approval from any other). Whatever
+//! cannot be used gets a reply saying exactly what to fix, with the board's blank form.
 
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -53,7 +54,7 @@ pub struct Source {
 /// What became of one message (the `ingest --json` contract).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
-    /// `case_opened`, `command_applied`, `refused` or `ignored`.
+    /// `case_opened`, `command_applied`, `held`, `refused` or `ignored`.
     pub outcome: String,
     pub case: Option<String>,
     pub board: Option<String>,
@@ -108,6 +109,16 @@ impl Report {
         } else {
             Ack::Done
         }
+    }
+
+    /// The report of a reply to `board`, refused until shown otherwise, with the command word and new text
+    /// read from it.
+    fn for_reply(board: &Board, intent: &crate::core::reply::ReplyIntent) -> Self {
+        let mut report = Report::new("refused");
+        report.board = Some(board.id().to_string());
+        report.command = intent.command_word.clone();
+        report.reply_text = Some(intent.reply_text.clone());
+        report
     }
 
     fn new(outcome: &str) -> Self {
@@ -303,6 +314,16 @@ fn same_mailbox(mailbox: &str, address: &str) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `email` is one of the board's staff: a role's address, or the board mailbox itself.
+fn is_staff(board: &Board, email: &str) -> bool {
+    board
+        .settings
+        .roles
+        .values()
+        .any(|c| c.email.eq_ignore_ascii_case(email))
+        || board.settings.mailbox.eq_ignore_ascii_case(email)
 }
 
 fn domain_allowed(board: &Board, email: &str) -> bool {
@@ -1274,16 +1295,8 @@ impl<'a> Pipeline<'a> {
     ) -> Result<Report, StoreError> {
         let board = composer.board;
         let intent = Self::reply_intent(msg);
-        let mut report = Report::new("refused");
-        report.board = Some(board.id().to_string());
-        report.command = intent.command_word.clone();
-        report.reply_text = Some(intent.reply_text.clone());
-        let is_staff = board
-            .settings
-            .roles
-            .values()
-            .any(|c| c.email.eq_ignore_ascii_case(&sender.email))
-            || board.settings.mailbox.eq_ignore_ascii_case(&sender.email);
+        let report = Report::for_reply(board, &intent);
+        let is_staff = is_staff(board, &sender.email);
         let sent_to_sender = store.outbox_email(request).await?.is_some_and(|o| {
             o.email
                 .to
@@ -1629,10 +1642,7 @@ impl<'a> Pipeline<'a> {
     ) -> Result<Acted, StoreError> {
         let board = composer.board;
         let intent = Self::reply_intent(msg);
-        let mut report = Report::new("refused");
-        report.board = Some(board.id().to_string());
-        report.command = intent.command_word.clone();
-        report.reply_text = Some(intent.reply_text.clone());
+        let mut report = Report::for_reply(board, &intent);
         let reference = located.reference.clone();
         report.case = Some(reference.clone());
         if let Some(why) = board
@@ -1650,12 +1660,7 @@ impl<'a> Pipeline<'a> {
                 report,
             });
         }
-        let is_staff = board
-            .settings
-            .roles
-            .values()
-            .any(|c| c.email.eq_ignore_ascii_case(&sender.email))
-            || board.settings.mailbox.eq_ignore_ascii_case(&sender.email);
+        let is_staff = is_staff(board, &sender.email);
         let proof = self.proof(store, board, msg, &sender.email, located).await?;
         for attempt in 0..3 {
             // A case is looked up only within the board whose mailbox received the message.

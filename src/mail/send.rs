@@ -201,18 +201,14 @@ impl Transport {
                 if recipients.len() > 1 {
                     let all: Result<Vec<lettre::Address>, _> = recipients.iter().map(|r| r.parse()).collect();
                     if let Ok(Ok(envelope)) = all.map(|to| lettre::address::Envelope::new(from.clone(), to)) {
-                        match tokio::time::timeout(wait, transport.send_raw(&envelope, &bytes)).await {
-                            Ok(Ok(_)) => {
+                        match transact(transport, &envelope, &bytes, wait).await {
+                            Transaction::Delivered => {
                                 attempt.delivered = recipients.to_vec();
                                 return attempt;
                             }
-                            Ok(Err(e)) if e.is_permanent() && is_recipient_refusal(&e.to_string()) => {}
-                            Ok(Err(e)) => {
-                                attempt.server_error = Some(e.to_string());
-                                return attempt;
-                            }
-                            Err(_) => {
-                                attempt.server_error = Some("the SMTP server did not answer in time".into());
+                            Transaction::Refused(_) => {}
+                            Transaction::ServerFailed(e) => {
+                                attempt.server_error = Some(e);
                                 return attempt;
                             }
                         }
@@ -236,21 +232,14 @@ impl Transport {
                             return attempt;
                         }
                     };
-                    let send = transport.send_raw(&envelope, &bytes);
-                    match tokio::time::timeout(wait, send).await {
-                        Ok(Ok(_)) => attempt.delivered.push(rcpt.clone()),
-                        Ok(Err(e)) if e.is_permanent() && is_recipient_refusal(&e.to_string()) => {
-                            attempt.refused.push(Refused {
-                                address: rcpt.clone(),
-                                error: e.to_string(),
-                            })
-                        }
-                        Ok(Err(e)) => {
-                            attempt.server_error = Some(e.to_string());
-                            return attempt;
-                        }
-                        Err(_) => {
-                            attempt.server_error = Some("the SMTP server did not answer in time".into());
+                    match transact(transport, &envelope, &bytes, wait).await {
+                        Transaction::Delivered => attempt.delivered.push(rcpt.clone()),
+                        Transaction::Refused(error) => attempt.refused.push(Refused {
+                            address: rcpt.clone(),
+                            error,
+                        }),
+                        Transaction::ServerFailed(e) => {
+                            attempt.server_error = Some(e);
                             return attempt;
                         }
                     }
@@ -258,6 +247,30 @@ impl Transport {
             }
         }
         attempt
+    }
+}
+
+/// What one SMTP transaction came to.
+enum Transaction {
+    Delivered,
+    /// A recipient refused it for good (the server's words).
+    Refused(String),
+    /// The server failed: unreachable, too slow, authentication, the sender refused, a temporary error.
+    ServerFailed(String),
+}
+
+/// One SMTP transaction for `envelope`, within `wait`.
+async fn transact(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    envelope: &lettre::address::Envelope,
+    bytes: &[u8],
+    wait: Duration,
+) -> Transaction {
+    match tokio::time::timeout(wait, transport.send_raw(envelope, bytes)).await {
+        Ok(Ok(_)) => Transaction::Delivered,
+        Ok(Err(e)) if e.is_permanent() && is_recipient_refusal(&e.to_string()) => Transaction::Refused(e.to_string()),
+        Ok(Err(e)) => Transaction::ServerFailed(e.to_string()),
+        Err(_) => Transaction::ServerFailed("the SMTP server did not answer in time".into()),
     }
 }
 
