@@ -248,6 +248,26 @@ where
     }
 }
 
+/// Sleep for `d`, or for ever when there is nothing to wait for.
+async fn sleep_or_never(d: Option<std::time::Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// When the scheduler should next look: the store's next timer moment; in 30 seconds when the store cannot
+/// say (it is down), so that nothing due is forgotten.
+async fn next_wake<S: Store>(store: &S, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match store.next_timer_at().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the next timer; looking again in 30 seconds");
+            Some(now + Duration::seconds(30))
+        }
+    }
+}
+
 /// Bring the schema up to date and record the configured boards.
 pub async fn prepare_store<S: Store>(config: &Config, store: &S, now: DateTime<Utc>) -> anyhow::Result<()> {
     store.migrate().await?;
@@ -255,6 +275,16 @@ pub async fn prepare_store<S: Store>(config: &Config, store: &S, now: DateTime<U
         store
             .upsert_board(b.id(), &b.policy().board_name, &b.policy().id, now)
             .await?;
+        // Emails held for a role whose address was a placeholder go to the address the board file now gives.
+        for (role, contact) in &b.settings.roles {
+            if !crate::mail::compose::is_placeholder(&contact.email) {
+                let n = store.release_held(b.id(), role.key(), &contact.email, now).await?;
+                if n > 0 {
+                    tracing::info!(board = %b.id(), role = %role.key(), to = %contact.email, emails = n,
+                        "emails held for a placeholder address are sent to the address now set");
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -302,6 +332,15 @@ async fn serve<S: Batching + Clone>(
         "escalation-bot is running; it stops on Ctrl-C or SIGTERM"
     );
     let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    // The case clock: woken by this daemon's own changes, and by other processes' (see `scheduler`).
+    let timers_changed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let store_watch = tokio::spawn(crate::scheduler::watch_store(
+        config.settings.database.clone(),
+        timers_changed.clone(),
+        stop_rx.clone(),
+    ));
+    // Catch up at once on start: every timer whose moment passed while the daemon was down.
+    let mut next_timer = Some(clock.now());
     let sender = {
         let (store, wake, stop) = (store.clone(), wake.clone(), stop_rx.clone());
         tokio::spawn(supervise("sender".into(), stop_rx.clone(), move || {
@@ -310,8 +349,30 @@ async fn serve<S: Batching + Clone>(
     };
     tokio::pin!(shutdown);
     loop {
+        let until_timer = next_timer.map(|at| (at - clock.now()).to_std().unwrap_or_default());
         tokio::select! {
             _ = &mut shutdown => break,
+            _ = sleep_or_never(until_timer) => {
+                let now = clock.now();
+                match crate::scheduler::fire_due(&pipeline, store, now).await {
+                    Ok(f) => {
+                        if f.emails > 0 {
+                            wake.notify_one();
+                        }
+                        if f.late > 0 {
+                            tracing::warn!(timers = f.late, "timers whose moment passed while the daemon was down were acted on now, their emails marked late");
+                        }
+                        next_timer = next_wake(store, clock.now()).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "acting on due timers failed; trying again in 30 seconds");
+                        next_timer = Some(now + Duration::seconds(30));
+                    }
+                }
+            }
+            _ = timers_changed.notified() => {
+                next_timer = next_wake(store, clock.now()).await;
+            }
             Some(incoming) = rx.recv() => {
                 let started = std::time::Instant::now();
                 let ack = pipeline.process_batch(store, &incoming.board, &incoming.messages, clock.now()).await;
@@ -323,11 +384,14 @@ async fn serve<S: Batching + Clone>(
                 );
                 let _ = incoming.ack.send(ack);
                 wake.notify_one();
+                // A case opened or moved may have brought the next timer forward.
+                next_timer = next_wake(store, clock.now()).await;
             }
         }
     }
     let _ = stop_tx.send(true);
     let _ = sender.await;
+    let _ = store_watch.await;
     for s in sources {
         let _ = s.await;
     }

@@ -832,7 +832,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         if errors.len() > before {
             continue;
         }
-        let (Ok(tz), Ok(region), Some(start)) = (tz, region, start) else {
+        let (Ok(tz), Ok(region), Some(start), Some(end)) = (tz, region, start, end) else {
             continue;
         };
         let mut rules = BoardRules::new(
@@ -842,6 +842,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         );
         rules.timezone = tz;
         rules.working_day_starts = start;
+        rules.working_day_ends = end;
         rules.shared_domains = b.shared_domains.clone();
         boards.push(Board {
             settings: b,

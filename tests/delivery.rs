@@ -28,6 +28,7 @@ fn email(n: usize, to: &[&str], cc: &[&str]) -> OutboundEmail {
         text: format!("Delivery test {n}."),
         html: None,
         headers,
+        hold: None,
     }
 }
 

@@ -22,6 +22,7 @@ fn email(id: &str, reference: &str) -> OutboundEmail {
         text: "The disagreement was resolved.".into(),
         html: Some("<p>The disagreement was resolved.</p>".into()),
         headers: [("Auto-Submitted".to_string(), "auto-generated".to_string())].into(),
+        hold: None,
     }
 }
 

@@ -15,6 +15,8 @@ pub struct BoardRules {
     pub timezone: Tz,
     /// When reminders and digests go out on a working day (local time).
     pub working_day_starts: NaiveTime,
+    /// When working hours end (local time): reminders due later in the day wait for the next working day.
+    pub working_day_ends: NaiveTime,
     /// Email domains many organisations share (nhs.net): the same domain there says nothing about being
     /// in the same organisation.
     pub shared_domains: Vec<String>,
@@ -29,6 +31,7 @@ impl BoardRules {
             calendar,
             timezone: chrono_tz::Europe::London,
             working_day_starts: NaiveTime::from_hms_opt(9, 0, 0).unwrap_or(NaiveTime::MIN),
+            working_day_ends: NaiveTime::from_hms_opt(17, 0, 0).unwrap_or(NaiveTime::MIN),
             shared_domains: vec!["nhs.net".to_string()],
         }
     }
@@ -52,5 +55,66 @@ impl BoardRules {
             }
         }
         Utc.from_utc_datetime(&local)
+    }
+
+    /// Whether `now` is inside working hours: a working day of the board's calendar, between the start and
+    /// the end of its working hours (local time).
+    pub fn in_working_hours(&self, now: DateTime<Utc>) -> bool {
+        let local = now.with_timezone(&self.timezone);
+        let t = local.time();
+        self.calendar.is_working_day(local.date_naive()) && t >= self.working_day_starts && t < self.working_day_ends
+    }
+
+    /// `now` if it is inside working hours, otherwise the start of the next working hours.
+    pub fn next_working_moment(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        if self.in_working_hours(now) {
+            return now;
+        }
+        let today = self.local_date(now);
+        let start = self.working_start(today);
+        if self.calendar.is_working_day(today) && now < start {
+            return start;
+        }
+        self.working_start(self.calendar.add_working_days(today, 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::calendar::{Calendar, Region};
+
+    fn rules() -> BoardRules {
+        let policy: Policy = toml::from_str(include_str!("../../config/policies/bradford.toml")).expect("policy");
+        BoardRules::new("b", policy, Calendar::new(Region::EnglandAndWales))
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn working_hours_are_local_and_skip_weekends_and_bank_holidays() {
+        let r = rules();
+        // 09:30 BST is 08:30 UTC in summer.
+        assert!(r.in_working_hours(at("2027-06-01T08:30:00Z")));
+        assert!(!r.in_working_hours(at("2027-06-01T07:30:00Z")));
+        assert!(!r.in_working_hours(at("2027-06-01T16:30:00Z")));
+        // Christmas Day 2026 is a Friday, Boxing Day's substitute the Monday after.
+        assert_eq!(
+            r.next_working_moment(at("2026-12-24T18:00:00Z")),
+            at("2026-12-29T09:00:00Z")
+        );
+        assert_eq!(
+            r.next_working_moment(at("2026-12-29T06:00:00Z")),
+            at("2026-12-29T09:00:00Z")
+        );
+        let inside = at("2026-12-29T10:15:00Z");
+        assert_eq!(r.next_working_moment(inside), inside);
+        // Saturday evening in British Summer Time: Monday 09:00 BST.
+        assert_eq!(
+            r.next_working_moment(at("2027-06-05T19:00:00Z")),
+            at("2027-06-07T08:00:00Z")
+        );
     }
 }

@@ -11,11 +11,11 @@ use super::render::Templates;
 use super::token::Signer;
 use crate::config::Board;
 use crate::core::case::{Case, CaseStatus, Record};
-use crate::core::lifecycle::{Guidance, Notification, Transition};
+use crate::core::lifecycle::{Guidance, Notification, TimerOutcome, Transition};
 use crate::core::policy::{Form, Role};
 use crate::core::reply::COMMAND_HELP;
-use crate::core::schedule::Deadline;
-use crate::store::OutboundEmail;
+use crate::core::schedule::{Deadline, Timer, TimerKind};
+use crate::store::{Hold, OutboundEmail};
 
 /// A short, fixed-length stand-in for what caused an email (an inbound Message-ID, a timer key), for the
 /// nonce of its Message-ID: the same cause gives the same id (queued twice, it is the same email), and
@@ -27,6 +27,26 @@ pub fn nonce_of(cause: &str) -> String {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The kind an email is known by outside (DESIGN.md: its `X-Escalation-Kind` header and `simulate`'s
+/// `kind`), for the kind of template it was written with.
+pub fn public_kind(kind: &str) -> &'static str {
+    match kind {
+        "acknowledgement" => "acknowledgement",
+        // A record or a command that could not be used: the sender is told what to fix.
+        "refusal" | "command_error" => "refusal",
+        "confirmation" => "confirmation",
+        // The answer to STATUS, HELP or FORM, and the sender told their record awaits the board's approval.
+        "answer" | "held_for_approval" => "answer",
+        "reminder" => "reminder",
+        "overdue" => "overdue",
+        "review" => "review",
+        "digest" => "digest",
+        "challenge" => "challenge",
+        // To a board role or board staff (a duty of the policy, a record to approve).
+        _ => "notification",
+    }
 }
 
 /// "Tuesday 29 December 2026".
@@ -138,6 +158,37 @@ pub fn role_addresses(board: &Board, case: &Case, role: Role) -> Vec<String> {
     }
 }
 
+/// Whether an address is a placeholder to be replaced before going live (`.invalid`, RFC 2606).
+pub fn is_placeholder(address: &str) -> bool {
+    address.trim().to_lowercase().ends_with(".invalid")
+}
+
+/// "Bradford Council and Airedale NHS Trust": how notices name the parties without naming the adult.
+fn agencies(case: &Case) -> String {
+    [case.record.escalating_agency.clone(), case.record.other_agency.clone()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// The people at the case's current stage: those who joined at it (the managers who took it on at an
+/// escalation, or both parties where the case opened there); everyone on the case if nobody did.
+pub fn people_at_stage(case: &Case) -> Vec<String> {
+    let mut at: Vec<String> = case
+        .participants
+        .iter()
+        .filter(|p| p.stage == case.stage)
+        .map(|p| p.email.clone())
+        .collect();
+    if at.is_empty() {
+        at = case.participants.iter().map(|p| p.email.clone()).collect();
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    at.retain(|e| seen.insert(e.to_lowercase()));
+    at
+}
+
 /// Builds outgoing emails for one board.
 pub struct Composer<'a> {
     pub board: &'a Board,
@@ -193,6 +244,10 @@ impl Composer<'_> {
             },
         );
         headers.insert("X-Auto-Response-Suppress".into(), "All".into());
+        headers.insert("X-Escalation-Kind".into(), public_kind(kind).into());
+        if let Some(r) = reference {
+            headers.insert("X-Escalation-Case".into(), r.to_string());
+        }
         if let Some(parent) = in_reply_to {
             headers.insert("In-Reply-To".into(), format!("<{parent}>"));
             headers.insert("References".into(), format!("<{parent}>"));
@@ -213,6 +268,7 @@ impl Composer<'_> {
             text: rendered.text,
             html: Some(rendered.html),
             headers,
+            hold: None,
         })
     }
 
@@ -255,55 +311,238 @@ impl Composer<'_> {
     ) -> Result<Vec<OutboundEmail>, String> {
         let case = &t.case;
         let policy = self.board.policy();
+        // The subject says what happened in the bot's own words; what people wrote (an outcome) goes in
+        // the body only, never in a Subject line.
+        let event_words = match t.event.kind.as_str() {
+            "opened" => format!("opened at {}", policy.stage_name(case.stage)),
+            "escalated" => format!("escalated to {}", policy.stage_name(case.stage)),
+            "resolved" => format!(
+                "resolved at stage {}{}",
+                case.resolution.as_ref().map(|r| r.at_stage).unwrap_or(case.stage),
+                case.resolution
+                    .as_ref()
+                    .map(|r| format!(" after {} working day(s)", r.working_days_taken))
+                    .unwrap_or_default()
+            ),
+            "withdrawn" => "withdrawn".into(),
+            other => other.replace('_', " "),
+        };
+        let outcome = (t.event.kind == "resolved")
+            .then(|| case.resolution.as_ref().map(|r| r.outcome.clone()))
+            .flatten();
+        self.role_notices(case, &t.event.kind, &event_words, outcome, notes, cause)
+    }
+
+    /// One notification per duty: to the role's address, or held in the outbox (with the reason) while the
+    /// board file still gives a placeholder for it. The case is named by reference, agencies and stage;
+    /// the adult's name only where the board turns personal data in notifications on.
+    fn role_notices(
+        &self,
+        case: &Case,
+        event_kind: &str,
+        event_words: &str,
+        outcome: Option<String>,
+        notes: &[Notification],
+        cause: &str,
+    ) -> Result<Vec<OutboundEmail>, String> {
+        let policy = self.board.policy();
         let mut out = Vec::new();
-        let agencies = [case.record.escalating_agency.clone(), case.record.other_agency.clone()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" and ");
         for (i, n) in notes.iter().enumerate() {
             let to = role_addresses(self.board, case, n.role);
             if to.is_empty() {
                 continue;
             }
-            // The subject says what happened in the bot's own words; what people wrote (an outcome) goes
-            // in the body only, never in a Subject line.
-            let event_words = match t.event.kind.as_str() {
-                "opened" => format!("opened at {}", policy.stage_name(case.stage)),
-                "escalated" => format!("escalated to {}", policy.stage_name(case.stage)),
-                "resolved" => format!(
-                    "resolved at stage {}{}",
-                    case.resolution.as_ref().map(|r| r.at_stage).unwrap_or(case.stage),
-                    case.resolution
-                        .as_ref()
-                        .map(|r| format!(" after {} working day(s)", r.working_days_taken))
-                        .unwrap_or_default()
-                ),
-                "withdrawn" => "withdrawn".into(),
-                other => other.replace('_', " "),
-            };
-            let outcome = (t.event.kind == "resolved")
-                .then(|| case.resolution.as_ref().map(|r| r.outcome.clone()))
-                .flatten();
-            let adult = self
-                .board
-                .settings
-                .personal_data_in_notifications
-                .then(|| case.record.adult_name.clone())
-                .flatten();
-            out.push(self.email(
+            let mut email = self.email(
                 "notification",
                 Some(&case.reference),
-                &format!("n{i}-{}-{}-{}", n.role.key(), t.event.kind, nonce_of(cause)),
-                to,
+                &format!("n{i}-{}-{}-{}", n.role.key(), event_kind, nonce_of(cause)),
+                to.clone(),
                 Vec::new(),
                 None,
                 json!({
                     "reference": case.reference, "role_name": role_name(self.board, n.role), "why": n.why,
-                    "stage_name": policy.stage_name(case.stage), "agencies": agencies, "adult": adult,
-                    "event_words": event_words, "outcome": outcome,
+                    "stage_name": policy.stage_name(case.stage), "agencies": agencies(case),
+                    "adult": self.adult(case), "event_words": event_words, "outcome": outcome,
                 }),
-            )?);
+            )?;
+            if n.role.is_board_role() {
+                if let Some(placeholder) = to.iter().find(|a| is_placeholder(a)) {
+                    email.hold = Some(Hold {
+                        role: n.role.key().to_string(),
+                        reason: format!(
+                            "the {} address in {} is still the placeholder {placeholder}: set roles.{}.email to the \
+                             real address and restart the bot, and this email is sent to it",
+                            role_name(self.board, n.role),
+                            self.board.board_file.display(),
+                            n.role.key()
+                        ),
+                    });
+                }
+            }
+            out.push(email);
+        }
+        Ok(out)
+    }
+
+    /// The adult's name, where the board has turned personal data in notifications on.
+    fn adult(&self, case: &Case) -> Option<String> {
+        self.board
+            .settings
+            .personal_data_in_notifications
+            .then(|| case.record.adult_name.clone())
+            .flatten()
+    }
+
+    /// What a fired timer sends: the reminder, overdue notice or review prompt to the people at the case's
+    /// current stage (when `outcome` says to tell them), and the board roles the policy ties to the deadline
+    /// passing. `late` emails say plainly when they should have arrived.
+    pub fn timer_emails(
+        &self,
+        case: &Case,
+        timer: &Timer,
+        outcome: &TimerOutcome,
+    ) -> Result<Vec<OutboundEmail>, String> {
+        let rules = &self.board.rules;
+        let policy = self.board.policy();
+        let mut out = Vec::new();
+        let cause = format!("{}:{}", case.reference, timer.key);
+        let stage = case.stage;
+        let deadline_words = match timer.label.strip_prefix("stage-").and_then(|n| n.parse::<u8>().ok()) {
+            Some(n) if n == stage && n < policy.last_stage() => format!(
+                "resolve the disagreement at {}, or escalate it to {}",
+                policy.stage_name(n),
+                policy.stage_name(n + 1)
+            ),
+            Some(n) if n < policy.last_stage() => format!(
+                "resolve the disagreement, or have it at {} at the latest",
+                policy.stage_name(n + 1)
+            ),
+            Some(n) => format!("resolve the disagreement at {}", policy.stage_name(n)),
+            None if timer.kind == TimerKind::Review => "check that the agreed actions have been carried out".into(),
+            None => "conclude the whole procedure".into(),
+        };
+        let fire_day = rules.local_date(timer.fire_at);
+        let late_note = outcome.late.then(|| {
+            format!(
+                "This {} should have reached you on {} at the start of working hours; the escalation service \
+                 was not running then, and sends it now. Please read the dates below with that in mind.",
+                match timer.kind {
+                    TimerKind::Reminder => "reminder",
+                    TimerKind::Overdue => "notice",
+                    TimerKind::Review => "prompt",
+                },
+                long_date(fire_day)
+            )
+        });
+        if outcome.tell_participants {
+            let to = people_at_stage(case);
+            if !to.is_empty() {
+                let kind = timer.kind.as_str();
+                let greeting = match case
+                    .participants
+                    .iter()
+                    .filter(|p| to.contains(&p.email))
+                    .collect::<Vec<_>>()
+                    .as_slice()
+                {
+                    [one] => one.name.clone().unwrap_or_else(|| "colleague".into()),
+                    _ => "colleagues".into(),
+                };
+                let mut asks = Vec::new();
+                if let Some(st) = policy.stage(stage) {
+                    asks.push(format!("Who: {}", st.who));
+                    asks.push(st.guidance.clone());
+                    if let Some(w) = agency_kind(&case.record).and_then(|k| st.involved.get(k)) {
+                        asks.push(format!("Involved for your kind of agency: {w}"));
+                    }
+                    for form in &st.forms {
+                        asks.push(format!("Complete the {form}."));
+                    }
+                }
+                if stage == policy.last_stage() && !policy.final_stage_note.is_empty() {
+                    asks.push(policy.final_stage_note.clone());
+                }
+                let mut next = Vec::new();
+                match timer.kind {
+                    TimerKind::Review => {
+                        next.push(
+                            "IMPLEMENTED — the agreed actions have been carried out (say how, if you like)".into(),
+                        );
+                        next.push("NOTE — what is still outstanding, and how it will be pursued".into());
+                    }
+                    _ => {
+                        next.push(
+                            "RESOLVED — then the agreed outcome, and optionally \"Actions: …\" and \"Review date: …\""
+                                .to_string(),
+                        );
+                        if stage < policy.last_stage() {
+                            next.push(format!(
+                                "ESCALATE — then the name and email of each person taking it on at {}",
+                                policy.stage_name(stage + 1)
+                            ));
+                        }
+                        if policy.extensions.allowed {
+                            next.push(
+                                "EXTEND 3 — the number of working days, then why the timescale cannot be met".into(),
+                            );
+                        }
+                        next.push("STATUS — where the case stands and what is due next".into());
+                    }
+                }
+                let told: Vec<String> = outcome
+                    .notifications
+                    .iter()
+                    .map(|n| format!("the {}", role_name(self.board, n.role)))
+                    .collect();
+                let mut email = self.email(
+                    kind,
+                    Some(&case.reference),
+                    &format!("t-{kind}-{}", nonce_of(&cause)),
+                    to,
+                    Vec::new(),
+                    None,
+                    json!({
+                        "reference": case.reference, "greeting": greeting,
+                        "stage_name": policy.stage_name(stage), "agencies": agencies(case),
+                        "adult": self.adult(case),
+                        "deadline_words": deadline_words,
+                        "due": long_date(timer.due_date),
+                        "due_today": fire_day == timer.due_date,
+                        "late_note": late_note,
+                        "asks": asks, "next": next,
+                        "told": (!told.is_empty()).then(|| told.join(" and ")),
+                    }),
+                )?;
+                email
+                    .headers
+                    .insert("X-Escalation-Deadline".into(), timer.label.clone());
+                out.push(email);
+            }
+        }
+        if !outcome.notifications.is_empty() {
+            let event_words = format!(
+                "not resolved by its {} deadline ({})",
+                match timer.label.as_str() {
+                    "overall" => "overall".to_string(),
+                    l => l.replace('-', " "),
+                },
+                long_date(timer.due_date)
+            );
+            let mut notices = self.role_notices(
+                case,
+                "deadline_passed",
+                &event_words,
+                None,
+                &outcome.notifications,
+                &cause,
+            )?;
+            for n in &mut notices {
+                n.headers.insert("X-Escalation-Deadline".into(), timer.label.clone());
+                if let Some(note) = &late_note {
+                    n.text = format!("{note}\n\n{}", n.text);
+                }
+            }
+            out.extend(notices);
         }
         Ok(out)
     }
@@ -381,7 +620,7 @@ impl Composer<'_> {
             ReplyCommand::Form => "the form",
             _ => "help",
         };
-        self.email(
+        let mut email = self.email(
             "confirmation",
             Some(&case.reference),
             &format!("a-{}", nonce_of(in_reply_to)),
@@ -395,7 +634,10 @@ impl Composer<'_> {
                 "deadlines": deadlines_data(self.board, deadlines),
                 "guidance": guidance,
             }),
-        )
+        )?;
+        // Written like a confirmation, known outside as an answer.
+        email.headers.insert("X-Escalation-Kind".into(), "answer".into());
+        Ok(email)
     }
 
     /// The request to confirm a command that came without proof of its sender: to the From address only

@@ -350,7 +350,8 @@ impl<'a> Pipeline<'a> {
         })
     }
 
-    fn composer(&'a self, board: &'a Board) -> Composer<'a> {
+    /// The composer of `board`'s emails, signing with this pipeline's key (the scheduler writes with it too).
+    pub fn composer(&'a self, board: &'a Board) -> Composer<'a> {
         let domain = board
             .settings
             .mailbox

@@ -21,6 +21,9 @@ pub const KINDS: &[&str] = &[
     "challenge",
     "held_for_approval",
     "approval_request",
+    "reminder",
+    "overdue",
+    "review",
 ];
 
 const BUILT_IN: &[(&str, &str)] = &[
@@ -105,6 +108,15 @@ const BUILT_IN: &[(&str, &str)] = &[
         "notification.html",
         include_str!("../../templates/notification.html.hbs"),
     ),
+    ("reminder.subject", include_str!("../../templates/reminder.subject.hbs")),
+    ("reminder.text", include_str!("../../templates/reminder.text.hbs")),
+    ("reminder.html", include_str!("../../templates/reminder.html.hbs")),
+    ("overdue.subject", include_str!("../../templates/overdue.subject.hbs")),
+    ("overdue.text", include_str!("../../templates/overdue.text.hbs")),
+    ("overdue.html", include_str!("../../templates/overdue.html.hbs")),
+    ("review.subject", include_str!("../../templates/review.subject.hbs")),
+    ("review.text", include_str!("../../templates/review.text.hbs")),
+    ("review.html", include_str!("../../templates/review.html.hbs")),
 ];
 
 /// A rendered email.

@@ -133,7 +133,13 @@ pub fn build_message(email: &OutboundEmail, date: DateTime<Utc>) -> Result<Messa
     if let Some(r) = email.headers.get("References") {
         b = b.references(r.clone());
     }
-    for name in ["Auto-Submitted", "X-Auto-Response-Suppress"] {
+    for name in [
+        "Auto-Submitted",
+        "X-Auto-Response-Suppress",
+        "X-Escalation-Kind",
+        "X-Escalation-Case",
+        "X-Escalation-Deadline",
+    ] {
         if let Some(v) = email.headers.get(name) {
             b = b.raw_header(HeaderValue::new(HeaderName::new_from_ascii_str(name), v.clone()));
         }

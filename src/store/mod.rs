@@ -60,6 +60,18 @@ pub struct OutboundEmail {
     pub html: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Not to be sent yet: it is for a board role whose address is still a placeholder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<Hold>,
+}
+
+/// Why an email waits in the outbox instead of going out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    /// The role (`independent-chair`…) whose real address it waits for.
+    pub role: String,
+    /// In words an operator can act on.
+    pub reason: String,
 }
 
 /// A transition with the emails it causes, written together.
@@ -156,6 +168,7 @@ pub struct EventRecord {
 pub struct TimerRecord {
     pub id: i64,
     pub case_reference: String,
+    pub board_id: String,
     pub timer: Timer,
     pub fired_at: Option<DateTime<Utc>>,
     pub late: bool,
@@ -342,6 +355,22 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
         lease_ms: i64,
     ) -> impl Future<Output = Result<Vec<TimerRecord>>> + Send;
+
+    /// The earliest moment a pending timer can be acted on (its `fire_at`, or the end of its claim), if any.
+    fn next_timer_at(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
+
+    /// Put a claimed timer off until `until` (outside working hours it waits for them); its `fire_at`, and
+    /// so whether it is late, stays as it was.
+    fn defer_timer(&self, timer_id: i64, until: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
+
+    /// Send the emails held for `board`'s `role` (its address was a placeholder) to `address` now; how many.
+    fn release_held(
+        &self,
+        board: &str,
+        role: &str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<u64>> + Send;
 
     /// Mark a claimed timer fired, writing the emails and event it caused in the same transaction.
     fn complete_timer(

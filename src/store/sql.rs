@@ -78,11 +78,11 @@ impl Pending {
 pub(crate) const CASE_IDS_PER_BLOCK: i64 = 100;
 
 pub(crate) const TIMER_COLUMNS: &str =
-    "t.id, c.reference, t.key, t.kind, t.label, t.due_date, t.fire_at, t.fired_at, t.late";
+    "t.id, c.reference, c.board_id, t.key, t.kind, t.label, t.due_date, t.fire_at, t.fired_at, t.late";
 
 pub(crate) const OUTBOX_COLUMNS: &str =
     "id, message_id, board_id, case_reference, kind, envelope, subject, body_text, body_html, headers, \
-     attempts, created_at, sent_at, failed_at, last_error, delivered_to, refused, retried_at";
+     attempts, created_at, sent_at, failed_at, last_error, delivered_to, refused, retried_at, held_role, held_reason";
 
 /// Implements [`super::Store`] for `$store`, which provides `async fn conn(&self)` giving a connection
 /// (from the pool, or the open transaction of a unit of work) and `async fn run_migrations(&self)`.
@@ -161,6 +161,7 @@ macro_rules! impl_store {
             Ok(TimerRecord {
                 id: row.try_get("id")?,
                 case_reference: row.try_get("reference")?,
+                board_id: row.try_get("board_id")?,
                 timer: Timer {
                     key: row.try_get("key")?,
                     kind: sql::timer_kind(&row.try_get::<String, _>("kind")?)?,
@@ -194,6 +195,13 @@ macro_rules! impl_store {
                     text: row.try_get("body_text")?,
                     html: row.try_get("body_html")?,
                     headers: from_json(&row.try_get::<String, _>("headers")?)?,
+                    hold: match (
+                        row.try_get::<Option<String>, _>("held_role")?,
+                        row.try_get::<Option<String>, _>("held_reason")?,
+                    ) {
+                        (Some(role), Some(reason)) => Some($crate::store::Hold { role, reason }),
+                        _ => None,
+                    },
                 },
                 attempts: row.try_get("attempts")?,
                 created_at: from_ms(row.try_get("created_at")?)?,
@@ -236,7 +244,7 @@ macro_rules! impl_store {
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO outbox (message_id, board_id, case_id, case_reference, kind, envelope, subject, \
-                     body_text, body_html, headers, created_at, next_attempt_at) ",
+                     body_text, body_html, headers, created_at, next_attempt_at, held_role, held_reason) ",
                 );
                 q.push_values(rows, |mut b, (case_id, e, now, envelope, headers)| {
                     b.push_bind(&e.message_id)
@@ -250,7 +258,9 @@ macro_rules! impl_store {
                         .push_bind(&e.html)
                         .push_bind(headers)
                         .push_bind(now)
-                        .push_bind(now);
+                        .push_bind(now)
+                        .push_bind(e.hold.as_ref().map(|h| h.role.clone()))
+                        .push_bind(e.hold.as_ref().map(|h| h.reason.clone()));
                 });
                 // No ON CONFLICT: every email's Message-ID is unique to it, so a second email with the same
                 // id is a fault to report, never one to drop silently.
@@ -324,6 +334,11 @@ macro_rules! impl_store {
                 });
                 q.push(" ON CONFLICT (case_id, key) DO NOTHING");
                 q.build().execute(&mut *conn).await?;
+            }
+            if $backend == "postgres" && !timers.is_empty() {
+                // Every scheduler listening on this database re-reads its next wake-up once this commits
+                // (PostgreSQL delivers a notification at commit, and not at all on rollback).
+                sqlx::query("SELECT pg_notify('escalation_bot_timers', '')").execute(&mut *conn).await?;
             }
             for chunk in events.chunks(sql::ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
@@ -854,6 +869,8 @@ macro_rules! impl_store {
                 let now = to_ms(now);
                 let mut conn = self.lend().await?;
                 let mut tx = Tx::begin(&mut *conn).await?;
+                // Claimed rows are marked with a lease no other claim can have given (now + lease, and the
+                // claim's own ids), then read back with their cases in one statement.
                 let claimed = sqlx::query(concat!(
                     "UPDATE timers SET claimed_until = $1 WHERE id IN (SELECT id FROM timers \
                      WHERE fired_at IS NULL AND fire_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
@@ -866,19 +883,76 @@ macro_rules! impl_store {
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut out = Vec::with_capacity(claimed.len());
-                for row in &claimed {
-                    let id: i64 = row.try_get("id")?;
-                    let q = format!(
-                        "SELECT {} FROM timers t JOIN cases c ON c.id = t.case_id WHERE t.id = $1",
+                let ids = claimed.iter().map(|r| r.try_get::<i64, _>("id")).collect::<std::result::Result<Vec<_>, _>>()?;
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(sql::ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {} FROM timers t JOIN cases c ON c.id = t.case_id WHERE t.id IN (",
                         sql::TIMER_COLUMNS
-                    );
-                    let r = sqlx::query(&q).bind(id).fetch_one(&mut *tx).await?;
-                    out.push(timer_row(&r)?);
+                    ));
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    q.push(")");
+                    for r in q.build().fetch_all(&mut *tx).await? {
+                        out.push(timer_row(&r)?);
+                    }
                 }
                 tx.commit().await?;
                 out.sort_by(|a, b| a.timer.fire_at.cmp(&b.timer.fire_at).then(a.id.cmp(&b.id)));
                 Ok(out)
+            }
+
+            async fn next_timer_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+                let mut conn = self.lend().await?;
+                // Two index walks: the earliest unclaimed timer (timers_pending), and the earliest end of a
+                // claim or a deferral (timers_claimed).
+                let unclaimed: Option<i64> = sqlx::query(
+                    "SELECT fire_at FROM timers WHERE fired_at IS NULL AND claimed_until IS NULL ORDER BY fire_at LIMIT 1",
+                )
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get("fire_at"))
+                .transpose()?;
+                let claimed: Option<i64> = sqlx::query(
+                    "SELECT claimed_until FROM timers WHERE fired_at IS NULL AND claimed_until IS NOT NULL \
+                     ORDER BY claimed_until LIMIT 1",
+                )
+                .fetch_optional(&mut *conn)
+                .await?
+                .map(|r| r.try_get("claimed_until"))
+                .transpose()?;
+                // A claim ends after the timer's own moment, so a claimed timer wakes at the claim's end.
+                match (unclaimed, claimed) {
+                    (Some(a), Some(b)) => Ok(Some(from_ms(a.min(b))?)),
+                    (Some(a), None) | (None, Some(a)) => Ok(Some(from_ms(a)?)),
+                    (None, None) => Ok(None),
+                }
+            }
+
+            async fn defer_timer(&self, timer_id: i64, until: chrono::DateTime<chrono::Utc>) -> Result<()> {
+                sqlx::query("UPDATE timers SET claimed_until = $1 WHERE id = $2 AND fired_at IS NULL")
+                    .bind(to_ms(until))
+                    .bind(timer_id)
+                    .execute(&mut *self.lend().await?)
+                    .await?;
+                Ok(())
+            }
+
+            async fn release_held(&self, board: &str, role: &str, address: &str, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+                let envelope = json(&serde_json::json!({ "to": [address], "cc": [] }))?;
+                let done = sqlx::query(
+                    "UPDATE outbox SET envelope = $1, held_role = NULL, held_reason = NULL, next_attempt_at = $2 \
+                     WHERE board_id = $3 AND held_role = $4 AND held_reason IS NOT NULL AND sent_at IS NULL",
+                )
+                .bind(envelope)
+                .bind(to_ms(now))
+                .bind(board)
+                .bind(role)
+                .execute(&mut *self.lend().await?)
+                .await?;
+                Ok(done.rows_affected())
             }
 
             async fn complete_timer(
@@ -932,7 +1006,7 @@ macro_rules! impl_store {
                 let q = format!(
                     concat!(
                         "UPDATE outbox SET claimed_until = $1, attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox \
-                         WHERE sent_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $2 \
+                         WHERE sent_at IS NULL AND failed_at IS NULL AND held_reason IS NULL AND next_attempt_at <= $2 \
                          AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, id LIMIT $3",
                         $skip,
                         ") RETURNING {}"

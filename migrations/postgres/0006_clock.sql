@@ -1,0 +1,11 @@
+-- The case clock (postgres). Keep in step with migrations/sqlite/0006_clock.sql.
+
+-- An email to a board role whose address is still a placeholder (.invalid) is held, not sent: held_role
+-- names the role, held_reason says why in words an operator can act on. Once the board file gives the role
+-- a real address, the daemon re-addresses the held email to it on start and sends it.
+ALTER TABLE outbox ADD COLUMN held_role TEXT;
+ALTER TABLE outbox ADD COLUMN held_reason TEXT;
+
+-- The scheduler sleeps until the earliest moment a pending timer can be acted on: its fire_at, or, for one
+-- claimed (or put off until working hours), the end of that claim.
+CREATE INDEX timers_claimed ON timers (claimed_until) WHERE fired_at IS NULL AND claimed_until IS NOT NULL;

@@ -1,0 +1,260 @@
+//! The case clock's shell: acting on due timers.
+//!
+//! Timers are rows (written with the case change that schedules them, see [`crate::core::schedule`]). The
+//! scheduler claims the due ones with a lease ([`Store::claim_due_timers`]: `FOR UPDATE SKIP LOCKED` on
+//! PostgreSQL, so several daemons on one database never claim the same timer), asks the core what each
+//! means now ([`lifecycle::on_timer`]), has the board's [`Composer`](crate::mail::compose::Composer) write
+//! the reminder, overdue notice, review prompt and board-role notifications, and commits those emails with
+//! the timer's completion in one transaction ([`Store::complete_timer`]): a timer is acted on once, never
+//! twice, never lost.
+//!
+//! When: a timer is due at its `fire_at` (the start of working hours on a working day). One whose moment
+//! passed while the daemon was down is acted on when it starts, its emails saying they are late; outside
+//! the board's working hours it waits for them ([`Store::defer_timer`]), so nothing reaches anyone at a
+//! weekend, on a bank holiday or at night.
+//!
+//! Sleeping: the daemon's main loop sleeps until [`Store::next_timer_at`], and is woken early when its own
+//! pipeline has changed a case, or when another process changed the store ([`watch_store`]: PostgreSQL
+//! `LISTEN`, or the SQLite database file changing). There is no polling of the timer table: an idle daemon
+//! wakes for nothing between timers.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{watch, Notify};
+
+use crate::config::Database;
+use crate::core::lifecycle::{self, Event};
+use crate::core::schedule::TimerKind;
+use crate::mail::pipeline::Pipeline;
+use crate::store::{Store, StoreError, TimerRecord};
+
+/// Timers claimed at a time.
+pub const CLAIM_BATCH: i64 = 500;
+/// How long a claim holds: a daemon that stops mid-batch leaves its timers to the others after this.
+pub const LEASE_MS: i64 = 5 * 60 * 1000;
+
+/// What one pass over the due timers did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fired {
+    /// Timers completed (with or without emails).
+    pub timers: usize,
+    /// Emails queued.
+    pub emails: usize,
+    /// Timers put off until the board's working hours.
+    pub deferred: usize,
+    /// Timers acted on after their moment (the daemon was down).
+    pub late: usize,
+}
+
+/// Act on every timer due at `now`: claim, decide, compose, and commit each with its emails.
+pub async fn fire_due<S: Store>(pipeline: &Pipeline<'_>, store: &S, now: DateTime<Utc>) -> Result<Fired, StoreError> {
+    let mut fired = Fired::default();
+    loop {
+        let claimed = store.claim_due_timers(now, CLAIM_BATCH, LEASE_MS).await?;
+        let n = claimed.len();
+        for t in claimed {
+            fire_one(pipeline, store, &t, now, &mut fired).await?;
+        }
+        if (n as i64) < CLAIM_BATCH {
+            return Ok(fired);
+        }
+    }
+}
+
+async fn fire_one<S: Store>(
+    pipeline: &Pipeline<'_>,
+    store: &S,
+    t: &TimerRecord,
+    now: DateTime<Utc>,
+    fired: &mut Fired,
+) -> Result<(), StoreError> {
+    let Some(board) = pipeline.config.board(&t.board_id) else {
+        // A board taken out of the configuration: its timers wait (a day at a time) rather than vanish.
+        tracing::warn!(board = %t.board_id, case = %t.case_reference, timer = %t.timer.key,
+            "a timer belongs to a board that is not configured; it waits");
+        store.defer_timer(t.id, now + chrono::Duration::days(1)).await?;
+        fired.deferred += 1;
+        return Ok(());
+    };
+    let rules = &board.rules;
+    if !rules.in_working_hours(now) {
+        store.defer_timer(t.id, rules.next_working_moment(now)).await?;
+        fired.deferred += 1;
+        return Ok(());
+    }
+    let Some(stored) = store.load_case(&t.case_reference).await? else {
+        store.complete_timer(t.id, now, false, None, &[]).await?;
+        fired.timers += 1;
+        return Ok(());
+    };
+    let outcome = lifecycle::on_timer(rules, &stored.case, &t.timer, now);
+    let composer = pipeline.composer(board);
+    let emails = match composer.timer_emails(&stored.case, &t.timer, &outcome) {
+        Ok(e) => composer.one_per_recipient(e),
+        Err(e) => {
+            // A template an operator broke: the claim lapses and the timer is tried again, loudly.
+            tracing::error!(case = %t.case_reference, timer = %t.timer.key, error = %e,
+                "a timer's emails could not be written; it is tried again when its claim lapses");
+            return Ok(());
+        }
+    };
+    let event = (!emails.is_empty()).then(|| timer_event(t, &outcome, now, emails.len()));
+    store
+        .complete_timer(t.id, now, outcome.late, event.as_ref(), &emails)
+        .await?;
+    fired.timers += 1;
+    fired.emails += emails.len();
+    if outcome.late {
+        fired.late += 1;
+    }
+    tracing::info!(case = %t.case_reference, timer = %t.timer.key, emails = emails.len(), late = outcome.late,
+        "timer acted on");
+    Ok(())
+}
+
+fn timer_event(t: &TimerRecord, outcome: &lifecycle::TimerOutcome, now: DateTime<Utc>, emails: usize) -> Event {
+    let (kind, what) = match t.timer.kind {
+        TimerKind::Reminder => ("reminder_sent", "Reminder"),
+        TimerKind::Overdue => ("overdue_notice_sent", "Overdue notice"),
+        TimerKind::Review => ("review_prompt_sent", "Review prompt"),
+    };
+    let roles: Vec<&str> = outcome.notifications.iter().map(|n| n.role.key()).collect();
+    Event {
+        kind: kind.into(),
+        at: now,
+        actor: "escalation-bot".into(),
+        summary: format!(
+            "{what} for the {} deadline of {} ({}){}",
+            t.timer.label,
+            t.timer.due_date,
+            if outcome.late { "late" } else { "on time" },
+            if roles.is_empty() {
+                String::new()
+            } else {
+                format!("; told: {}", roles.join(", "))
+            }
+        ),
+        detail: serde_json::json!({
+            "timer": t.timer.key, "late": outcome.late, "due_at": t.timer.fire_at,
+            "emails": emails, "roles": roles,
+        }),
+    }
+}
+
+/// Run the clock from where it is to `until`, acting on each timer at its own moment, as a daemon that
+/// never stopped would (for `simulate` and tests). The emails' times are the moments they would go.
+pub async fn run_until<S: Store>(
+    pipeline: &Pipeline<'_>,
+    store: &S,
+    until: DateTime<Utc>,
+) -> Result<Fired, StoreError> {
+    let mut total = Fired::default();
+    // Every pass either completes or defers (to a strictly later moment) what is due; the bound only stops
+    // a fault from looping for ever.
+    for _ in 0..1_000_000 {
+        let Some(at) = store.next_timer_at().await? else {
+            break;
+        };
+        if at > until {
+            break;
+        }
+        let f = fire_due(pipeline, store, at).await?;
+        total.timers += f.timers;
+        total.emails += f.emails;
+        total.deferred += f.deferred;
+        total.late += f.late;
+        // Nothing done (claimed by another instance, or a template failing): the claim's end is the next
+        // moment the store gives.
+    }
+    Ok(total)
+}
+
+/// Wake `wake` whenever another process may have changed the timers: PostgreSQL's
+/// `escalation_bot_timers` notification (sent in the transaction that writes timers), or, for SQLite, the
+/// database file (or its write-ahead log) changing. Runs until `stop`.
+pub async fn watch_store(database: Database, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    match database {
+        Database::Postgres(url) => loop {
+            let listener = async {
+                let mut l = sqlx::postgres::PgListener::connect(&url.0).await?;
+                l.listen("escalation_bot_timers").await?;
+                // Anything written while not listening is read now.
+                wake.notify_one();
+                loop {
+                    l.recv().await?;
+                    wake.notify_one();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                r = listener => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "listening for timer changes failed; listening again in 10 seconds");
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                _ = stop.changed() => return,
+            }
+        },
+        Database::Sqlite(path) => watch_file(path, wake, stop).await,
+    }
+}
+
+#[cfg(target_os = "linux")]
+async fn watch_file(path: std::path::PathBuf, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    use futures_util::StreamExt;
+    use inotify::{Inotify, WatchMask};
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().to_string()) else {
+        return;
+    };
+    let stream = Inotify::init().and_then(|i| {
+        i.watches().add(&dir, WatchMask::MODIFY | WatchMask::CLOSE_WRITE)?;
+        i.into_event_stream(vec![0u8; 4096])
+    });
+    let mut stream = match stream {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(),
+                "cannot watch the database folder; timers another process adds are seen at the next wake-up");
+            let _ = stop.changed().await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Ok(ev)) => {
+                    if ev.name.map(|n| n.to_string_lossy().starts_with(&name)).unwrap_or(false) {
+                        wake.notify_one();
+                    }
+                }
+                _ => {
+                    let _ = stop.changed().await;
+                    return;
+                }
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+async fn watch_file(_path: std::path::PathBuf, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
+    // Without inotify, look again once a minute.
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => wake.notify_one(),
+            _ = stop.changed() => return,
+        }
+    }
+}
