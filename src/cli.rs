@@ -41,6 +41,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The scenario: {"board": ID, "until": RFC3339, "steps": [{"at", "email"} or {"at", "from", "reply"}]}.
+    pub scenario: PathBuf,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon until interrupted.
@@ -63,6 +72,8 @@ pub enum Command {
     /// Outgoing email: what is queued, sent or failed, and sending failed email again.
     #[command(subcommand)]
     Outbox(OutboxCommand),
+    /// A case's whole life in virtual time: every email the bot would send, on a throwaway store.
+    Simulate(SimulateArgs),
     /// Deliver an email file into a board's local mailbox folder (the embedded default), as a mail
     /// delivery agent does: written to tmp/ and renamed into new/, so the daemon never reads half a file.
     Deliver(DeliverArgs),
@@ -299,6 +310,17 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("{} -> {}", file.display(), name.display());
             }
             Ok(())
+        }
+        Command::Simulate(a) => {
+            let config = load_config(&cli)?;
+            let scenario = crate::simulate::load(&a.scenario)?;
+            let sim = crate::simulate::run(config.clone(), &scenario, &a.scenario).await?;
+            if a.json {
+                print_json(&crate::simulate::to_json(&sim))
+            } else {
+                print!("{}", crate::simulate::to_table(&sim, &config));
+                Ok(())
+            }
         }
         Command::Run(a) => {
             let config = load_config(&cli)?;

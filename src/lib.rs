@@ -9,4 +9,5 @@ pub mod config;
 pub mod core;
 pub mod mail;
 pub mod scheduler;
+pub mod simulate;
 pub mod store;

@@ -142,11 +142,13 @@ fn timer_event(t: &TimerRecord, outcome: &lifecycle::TimerOutcome, now: DateTime
     }
 }
 
-/// Run the clock from where it is to `until`, acting on each timer at its own moment, as a daemon that
-/// never stopped would (for `simulate` and tests). The emails' times are the moments they would go.
+/// Run the clock from `from` to `until`, acting on each timer at its own moment (or at `from`, for one
+/// already due), as a daemon that never stopped would (for `simulate` and tests). The emails' times are the
+/// moments they would go.
 pub async fn run_until<S: Store>(
     pipeline: &Pipeline<'_>,
     store: &S,
+    from: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Fired, StoreError> {
     let mut total = Fired::default();
@@ -159,7 +161,7 @@ pub async fn run_until<S: Store>(
         if at > until {
             break;
         }
-        let f = fire_due(pipeline, store, at).await?;
+        let f = fire_due(pipeline, store, at.max(from)).await?;
         total.timers += f.timers;
         total.emails += f.emails;
         total.deferred += f.deferred;

@@ -419,7 +419,7 @@ impl Composer<'_> {
             ),
             Some(n) => format!("resolve the disagreement at {}", policy.stage_name(n)),
             None if timer.kind == TimerKind::Review => "check that the agreed actions have been carried out".into(),
-            None => "conclude the whole procedure".into(),
+            None => "have the disagreement concluded, resolved at whatever stage it has reached".into(),
         };
         let fire_day = rules.local_date(timer.fire_at);
         let late_note = outcome.late.then(|| {
@@ -516,6 +516,9 @@ impl Composer<'_> {
                 email
                     .headers
                     .insert("X-Escalation-Deadline".into(), timer.label.clone());
+                if outcome.late {
+                    email.headers.insert("X-Escalation-Late".into(), "yes".into());
+                }
                 out.push(email);
             }
         }
@@ -539,6 +542,7 @@ impl Composer<'_> {
             for n in &mut notices {
                 n.headers.insert("X-Escalation-Deadline".into(), timer.label.clone());
                 if let Some(note) = &late_note {
+                    n.headers.insert("X-Escalation-Late".into(), "yes".into());
                     n.text = format!("{note}\n\n{}", n.text);
                 }
             }
