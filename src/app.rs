@@ -317,8 +317,9 @@ async fn serve<S: Batching + Clone>(
             })),
             None => {
                 let dir = config.settings.mailbox_dir.join(b.id());
+                let folder = b.settings.notifications_folder.clone();
                 tokio::spawn(supervise(format!("mailbox folder {id}"), stop_rx.clone(), move || {
-                    source::maildir(id.clone(), dir.clone(), tx.clone(), stop.clone())
+                    source::maildir(id.clone(), dir.clone(), folder.clone(), tx.clone(), stop.clone())
                 }))
             }
         });

@@ -197,6 +197,10 @@ pub struct BoardSettings {
     pub roles: BTreeMap<Role, Contact>,
     #[serde(default)]
     pub holidays: HolidayAdjustments,
+    /// Where the bot files, unread, its own notifications that arrive in the mailbox it reads (a board role
+    /// whose address is the board mailbox): a folder of that mailbox, for the person who reads it.
+    #[serde(default = "default_notifications_folder")]
+    pub notifications_folder: String,
     /// The board's IMAP mailbox; without one, the local folder `MAILBOX_DIR/ID` is watched.
     #[serde(default)]
     pub imap: Option<ImapSettings>,
@@ -268,6 +272,13 @@ pub struct ImapSettings {
     pub idle_seconds: u64,
     #[serde(default = "default_imap_timeout")]
     pub timeout_seconds: u64,
+    /// The board's `notifications_folder`, set when the board file is loaded (not written in `[imap]`).
+    #[serde(skip)]
+    pub notifications_folder: String,
+}
+
+fn default_notifications_folder() -> String {
+    "Board notifications".into()
 }
 
 fn default_imap_port() -> u16 {
@@ -657,6 +668,9 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         };
         // ESCALATION_BOT_IMAP_PASSWORD_BRADFORD (board id upper-cased, `-` as `_`) keeps the password out of files.
         let var = format!("ESCALATION_BOT_IMAP_PASSWORD_{}", b.id.to_uppercase().replace('-', "_"));
+        if let Some(imap) = b.imap.as_mut() {
+            imap.notifications_folder = b.notifications_folder.clone();
+        }
         if let (Some(imap), Some(p)) = (b.imap.as_mut(), env(&var)) {
             imap.password = Some(Secret(p));
         }

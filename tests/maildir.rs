@@ -37,7 +37,13 @@ async fn a_file_being_written_slowly_into_new_is_read_only_once_whole() {
     // The source starts while the file is a third written: its first look finds it.
     let (tx, mut rx) = mpsc::channel(8);
     let (_stop_tx, stop) = watch::channel(false);
-    let task = tokio::spawn(maildir("bradford".into(), mailbox.clone(), tx, stop));
+    let task = tokio::spawn(maildir(
+        "bradford".into(),
+        mailbox.clone(),
+        "Board notifications".into(),
+        tx,
+        stop,
+    ));
     assert!(
         next(&mut rx, Duration::from_millis(700)).await.is_none(),
         "nothing may be read while the file is being written"
@@ -65,7 +71,13 @@ async fn deliver_writes_through_tmp_and_the_source_reads_it_at_once() {
     let (tx, mut rx) = mpsc::channel(8);
     let (_stop_tx, stop) = watch::channel(false);
     std::fs::create_dir_all(mailbox.join("new")).expect("mkdir");
-    let task = tokio::spawn(maildir("trafford".into(), mailbox.clone(), tx, stop));
+    let task = tokio::spawn(maildir(
+        "trafford".into(),
+        mailbox.clone(),
+        "Board notifications".into(),
+        tx,
+        stop,
+    ));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let path = deliver_to_maildir(&mailbox, &message()).expect("deliver");
     assert!(path.starts_with(mailbox.join("new")), "{}", path.display());

@@ -251,6 +251,8 @@ struct InFlight {
 struct Settled {
     done: Vec<u32>,
     quarantined: Vec<u32>,
+    /// The bot's own notifications, for the board's notifications folder.
+    filed: Vec<u32>,
     /// A message could not be processed: it stays, and the connection starts over once the rest is out.
     retry: bool,
 }
@@ -260,7 +262,7 @@ const MOVE_AT_LEAST: usize = 250;
 
 impl Settled {
     fn len(&self) -> usize {
-        self.done.len() + self.quarantined.len()
+        self.done.len() + self.quarantined.len() + self.filed.len()
     }
 
     /// Wait for a batch's acknowledgement and add its messages. A message handed over by its headers alone
@@ -282,6 +284,7 @@ impl Settled {
                 Ack::Done if too_large => self.quarantined.push(uid),
                 Ack::Done => self.done.push(uid),
                 Ack::Quarantine => self.quarantined.push(uid),
+                Ack::File => self.filed.push(uid),
                 Ack::Retry => self.retry = true,
             }
         }
@@ -294,7 +297,12 @@ impl Settled {
         let secs = s.timeout_seconds;
         let started = std::time::Instant::now();
         let (done, quarantined) = (std::mem::take(&mut self.done), std::mem::take(&mut self.quarantined));
-        for (uids, folder) in [(&done, &s.processed_folder), (&quarantined, &s.quarantine_folder)] {
+        let filed = std::mem::take(&mut self.filed);
+        for (uids, folder) in [
+            (&done, &s.processed_folder),
+            (&quarantined, &s.quarantine_folder),
+            (&filed, &s.notifications_folder),
+        ] {
             if uids.is_empty() {
                 continue;
             }
@@ -545,7 +553,7 @@ async fn session(
             s.folder
         );
     }
-    for folder in [&s.processed_folder, &s.quarantine_folder] {
+    for folder in [&s.processed_folder, &s.quarantine_folder, &s.notifications_folder] {
         // Already there is fine.
         let _ = within(secs, "CREATE", session.create(folder)).await;
     }

@@ -74,6 +74,10 @@ pub struct Report {
     /// message stays where it is and is tried again, up to [`MAX_ATTEMPTS`] times.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub retry: bool,
+    /// The bot's own notification, come back to the mailbox it reads: the source files it, unread, in the
+    /// board's notifications folder.
+    #[serde(skip)]
+    pub file_away: bool,
 }
 
 /// How many times a message that fails (an error or a panic) is tried before it is quarantined.
@@ -104,6 +108,8 @@ impl Report {
     pub fn ack(&self) -> Ack {
         if self.retry {
             Ack::Retry
+        } else if self.file_away {
+            Ack::File
         } else if self.quarantine {
             Ack::Quarantine
         } else {
@@ -133,6 +139,7 @@ impl Report {
             replies: 0,
             quarantine: false,
             retry: false,
+            file_away: false,
         }
     }
 }
@@ -348,6 +355,27 @@ impl<'a> Pipeline<'a> {
             templates: Templates::load(config.settings.templates_dir.as_deref())?,
             key,
         })
+    }
+
+    /// The board whose own email this is: sent from a board mailbox this bot serves, under a Message-ID the
+    /// bot's outbox holds for that board.
+    async fn own_email<S: Store>(&self, store: &S, msg: &Inbound) -> Result<Option<&'a Board>, StoreError> {
+        let Some(from) = &msg.from else {
+            return Ok(None);
+        };
+        let Some(board) = self
+            .config
+            .boards
+            .iter()
+            .find(|b| same_mailbox(&b.settings.mailbox, &from.email))
+        else {
+            return Ok(None);
+        };
+        Ok(store
+            .outbox_email(&msg.message_id)
+            .await?
+            .filter(|r| r.email.board_id == board.id())
+            .map(|_| board))
     }
 
     /// The composer of `board`'s emails, signing with this pipeline's key (the scheduler writes with it too).
@@ -888,6 +916,27 @@ impl<'a> Pipeline<'a> {
             .as_ref()
             .map(|p| p.email.clone())
             .unwrap_or_else(|| "unknown".into());
+        if let Some(board) = self.own_email(store, &msg).await? {
+            // A board role whose address is the mailbox the bot reads (Bradford's Business Unit Manager):
+            // the notification is for the person who reads that mailbox, not for the bot.
+            let folder = &board.settings.notifications_folder;
+            let mut r = Report::new("ignored");
+            r.board = Some(board.id().to_string());
+            r.file_away = true;
+            r.problems.push(format!(
+                "This is the bot's own email to the board's mailbox; it is filed, unread, in the folder \"{folder}\" for whoever reads that mailbox."
+            ));
+            let ev = Self::event(
+                "filed",
+                &actor,
+                format!("Own email {} filed in {folder}", msg.message_id),
+                &[],
+                now,
+            );
+            self.finish(store, board.id(), inbound_id, &r, ev, &[], now, dry_run)
+                .await?;
+            return Ok(r);
+        }
         if let Some(why) = &msg.auto_generated {
             let mut r = Report::new("ignored");
             r.problems

@@ -25,6 +25,9 @@ pub enum Ack {
     Quarantine,
     /// Processing failed (the database was down…): leave it and try again.
     Retry,
+    /// The bot's own notification to a board role whose address is this mailbox: file it, unread, in the
+    /// board's notifications folder for the person who reads the mailbox.
+    File,
 }
 
 /// Raw messages from one source, waiting to be processed together: the main loop answers with one
@@ -171,7 +174,13 @@ impl Arrivals {
 }
 
 /// Watch `dir/new` for `board`: every message there goes to `tx`; done ones move to `cur/`.
-pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mut stop: watch::Receiver<bool>) {
+pub async fn maildir(
+    board: String,
+    dir: PathBuf,
+    notifications_folder: String,
+    tx: mpsc::Sender<Incoming>,
+    mut stop: watch::Receiver<bool>,
+) {
     for sub in ["new", "cur", "tmp"] {
         if let Err(e) = tokio::fs::create_dir_all(dir.join(sub)).await {
             tracing::error!(board, dir = %dir.display(), error = %e, "cannot create the mailbox folder");
@@ -244,6 +253,16 @@ pub async fn maildir(board: String, dir: PathBuf, tx: mpsc::Sender<Incoming>, mu
                         }
                         if let Err(e) = tokio::fs::rename(&path, &to).await {
                             tracing::warn!(file = %path.display(), error = %e, "processed, but could not be moved out of new/");
+                        }
+                    }
+                    Ack::File => {
+                        // A Maildir++ folder of the mailbox, the message left in new/ (unread).
+                        let folder = dir.join(format!(".{}", notifications_folder.replace(['/', '.'], " ")));
+                        for sub in ["new", "cur", "tmp"] {
+                            let _ = tokio::fs::create_dir_all(folder.join(sub)).await;
+                        }
+                        if let Err(e) = tokio::fs::rename(&path, folder.join("new").join(&name)).await {
+                            tracing::warn!(file = %path.display(), error = %e, "processed, but could not be filed");
                         }
                     }
                     Ack::Retry => retry = true,
