@@ -277,6 +277,19 @@ pub struct ImapSettings {
     pub notifications_folder: String,
 }
 
+/// A duty's trigger in words, for `check-config`.
+fn trigger_words(t: &crate::core::policy::Trigger) -> String {
+    use crate::core::policy::Trigger;
+    match t {
+        Trigger::EnteringStage(n) => format!("when a case reaches stage {n}"),
+        Trigger::ResolvedAtOrAbove(1) => "when a case is resolved".into(),
+        Trigger::ResolvedAtOrAbove(n) => format!("when a case is resolved at stage {n} or above"),
+        Trigger::DeadlinePassed(l) if l == "any" => "when a deadline passes unresolved".into(),
+        Trigger::DeadlinePassed(l) => format!("when the {} deadline passes unresolved", l.replace('-', " ")),
+        Trigger::Withdrawn(_) => "when a case is withdrawn".into(),
+    }
+}
+
 fn default_notifications_folder() -> String {
     "Board notifications".into()
 }
@@ -758,10 +771,33 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                     format!("{:?} is not an email address", c.email),
                 ));
             } else if c.email.to_lowercase().ends_with(".invalid") {
+                // Which of the policy's duties this leaves undone: their emails wait in the outbox.
+                let broken: Vec<String> = policies
+                    .get(&b.policy)
+                    .map(|(p, _)| {
+                        p.duties
+                            .iter()
+                            .filter(|d| d.notify.contains(role))
+                            .map(|d| trigger_words(&d.when))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let duties = if broken.is_empty() {
+                    "no duty of the policy uses it".to_string()
+                } else {
+                    format!(
+                        "until then the {} is not told {} (those emails are held in the outbox, and sent once the address is set and the bot restarted)",
+                        c.name,
+                        broken.join("; ")
+                    )
+                };
                 warnings.push(issue(
                     &f,
                     format!("roles.{role}.email"),
-                    format!("{} is a placeholder: set the real address before going live", c.email),
+                    format!(
+                        "{} is a placeholder: set the real address before going live; {duties}",
+                        c.email
+                    ),
                 ));
             }
         }
