@@ -1,0 +1,356 @@
+//! The case clock through `simulate`: whole case lives on each board's shipped policy, against
+//! expectations computed by hand (tests/scenarios/*/expected.json, written from POLICIES.md by someone who
+//! had not read the scheduler), plus checks of what reminders say, data minimisation, placeholders held,
+//! and the bot's own notifications coming back to its mailbox.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::{at, config};
+use escalation_bot::simulate::{self, SimEmail, Simulation};
+use serde_json::Value;
+
+fn london(e: &SimEmail) -> String {
+    e.at.with_timezone(&chrono_tz::Europe::London)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+async fn simulate_file(path: &Path) -> Simulation {
+    let scenario = simulate::load(path).expect("scenario reads");
+    simulate::run(config(), &scenario, path).await.expect("simulation runs")
+}
+
+fn scenario_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("tests/scenarios")
+        .expect("tests/scenarios")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("scenario.json").exists() && p.join("expected.json").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Every email of the listed kinds is expected exactly once: same kind, same local minute, same deadline
+/// (where given), same recipients (To and Cc as a set).
+fn compare(name: &str, sim: &Simulation, expected: &Value) -> Vec<String> {
+    let kinds: BTreeSet<String> = expected["exact_kinds"]
+        .as_array()
+        .expect("exact_kinds")
+        .iter()
+        .filter_map(|k| k.as_str().map(str::to_string))
+        .collect();
+    let mut wanted: Vec<(Value, bool)> = expected["expect"]
+        .as_array()
+        .expect("expect")
+        .iter()
+        .map(|e| (e.clone(), false))
+        .collect();
+    let mut problems = Vec::new();
+    for e in sim.emails.iter().filter(|e| kinds.contains(&e.kind)) {
+        let to: BTreeSet<String> = e.to.iter().chain(&e.cc).map(|a| a.to_lowercase()).collect();
+        let found = wanted.iter_mut().find(|(w, used)| {
+            !*used
+                && w["kind"] == e.kind.as_str()
+                && w["local"] == london(e).as_str()
+                && (w.get("deadline").is_none() || w["deadline"] == serde_json::json!(e.deadline))
+                && w["to"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_lowercase))
+                            .collect::<BTreeSet<_>>()
+                    })
+                    .as_ref()
+                    == Some(&to)
+        });
+        match found {
+            Some((_, used)) => *used = true,
+            None => problems.push(format!(
+                "{name}: unexpected {} at {} (deadline {:?}) to {:?}: {}",
+                e.kind,
+                london(e),
+                e.deadline,
+                to,
+                e.subject
+            )),
+        }
+    }
+    for (w, used) in &wanted {
+        if !used {
+            problems.push(format!("{name}: expected but not sent: {w}"));
+        }
+    }
+    problems
+}
+
+#[tokio::test]
+async fn each_boards_case_lives_send_what_was_computed_by_hand() {
+    let dirs = scenario_dirs();
+    assert!(dirs.len() >= 5, "the hand-computed scenarios are missing: {dirs:?}");
+    let mut problems = Vec::new();
+    let mut boards = BTreeSet::new();
+    for dir in &dirs {
+        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let sim = simulate_file(&dir.join("scenario.json")).await;
+        boards.insert(sim.board.clone());
+        for s in &sim.steps {
+            if !matches!(s.outcome.as_str(), "case_opened" | "command_applied") {
+                problems.push(format!("{name}: a step at {} came to {}: {:?}", s.at, s.outcome, s.problems));
+            }
+        }
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).expect("expected.json"))
+                .expect("expected.json is JSON");
+        problems.extend(compare(&name, &sim, &expected));
+    }
+    assert_eq!(boards.len(), 5, "every board has a life: {boards:?}");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A scenario of our own: Bradford's record, opened two days before Christmas and left alone.
+fn write_bradford(dir: &Path, until: &str, replies: &[(&str, &str, &str)]) -> PathBuf {
+    std::fs::copy("tests/fixtures/forms/bradford-plain.eml", dir.join("record.eml")).expect("copy");
+    let mut steps = vec![serde_json::json!({"at": "2026-12-23T10:00:00Z", "email": "record.eml"})];
+    for (when, from, text) in replies {
+        steps.push(serde_json::json!({"at": when, "from": from, "reply": text}));
+    }
+    let path = dir.join("scenario.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "bradford", "until": until, "steps": steps}).to_string(),
+    )
+    .expect("write");
+    path
+}
+
+#[tokio::test]
+async fn timer_emails_say_what_is_due_what_the_policy_asks_and_the_next_step() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sim = simulate_file(&write_bradford(dir.path(), "2027-02-01T12:00:00Z", &[])).await;
+    let kinds: Vec<(&str, String)> = sim.emails.iter().map(|e| (e.kind.as_str(), london(e))).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("acknowledgement", "2026-12-23 10:00".to_string()),
+            ("reminder", "2027-01-13 09:00".to_string()),
+            ("reminder", "2027-01-20 09:00".to_string()),
+            ("overdue", "2027-01-21 09:00".to_string()),
+            ("notification", "2027-01-21 09:00".to_string()),
+        ]
+    );
+    let today = &sim.emails[2];
+    assert!(today.subject.contains("due today"), "{}", today.subject);
+    assert!(today.text.contains("Wednesday 20 January 2027"), "{}", today.text);
+    assert!(today.text.contains("What the policy asks at this stage"), "{}", today.text);
+    assert!(today.text.contains("ESCALATE"), "{}", today.text);
+    assert!(today.text.contains("RESOLVED"), "{}", today.text);
+    assert_eq!(today.deadline.as_deref(), Some("overall"));
+    assert!(!today.late);
+    let overdue = &sim.emails[3];
+    assert!(overdue.text.contains("passed at the end of Wednesday 20 January 2027"), "{}", overdue.text);
+    assert!(overdue.text.contains("Business Unit Manager has been told"), "{}", overdue.text);
+    let note = &sim.emails[4];
+    assert_eq!(note.to, vec!["BSAB@bradford.gov.uk".to_string()]);
+    assert!(note.text.contains("28 days"), "{}", note.text);
+}
+
+#[tokio::test]
+async fn escalation_moves_the_reminders_to_the_people_taking_it_on_and_resolution_ends_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_bradford(
+        dir.path(),
+        "2027-03-01T12:00:00Z",
+        &[
+            (
+                "2027-01-05T14:00:00Z",
+                "nia.nurse@nhs.net",
+                "ESCALATE\nLine manager: Lee Lead <lee.lead@nhs.net>\nTeam manager: Tess Team <tess.team@westshire.gov.uk>\nWe could not agree.",
+            ),
+            (
+                "2027-01-14T11:00:00Z",
+                "lee.lead@nhs.net",
+                "RESOLVED\nThe enquiry is reopened and a joint visit booked.",
+            ),
+        ],
+    );
+    let sim = simulate_file(&path).await;
+    let reminders: Vec<&SimEmail> = sim.emails.iter().filter(|e| e.kind == "reminder").collect();
+    // The overall deadline stays (28 days from opening); its first reminder goes to the stage-2 people.
+    assert_eq!(reminders.len(), 1, "{reminders:#?}");
+    assert_eq!(london(reminders[0]), "2027-01-13 09:00");
+    let to: BTreeSet<&str> = reminders[0].to.iter().map(String::as_str).collect();
+    assert_eq!(to, BTreeSet::from(["lee.lead@nhs.net", "tess.team@westshire.gov.uk"]));
+    // Resolved on the 14th: no due-today reminder, no overdue notice, and the roles told at once.
+    assert!(!sim.emails.iter().any(|e| e.kind == "overdue"));
+    let told: BTreeSet<String> = sim
+        .emails
+        .iter()
+        .filter(|e| e.kind == "notification")
+        .flat_map(|e| e.to.clone())
+        .collect();
+    assert_eq!(
+        told,
+        BTreeSet::from([
+            "BSAB@bradford.gov.uk".to_string(),
+            "independent-chair@bradford-sab.invalid".to_string(),
+            "nia.nurse@nhs.net".to_string(),
+        ])
+    );
+    for e in sim.emails.iter().filter(|e| e.kind == "notification") {
+        assert_eq!(london(e), "2027-01-14 11:00", "{}", e.subject);
+        // The placeholder is held with its reason, never sent to .invalid.
+        assert_eq!(e.held.is_some(), e.to[0].ends_with(".invalid"), "{e:#?}");
+    }
+}
+
+#[tokio::test]
+async fn no_adult_name_or_nhs_number_in_reminders_overdue_notices_or_notifications() {
+    let mut scanned = 0;
+    let mut leaks = Vec::new();
+    let mut dirs = scenario_dirs();
+    let own = tempfile::tempdir().expect("dir");
+    write_bradford(own.path(), "2027-02-01T12:00:00Z", &[]);
+    dirs.push(own.path().to_path_buf());
+    for dir in dirs {
+        let record = std::fs::read_to_string(dir.join("record.eml")).unwrap_or_default();
+        let sim = simulate_file(&dir.join("scenario.json")).await;
+        // The adult's name and NHS number as the record gives them.
+        let mut secrets = Vec::new();
+        for line in record.lines() {
+            let lower = line.to_lowercase();
+            if let Some((label, value)) = line.split_once(':') {
+                let value = value.trim();
+                if value.is_empty() {
+                    continue;
+                }
+                if lower.contains("nhs number") {
+                    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
+                    secrets.push(digits.clone());
+                    secrets.push(value.to_string());
+                } else if label.to_lowercase().contains("adult")
+                    && label.to_lowercase().contains("name")
+                    || label.to_lowercase().contains("service user name")
+                {
+                    secrets.push(value.to_string());
+                    if let Some(first) = value.split_whitespace().next() {
+                        secrets.push(first.to_string());
+                    }
+                }
+            }
+        }
+        assert!(!secrets.is_empty(), "{}: no adult name or NHS number found in the record", dir.display());
+        for e in sim
+            .emails
+            .iter()
+            .filter(|e| matches!(e.kind.as_str(), "reminder" | "overdue" | "notification" | "review"))
+        {
+            scanned += 1;
+            let all = format!("{}\n{}", e.subject, e.text);
+            let digits: String = all.chars().filter(char::is_ascii_digit).collect();
+            for s in &secrets {
+                let hit = if s.chars().all(|c| c.is_ascii_digit()) {
+                    s.len() == 10 && digits.contains(s.as_str())
+                } else {
+                    all.contains(s.as_str())
+                };
+                if hit {
+                    leaks.push(format!("{}: {} {} contains {s:?}", dir.display(), e.kind, e.subject));
+                }
+            }
+        }
+    }
+    assert!(scanned >= 10, "too few emails scanned: {scanned}");
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+}
+
+#[tokio::test]
+async fn a_board_that_turns_personal_data_on_gets_the_adults_name_in_its_reminders() {
+    let mut c = config();
+    for b in &mut c.boards {
+        b.settings.personal_data_in_notifications = true;
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_bradford(dir.path(), "2027-02-01T12:00:00Z", &[]);
+    let scenario = simulate::load(&path).expect("scenario");
+    let sim = simulate::run(c, &scenario, &path).await.expect("runs");
+    let reminder = sim.emails.iter().find(|e| e.kind == "reminder").expect("a reminder");
+    assert!(reminder.text.contains("Zoë Testperson"), "{}", reminder.text);
+}
+
+#[tokio::test]
+async fn simulate_never_touches_the_configured_database_or_folders() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut c = config();
+    let db = dir.path().join("real.sqlite3");
+    c.settings.database = escalation_bot::config::Database::Sqlite(db.clone());
+    c.settings.mailbox_dir = dir.path().join("mail");
+    c.settings.outbox_dir = dir.path().join("out");
+    let path = write_bradford(dir.path(), "2027-01-10T12:00:00Z", &[]);
+    let scenario = simulate::load(&path).expect("scenario");
+    let sim = simulate::run(c, &scenario, &path).await.expect("runs");
+    assert!(!sim.emails.is_empty());
+    assert!(!db.exists());
+    assert!(!dir.path().join("mail").exists());
+    assert!(!dir.path().join("out").exists());
+}
+
+#[tokio::test]
+async fn the_bots_own_notification_in_its_mailbox_is_filed_not_processed() {
+    use escalation_bot::mail::pipeline::{Pipeline, Source};
+    use escalation_bot::mail::source::Ack;
+    use escalation_bot::scheduler;
+    use escalation_bot::store::Store;
+    let c = config();
+    let (store, db) = common::TestDb::sqlite().await;
+    escalation_bot::app::prepare_store(&c, &store, at("2026-12-23T10:00:00Z"))
+        .await
+        .expect("store");
+    let pipeline = Pipeline::new(&c, vec![7; 32]).expect("pipeline");
+    let raw = std::fs::read("tests/fixtures/forms/bradford-plain.eml").expect("fixture");
+    let r = pipeline
+        .process_isolated(&store, &Source::default(), &raw, Some("bradford"), at("2026-12-23T10:00:00Z"), false)
+        .await
+        .expect("processed");
+    assert_eq!(r.outcome, "case_opened");
+    let fired = scheduler::run_until(
+        &pipeline,
+        &store,
+        at("2026-12-23T10:00:00Z"),
+        at("2027-01-22T12:00:00Z"),
+    )
+    .await
+    .expect("scheduler");
+    assert!(fired.emails >= 5, "{fired:?}");
+    // The Business Unit Manager's notice, as the board mailbox would receive it.
+    let outbox = store.outbox(None).await.expect("outbox");
+    let notice = outbox
+        .iter()
+        .find(|r| r.email.kind == "notification" && r.email.to == vec!["BSAB@bradford.gov.uk".to_string()])
+        .expect("the notice to the board mailbox");
+    let message = escalation_bot::mail::send::build_message(&notice.email, at("2027-01-21T09:00:00Z"))
+        .expect("builds")
+        .formatted();
+    let report = pipeline
+        .process_isolated(
+            &store,
+            &Source {
+                mailbox: "maildir:bradford".into(),
+                uidvalidity: Some(1),
+                uid: Some(99),
+            },
+            &message,
+            Some("bradford"),
+            at("2027-01-21T09:01:00Z"),
+            false,
+        )
+        .await
+        .expect("processed");
+    assert_eq!(report.ack(), Ack::File, "{report:?}");
+    assert_eq!(report.outcome, "ignored");
+    // Nothing answered it, and the case did not move.
+    assert_eq!(store.outbox(None).await.expect("outbox").len(), outbox.len());
+    db.cleanup().await;
+}
