@@ -93,12 +93,18 @@ async fn each_boards_case_lives_send_what_was_computed_by_hand() {
     let mut problems = Vec::new();
     let mut boards = BTreeSet::new();
     for dir in &dirs {
-        let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         let sim = simulate_file(&dir.join("scenario.json")).await;
         boards.insert(sim.board.clone());
         for s in &sim.steps {
             if !matches!(s.outcome.as_str(), "case_opened" | "command_applied") {
-                problems.push(format!("{name}: a step at {} came to {}: {:?}", s.at, s.outcome, s.problems));
+                problems.push(format!(
+                    "{name}: a step at {} came to {}: {:?}",
+                    s.at, s.outcome, s.problems
+                ));
             }
         }
         let expected: Value =
@@ -144,14 +150,26 @@ async fn timer_emails_say_what_is_due_what_the_policy_asks_and_the_next_step() {
     let today = &sim.emails[2];
     assert!(today.subject.contains("due today"), "{}", today.subject);
     assert!(today.text.contains("Wednesday 20 January 2027"), "{}", today.text);
-    assert!(today.text.contains("What the policy asks at this stage"), "{}", today.text);
+    assert!(
+        today.text.contains("What the policy asks at this stage"),
+        "{}",
+        today.text
+    );
     assert!(today.text.contains("ESCALATE"), "{}", today.text);
     assert!(today.text.contains("RESOLVED"), "{}", today.text);
     assert_eq!(today.deadline.as_deref(), Some("overall"));
     assert!(!today.late);
     let overdue = &sim.emails[3];
-    assert!(overdue.text.contains("passed at the end of Wednesday 20 January 2027"), "{}", overdue.text);
-    assert!(overdue.text.contains("Business Unit Manager has been told"), "{}", overdue.text);
+    assert!(
+        overdue.text.contains("passed at the end of Wednesday 20 January 2027"),
+        "{}",
+        overdue.text
+    );
+    assert!(
+        overdue.text.contains("Business Unit Manager has been told"),
+        "{}",
+        overdue.text
+    );
     let note = &sim.emails[4];
     assert_eq!(note.to, vec!["BSAB@bradford.gov.uk".to_string()]);
     assert!(note.text.contains("28 days"), "{}", note.text);
@@ -230,8 +248,7 @@ async fn no_adult_name_or_nhs_number_in_reminders_overdue_notices_or_notificatio
                     let digits: String = value.chars().filter(char::is_ascii_digit).collect();
                     secrets.push(digits.clone());
                     secrets.push(value.to_string());
-                } else if label.to_lowercase().contains("adult")
-                    && label.to_lowercase().contains("name")
+                } else if label.to_lowercase().contains("adult") && label.to_lowercase().contains("name")
                     || label.to_lowercase().contains("service user name")
                 {
                     secrets.push(value.to_string());
@@ -241,7 +258,11 @@ async fn no_adult_name_or_nhs_number_in_reminders_overdue_notices_or_notificatio
                 }
             }
         }
-        assert!(!secrets.is_empty(), "{}: no adult name or NHS number found in the record", dir.display());
+        assert!(
+            !secrets.is_empty(),
+            "{}: no adult name or NHS number found in the record",
+            dir.display()
+        );
         for e in sim
             .emails
             .iter()
@@ -311,7 +332,14 @@ async fn the_bots_own_notification_in_its_mailbox_is_filed_not_processed() {
     let pipeline = Pipeline::new(&c, vec![7; 32]).expect("pipeline");
     let raw = std::fs::read("tests/fixtures/forms/bradford-plain.eml").expect("fixture");
     let r = pipeline
-        .process_isolated(&store, &Source::default(), &raw, Some("bradford"), at("2026-12-23T10:00:00Z"), false)
+        .process_isolated(
+            &store,
+            &Source::default(),
+            &raw,
+            Some("bradford"),
+            at("2026-12-23T10:00:00Z"),
+            false,
+        )
         .await
         .expect("processed");
     assert_eq!(r.outcome, "case_opened");

@@ -135,7 +135,12 @@ fn a_daemon_stopped_across_due_reminders_sends_each_once_marked_late_and_never_a
     let out = bin()
         .arg("--config")
         .arg(&cfg)
-        .args(["deliver", "--board", "bradford", "tests/fixtures/forms/bradford-plain.eml"])
+        .args([
+            "deliver",
+            "--board",
+            "bradford",
+            "tests/fixtures/forms/bradford-plain.eml",
+        ])
         .output()
         .expect("deliver");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -171,20 +176,39 @@ fn a_daemon_stopped_across_due_reminders_sends_each_once_marked_late_and_never_a
             "reminder"
         ]
     );
-    for m in mail.iter().filter(|m| header(m, "X-Escalation-Kind") != Some("acknowledgement")) {
+    for m in mail
+        .iter()
+        .filter(|m| header(m, "X-Escalation-Kind") != Some("acknowledgement"))
+    {
         assert_eq!(header(m, "X-Escalation-Case"), Some("BRAD-2026-0001"), "{m}");
         // Quoted-printable may wrap the sentence; read it unwrapped.
-        let flat = m.replace("=\r\n", "").replace("=\n", "").replace("\r\n", " ").replace('\n', " ");
+        let flat = m
+            .replace("=\r\n", "")
+            .replace("=\n", "")
+            .replace("\r\n", " ")
+            .replace('\n', " ");
         assert!(flat.contains("should have reached you on"), "not marked late: {m}");
     }
-    let late_days: Vec<bool> = ["Wednesday 13 January 2027", "Wednesday 20 January 2027", "Thursday 21 January 2027"]
-        .iter()
-        .map(|day| {
-            mail.iter()
-                .any(|m| m.replace("=\r\n", "").replace("=\n", "").replace("\r\n", " ").contains(day))
+    let late_days: Vec<bool> = [
+        "Wednesday 13 January 2027",
+        "Wednesday 20 January 2027",
+        "Thursday 21 January 2027",
+    ]
+    .iter()
+    .map(|day| {
+        mail.iter().any(|m| {
+            m.replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("\r\n", " ")
+                .contains(day)
         })
-        .collect();
-    assert_eq!(late_days, vec![true, true, true], "each late email names the day it was due");
+    })
+    .collect();
+    assert_eq!(
+        late_days,
+        vec![true, true, true],
+        "each late email names the day it was due"
+    );
 
     // Started again: nothing is owed, nothing is sent twice.
     let d = Daemon::start(&cfg, "2027-01-22T11:00:00Z");
@@ -213,8 +237,13 @@ async fn two_daemons_on_one_postgres_database_queue_each_of_1000_due_reminders_o
         new.sender = Person::email(&format!("nurse{i}@nhs.net"));
         store
             .create_case("rotherham", &board.policy().reference_prefix, 2027, |reference| {
-                lifecycle::open(&board.rules, &NewCase { ..new.clone() }, reference, at("2027-01-04T10:00:00Z"))
-                    .map(Change::new)
+                lifecycle::open(
+                    &board.rules,
+                    &NewCase { ..new.clone() },
+                    reference,
+                    at("2027-01-04T10:00:00Z"),
+                )
+                .map(Change::new)
             })
             .await
             .expect("store")
@@ -266,7 +295,11 @@ async fn two_daemons_on_one_postgres_database_queue_each_of_1000_due_reminders_o
             .fetch_one(&mut conn)
             .await
             .expect("outbox");
-    assert_eq!(reminders, (2 * CASES as i64, 2 * CASES as i64), "one reminder per party per case");
+    assert_eq!(
+        reminders,
+        (2 * CASES as i64, 2 * CASES as i64),
+        "one reminder per party per case"
+    );
     let per_case: Vec<(String, i64)> = sqlx::query_as(
         "SELECT case_reference, COUNT(*) FROM outbox WHERE kind = 'reminder' GROUP BY case_reference HAVING COUNT(*) <> 2",
     )
