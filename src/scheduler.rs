@@ -5,7 +5,7 @@
 //! PostgreSQL, so several daemons on one database never claim the same timer), asks the core what each
 //! means now ([`lifecycle::on_timer`]), has the board's [`Composer`](crate::mail::compose::Composer) write
 //! the reminder, overdue notice, review prompt and board-role notifications, and commits those emails with
-//! the timer's completion in one transaction ([`Store::complete_timer`]): a timer is acted on once, never
+//! the timer's completion in one transaction ([`Store::complete_timers`]): a timer is acted on once, never
 //! twice, never lost.
 //!
 //! When: a timer is due at its `fire_at` (the start of working hours on a working day). One whose moment
@@ -27,7 +27,7 @@ use crate::config::Database;
 use crate::core::lifecycle::{self, Event};
 use crate::core::schedule::TimerKind;
 use crate::mail::pipeline::Pipeline;
-use crate::store::{Store, StoreError, TimerRecord};
+use crate::store::{Store, StoreError, TimerDone, TimerRecord};
 
 /// Timers claimed at a time.
 pub const CLAIM_BATCH: i64 = 500;
@@ -47,14 +47,31 @@ pub struct Fired {
     pub late: usize,
 }
 
+/// Timers whose effects are committed together: one transaction (one disk flush) for many, each timer
+/// still with its own emails.
+pub const COMMIT_BATCH: usize = 100;
+
 /// Act on every timer due at `now`: claim, decide, compose, and commit each with its emails.
 pub async fn fire_due<S: Store>(pipeline: &Pipeline<'_>, store: &S, now: DateTime<Utc>) -> Result<Fired, StoreError> {
     let mut fired = Fired::default();
     loop {
         let claimed = store.claim_due_timers(now, CLAIM_BATCH, LEASE_MS).await?;
         let n = claimed.len();
-        for t in claimed {
-            fire_one(pipeline, store, &t, now, &mut fired).await?;
+        for chunk in claimed.chunks(COMMIT_BATCH) {
+            let mut done = Vec::with_capacity(chunk.len());
+            for t in chunk {
+                if let Some(d) = decide(pipeline, store, t, now, &mut fired).await? {
+                    done.push(d);
+                }
+            }
+            let emails: usize = done.iter().map(|d| d.outbox.len()).sum();
+            let late = done.iter().filter(|d| d.late).count();
+            let completed = store.complete_timers(&done, now).await?;
+            fired.timers += completed;
+            if completed == done.len() {
+                fired.emails += emails;
+                fired.late += late;
+            }
         }
         if (n as i64) < CLAIM_BATCH {
             return Ok(fired);
@@ -62,31 +79,38 @@ pub async fn fire_due<S: Store>(pipeline: &Pipeline<'_>, store: &S, now: DateTim
     }
 }
 
-async fn fire_one<S: Store>(
+/// What one claimed timer comes to: its emails and event, ready to commit with its completion; `None`
+/// when it waits (outside working hours, a board no longer configured, a template failing).
+async fn decide<S: Store>(
     pipeline: &Pipeline<'_>,
     store: &S,
     t: &TimerRecord,
     now: DateTime<Utc>,
     fired: &mut Fired,
-) -> Result<(), StoreError> {
+) -> Result<Option<TimerDone>, StoreError> {
     let Some(board) = pipeline.config.board(&t.board_id) else {
         // A board taken out of the configuration: its timers wait (a day at a time) rather than vanish.
         tracing::warn!(board = %t.board_id, case = %t.case_reference, timer = %t.timer.key,
             "a timer belongs to a board that is not configured; it waits");
         store.defer_timer(t.id, now + chrono::Duration::days(1)).await?;
         fired.deferred += 1;
-        return Ok(());
+        return Ok(None);
     };
     let rules = &board.rules;
     if !rules.in_working_hours(now) {
         store.defer_timer(t.id, rules.next_working_moment(now)).await?;
         fired.deferred += 1;
-        return Ok(());
+        return Ok(None);
     }
+    let done = |late, event, outbox| TimerDone {
+        timer_id: t.id,
+        board_id: t.board_id.clone(),
+        late,
+        event,
+        outbox,
+    };
     let Some(stored) = store.load_case(&t.case_reference).await? else {
-        store.complete_timer(t.id, now, false, None, &[]).await?;
-        fired.timers += 1;
-        return Ok(());
+        return Ok(Some(done(false, None, Vec::new())));
     };
     let outcome = lifecycle::on_timer(rules, &stored.case, &t.timer, now);
     let composer = pipeline.composer(board);
@@ -96,21 +120,13 @@ async fn fire_one<S: Store>(
             // A template an operator broke: the claim lapses and the timer is tried again, loudly.
             tracing::error!(case = %t.case_reference, timer = %t.timer.key, error = %e,
                 "a timer's emails could not be written; it is tried again when its claim lapses");
-            return Ok(());
+            return Ok(None);
         }
     };
     let event = (!emails.is_empty()).then(|| timer_event(t, &outcome, now, emails.len()));
-    store
-        .complete_timer(t.id, now, outcome.late, event.as_ref(), &emails)
-        .await?;
-    fired.timers += 1;
-    fired.emails += emails.len();
-    if outcome.late {
-        fired.late += 1;
-    }
     tracing::info!(case = %t.case_reference, timer = %t.timer.key, emails = emails.len(), late = outcome.late,
         "timer acted on");
-    Ok(())
+    Ok(Some(done(outcome.late, event, emails)))
 }
 
 fn timer_event(t: &TimerRecord, outcome: &lifecycle::TimerOutcome, now: DateTime<Utc>, emails: usize) -> Event {

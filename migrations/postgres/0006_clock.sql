@@ -8,4 +8,6 @@ ALTER TABLE outbox ADD COLUMN held_reason TEXT;
 
 -- The scheduler sleeps until the earliest moment a pending timer can be acted on: its fire_at, or, for one
 -- claimed (or put off until working hours), the end of that claim.
+-- Each query matches its index's condition exactly, so it walks the index whatever the statistics say.
+CREATE INDEX timers_unclaimed ON timers (fire_at) WHERE fired_at IS NULL AND claimed_until IS NULL;
 CREATE INDEX timers_claimed ON timers (claimed_until) WHERE fired_at IS NULL AND claimed_until IS NOT NULL;

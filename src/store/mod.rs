@@ -174,6 +174,16 @@ pub struct TimerRecord {
     pub late: bool,
 }
 
+/// A fired timer's effects, to be written with its completion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimerDone {
+    pub timer_id: i64,
+    pub board_id: String,
+    pub late: bool,
+    pub event: Option<Event>,
+    pub outbox: Vec<OutboundEmail>,
+}
+
 /// An outgoing email as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutboxRecord {
@@ -371,6 +381,10 @@ pub trait Store: Send + Sync + 'static {
         address: &str,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Mark claimed timers fired, each with the emails and event it caused, all in one transaction; a
+    /// timer already fired (by another instance) is skipped with its emails. How many were fired.
+    fn complete_timers(&self, done: &[TimerDone], now: DateTime<Utc>) -> impl Future<Output = Result<usize>> + Send;
 
     /// Mark a claimed timer fired, writing the emails and event it caused in the same transaction.
     fn complete_timer(

@@ -963,34 +963,54 @@ macro_rules! impl_store {
                 event: Option<&Event>,
                 outbox: &[OutboundEmail],
             ) -> Result<()> {
-                let mut conn = self.lend().await?;
-                let mut tx = Tx::begin(&mut *conn).await?;
-                let row = sqlx::query(
-                    "UPDATE timers SET fired_at = $1, late = $2, claimed_until = NULL \
-                     WHERE id = $3 AND fired_at IS NULL RETURNING case_id",
+                let board: Option<String> = sqlx::query(
+                    "SELECT c.board_id FROM timers t JOIN cases c ON c.id = t.case_id WHERE t.id = $1",
                 )
-                .bind(to_ms(now))
-                .bind(i64::from(late))
                 .bind(timer_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
-                    // Already fired (by another instance): doing it again would send twice.
-                    tx.rollback().await?;
+                .fetch_optional(&mut *self.lend().await?)
+                .await?
+                .map(|r| r.try_get("board_id"))
+                .transpose()?;
+                let Some(board_id) = board else {
                     return Ok(());
                 };
-                let case_id: i64 = row.try_get("case_id")?;
-                let board: String = sqlx::query("SELECT board_id FROM cases WHERE id = $1")
-                    .bind(case_id)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get("board_id")?;
-                if let Some(e) = event {
-                    insert_event(&mut tx, &board, Some(case_id), e).await?;
+                let done = $crate::store::TimerDone {
+                    timer_id,
+                    board_id,
+                    late,
+                    event: event.cloned(),
+                    outbox: outbox.to_vec(),
+                };
+                self.complete_timers(std::slice::from_ref(&done), now).await.map(|_| ())
+            }
+
+            async fn complete_timers(&self, done: &[$crate::store::TimerDone], now: chrono::DateTime<chrono::Utc>) -> Result<usize> {
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                let mut fired = 0;
+                let mut emails = Vec::new();
+                for d in done {
+                    let row = sqlx::query(
+                        "UPDATE timers SET fired_at = $1, late = $2, claimed_until = NULL \
+                         WHERE id = $3 AND fired_at IS NULL RETURNING case_id",
+                    )
+                    .bind(to_ms(now))
+                    .bind(i64::from(d.late))
+                    .bind(d.timer_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    // Already fired (by another instance): doing it again would send twice.
+                    let Some(row) = row else { continue };
+                    let case_id: i64 = row.try_get("case_id")?;
+                    if let Some(e) = &d.event {
+                        insert_event(&mut tx, &d.board_id, Some(case_id), e).await?;
+                    }
+                    emails.extend(d.outbox.iter().map(|e| (Some(case_id), e, to_ms(now))));
+                    fired += 1;
                 }
-                insert_outbox(&mut tx, Some(case_id), outbox, to_ms(now)).await?;
+                insert_outbox_rows(&mut *tx, &emails).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(fired)
             }
 
             async fn enqueue(&self, outbox: &[OutboundEmail], now: chrono::DateTime<chrono::Utc>) -> Result<()> {
