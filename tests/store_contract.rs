@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use common::{at, config, open_case, upsert_boards, TestDb};
 use escalation_bot::core::case::{CaseStatus, Person};
 use escalation_bot::core::lifecycle::{apply, Command, Event, Refusal};
-use escalation_bot::store::{CaseFilter, Change, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError};
+use escalation_bot::store::{
+    CaseFilter, Change, Hold, InboundInsert, InboundMessage, OutboundEmail, Store, StoreError, TimerDone,
+};
 
 fn email(id: &str, reference: &str) -> OutboundEmail {
     OutboundEmail {
@@ -254,6 +256,50 @@ async fn contract<S: Store>(store: &S) {
         "an expired lease frees the claim; the fired timer stays fired"
     );
 
+    // The next wake-up: every due timer is claimed until 09:02:01, the others come later.
+    assert_eq!(
+        store.next_timer_at().await.expect("next"),
+        Some(at("2027-02-01T09:02:01Z"))
+    );
+    // Completing in one batch skips the timer fired already, with its emails.
+    let mut done: Vec<TimerDone> = after_lease
+        .iter()
+        .map(|t| TimerDone {
+            timer_id: t.id,
+            board_id: t.board_id.clone(),
+            late: false,
+            event: None,
+            outbox: Vec::new(),
+        })
+        .collect();
+    done.push(TimerDone {
+        timer_id: first_timer.id,
+        board_id: first_timer.board_id.clone(),
+        late: false,
+        event: None,
+        outbox: vec![email("batch-again", &first_timer.case_reference)],
+    });
+    assert_eq!(store.complete_timers(&done, now).await.expect("complete"), 6);
+    let queued = store.outbox(None).await.expect("outbox");
+    assert!(queued.iter().all(|o| !o.email.message_id.contains("batch-again")));
+    let next = store.next_timer_at().await.expect("next").expect("timers remain");
+    assert!(next > now, "{next}");
+    // A deferred timer wakes the scheduler at the end of its deferral, and is not claimed before.
+    let pending = store
+        .claim_due_timers(next, 1, 60_000)
+        .await
+        .expect("claim");
+    assert_eq!(pending.len(), 1);
+    let until = next + chrono::Duration::days(3);
+    store.defer_timer(pending[0].id, until).await.expect("defer");
+    assert!(store
+        .claim_due_timers(until - chrono::Duration::seconds(1), 100, 60_000)
+        .await
+        .expect("claim")
+        .iter()
+        .all(|t| t.id != pending[0].id));
+    assert!(store.next_timer_at().await.expect("next").is_some_and(|t| t <= until));
+
     // Outbox: lease, retry with backoff, give up, sent.
     let t0 = at("2027-02-01T10:00:00Z");
     let batch = store.claim_outbox(t0, 10, 30_000).await.expect("claim");
@@ -399,6 +445,36 @@ async fn contract<S: Store>(store: &S) {
         store.record_inbound(&batch[2]).await.expect("inbound"),
         InboundInsert::Seen { id: b51, outcome: None }
     );
+
+    // An email for a role whose address is a placeholder waits, and goes to the address once it is set.
+    let t = at("2027-03-01T10:00:00Z");
+    let mut held = email("held-1", "BRAD-2026-0002");
+    held.to = vec!["independent-chair@bradford-sab.invalid".into()];
+    held.hold = Some(Hold {
+        role: "independent-chair".into(),
+        reason: "placeholder".into(),
+    });
+    store.enqueue(&[held], t).await.expect("enqueue");
+    let claimable = store.claim_outbox(t, 100, 1).await.expect("claim");
+    assert!(claimable.iter().all(|r| !r.email.message_id.contains("held-1")), "held, not sent");
+    let kept = store.outbox(None).await.expect("outbox");
+    let kept = kept.iter().find(|r| r.email.message_id.contains("held-1")).expect("kept");
+    assert_eq!(kept.email.hold.as_ref().map(|h| h.role.as_str()), Some("independent-chair"));
+    assert_eq!(
+        store
+            .release_held("bradford", "independent-chair", "chair@bradford.gov.uk", t)
+            .await
+            .expect("release"),
+        1
+    );
+    let later = t + chrono::Duration::minutes(1);
+    let now_sent = store.claim_outbox(later, 100, 1).await.expect("claim");
+    let released = now_sent
+        .iter()
+        .find(|r| r.email.message_id.contains("held-1"))
+        .expect("released and claimable");
+    assert_eq!(released.email.to, vec!["chair@bradford.gov.uk".to_string()]);
+    assert!(released.email.hold.is_none());
 }
 
 async fn audit_log_is_append_only(db: &TestDb) {
