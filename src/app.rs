@@ -372,6 +372,8 @@ async fn serve<S: Batching + Clone>(
                 }
             }
             _ = timers_changed.notified() => {
+                // Another process (a CLI command, another daemon) may have queued email or timers.
+                wake.notify_one();
                 next_timer = next_wake(store, clock.now()).await;
             }
             Some(incoming) = rx.recv() => {

@@ -315,3 +315,68 @@ async fn two_daemons_on_one_postgres_database_queue_each_of_1000_due_reminders_o
     conn.close().await.ok();
     db.cleanup().await;
 }
+
+#[test]
+fn a_running_daemon_is_woken_by_a_case_another_process_opens_and_keeps_to_working_hours() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = daemon_config(dir.path(), "sqlite:db.sqlite3");
+    // Wednesday 20 January 2027, a few seconds before working hours start.
+    let d = Daemon::start(&cfg, "2027-01-20T08:59:57Z");
+    // Another process opens a case dated 23 December: its 13 January reminder is owed already, and its
+    // due-today reminder is owed at 09:00.
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args([
+            "ingest",
+            "--board",
+            "bradford",
+            "--now",
+            "2026-12-23T10:00:00Z",
+            "tests/fixtures/forms/bradford-plain.eml",
+        ])
+        .output()
+        .expect("ingest");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The daemon hears of it at once: the acknowledgement the other process queued goes out.
+    wait_until("the acknowledgement is sent", Duration::from_secs(8), || {
+        sent(dir.path()).len() >= 2
+    });
+    wait_until("the reminders are sent at 09:00", Duration::from_secs(40), || {
+        sent(dir.path()).len() >= 6
+    });
+    d.stop();
+    let mail = sent(dir.path());
+    let reminders: Vec<&String> = mail
+        .iter()
+        .filter(|m| header(m, "X-Escalation-Kind") == Some("reminder"))
+        .collect();
+    assert_eq!(reminders.len(), 4, "two reminders, each to both parties");
+    // Nothing went before working hours, not even the reminder owed since 13 January.
+    for m in &reminders {
+        let date = header(m, "Date").expect("Date");
+        let date = chrono::DateTime::parse_from_rfc2822(date).expect("a date");
+        assert!(date >= at("2027-01-20T09:00:00Z"), "sent before working hours: {date}");
+    }
+    let flat: Vec<String> = reminders
+        .iter()
+        .map(|m| {
+            m.replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("\r\n", " ")
+                .replace('\n', " ")
+        })
+        .collect();
+    assert_eq!(
+        flat.iter()
+            .filter(|m| m.contains("should have reached you on Wednesday 13 January 2027"))
+            .count(),
+        2,
+        "the missed reminder is marked late"
+    );
+    assert_eq!(
+        flat.iter().filter(|m| m.contains("should have reached you")).count(),
+        2,
+        "the other is on time"
+    );
+}

@@ -285,10 +285,7 @@ async fn contract<S: Store>(store: &S) {
     let next = store.next_timer_at().await.expect("next").expect("timers remain");
     assert!(next > now, "{next}");
     // A deferred timer wakes the scheduler at the end of its deferral, and is not claimed before.
-    let pending = store
-        .claim_due_timers(next, 1, 60_000)
-        .await
-        .expect("claim");
+    let pending = store.claim_due_timers(next, 1, 60_000).await.expect("claim");
     assert_eq!(pending.len(), 1);
     let until = next + chrono::Duration::days(3);
     store.defer_timer(pending[0].id, until).await.expect("defer");
@@ -456,10 +453,19 @@ async fn contract<S: Store>(store: &S) {
     });
     store.enqueue(&[held], t).await.expect("enqueue");
     let claimable = store.claim_outbox(t, 100, 1).await.expect("claim");
-    assert!(claimable.iter().all(|r| !r.email.message_id.contains("held-1")), "held, not sent");
+    assert!(
+        claimable.iter().all(|r| !r.email.message_id.contains("held-1")),
+        "held, not sent"
+    );
     let kept = store.outbox(None).await.expect("outbox");
-    let kept = kept.iter().find(|r| r.email.message_id.contains("held-1")).expect("kept");
-    assert_eq!(kept.email.hold.as_ref().map(|h| h.role.as_str()), Some("independent-chair"));
+    let kept = kept
+        .iter()
+        .find(|r| r.email.message_id.contains("held-1"))
+        .expect("kept");
+    assert_eq!(
+        kept.email.hold.as_ref().map(|h| h.role.as_str()),
+        Some("independent-chair")
+    );
     assert_eq!(
         store
             .release_held("bradford", "independent-chair", "chair@bradford.gov.uk", t)
