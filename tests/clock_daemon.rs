@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{at, config, TestDb};
 use escalation_bot::core::case::Person;
-use escalation_bot::core::lifecycle::{self, NewCase};
+use escalation_bot::core::lifecycle;
 use escalation_bot::store::{Change, Store};
 
 fn bin() -> Command {
@@ -234,12 +234,12 @@ async fn two_daemons_on_one_postgres_database_queue_each_of_1000_due_reminders_o
     for i in 0..CASES {
         let mut new = common::new_case();
         new.record.escalating_email = Some(format!("nurse{i}@nhs.net"));
-        new.sender = Person::email(&format!("nurse{i}@nhs.net"));
+        new.sender = Person::email(format!("nurse{i}@nhs.net"));
         store
             .create_case("rotherham", &board.policy().reference_prefix, 2027, |reference| {
                 lifecycle::open(
                     &board.rules,
-                    &NewCase { ..new.clone() },
+                    &new,
                     reference,
                     at("2027-01-04T10:00:00Z"),
                 )
