@@ -237,13 +237,7 @@ async fn two_daemons_on_one_postgres_database_queue_each_of_1000_due_reminders_o
         new.sender = Person::email(format!("nurse{i}@nhs.net"));
         store
             .create_case("rotherham", &board.policy().reference_prefix, 2027, |reference| {
-                lifecycle::open(
-                    &board.rules,
-                    &new,
-                    reference,
-                    at("2027-01-04T10:00:00Z"),
-                )
-                .map(Change::new)
+                lifecycle::open(&board.rules, &new, reference, at("2027-01-04T10:00:00Z")).map(Change::new)
             })
             .await
             .expect("store")

@@ -482,8 +482,9 @@ pub async fn send_due<S: Store>(
     }
 }
 
-/// The sender task: deliver what is due whenever woken, and at least every five seconds (pausing while the
-/// mail server fails), until `stop`.
+/// The sender task: deliver what is due whenever woken (an email queued by this daemon, or by another
+/// process: the daemon's store watch wakes it), and at the moment the next retry comes due (pausing while
+/// the mail server fails), until `stop`. With nothing to send it sleeps: no polling.
 pub async fn run_sender<S: Store>(
     store: S,
     transport: Transport,
@@ -496,10 +497,26 @@ pub async fn run_sender<S: Store>(
         if let Err(e) = send_due(&store, &transport, &clock, &mut health, &stop).await {
             tracing::error!(error = %e, "the outbox could not be delivered");
         }
+        let now = clock.now();
+        let next = match store.next_outbox_at().await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox; looking again in 30 seconds");
+                Some(now + chrono::Duration::seconds(30))
+            }
+        };
+        // While the server is failing, nothing goes before the pause ends; an email due now that was not
+        // sent (claimed by another instance a moment ago) is looked at again in a second, not in a spin.
+        let next = next.map(|t| t.max(health.paused_until.unwrap_or(t)));
+        let wait = next.map(|t| (t - now).to_std().unwrap_or_default().max(Duration::from_secs(1)));
         tokio::select! {
             _ = wake.notified() => {}
-            // Woken as soon as there is mail; the timer only picks up retries that have come due.
-            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = async {
+                match wait {
+                    Some(w) => tokio::time::sleep(w).await,
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
             _ = stop.changed() => return,
         }
     }

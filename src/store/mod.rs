@@ -409,6 +409,10 @@ pub trait Store: Send + Sync + 'static {
 
     fn outbox_sent(&self, id: i64, now: DateTime<Utc>) -> impl Future<Output = Result<()>> + Send;
 
+    /// The earliest moment an unsent email (not held, not given up) can next be tried: its next attempt,
+    /// or the end of its claim; `None` when there is none (the sender sleeps until woken).
+    fn next_outbox_at(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
+
     /// Record a failed attempt: retry at `retry_at`, or give up when it is `None`.
     fn outbox_failed(
         &self,

@@ -1048,6 +1048,19 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn next_outbox_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+                // Few rows are unsent at any time (the outbox_pending index holds just those).
+                let row: Option<i64> = sqlx::query(
+                    "SELECT MIN(CASE WHEN claimed_until IS NOT NULL AND claimed_until > next_attempt_at \
+                     THEN claimed_until ELSE next_attempt_at END) AS next FROM outbox \
+                     WHERE sent_at IS NULL AND failed_at IS NULL AND held_reason IS NULL",
+                )
+                .fetch_one(&mut *self.lend().await?)
+                .await?
+                .try_get("next")?;
+                row.map(from_ms).transpose()
+            }
+
             async fn outbox_failed(
                 &self,
                 id: i64,
