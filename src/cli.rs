@@ -646,10 +646,11 @@ async fn outbox_cmd<S: Store>(store: &S, c: &OutboxCommand) -> anyhow::Result<()
                 );
             }
             for o in rows {
-                let state = match (o.sent_at, o.failed_at) {
-                    (Some(t), _) => format!("sent {}", t.format("%Y-%m-%d %H:%M")),
-                    (None, Some(t)) => format!("FAILED {}", t.format("%Y-%m-%d %H:%M")),
-                    (None, None) => format!("queued ({} attempts)", o.attempts),
+                let state = match (o.sent_at, o.failed_at, &o.email.hold) {
+                    (Some(t), _, _) => format!("sent {}", t.format("%Y-%m-%d %H:%M")),
+                    (None, Some(t), _) => format!("FAILED {}", t.format("%Y-%m-%d %H:%M")),
+                    (None, None, Some(_)) => "HELD".to_string(),
+                    (None, None, None) => format!("queued ({} attempts)", o.attempts),
                 };
                 println!(
                     "{:>6}  {:<16}  {:<15}  {:<16}  {}",
@@ -661,6 +662,9 @@ async fn outbox_cmd<S: Store>(store: &S, c: &OutboxCommand) -> anyhow::Result<()
                 );
                 if let Some(e) = o.last_error.as_deref().filter(|_| o.sent_at.is_none()) {
                     println!("        last error: {e}");
+                }
+                if let Some(h) = o.email.hold.as_ref().filter(|_| o.sent_at.is_none()) {
+                    println!("        held: {}", h.reason);
                 }
                 for r in &o.refused {
                     println!("        refused by {}: {}", r.address, r.error);

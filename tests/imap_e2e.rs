@@ -426,3 +426,80 @@ async fn a_forged_command_is_confirmed_by_the_real_owner_and_a_curly_apostrophe_
     assert_eq!(servers.count("bsab", "INBOX").await, 0, "every message handled");
     daemon.stop();
 }
+
+/// Whether any message in `user`'s `folder` is flagged \Seen.
+async fn any_seen(servers: &MailServers, user: &str, folder: &str) -> bool {
+    use futures_util::TryStreamExt;
+    let mut s = servers.session(user).await;
+    let Ok(mb) = s.select(folder).await else {
+        return false;
+    };
+    if mb.exists == 0 {
+        s.logout().await.ok();
+        return false;
+    }
+    let flags: Vec<_> = s
+        .fetch("1:*", "FLAGS")
+        .await
+        .expect("fetch")
+        .try_collect()
+        .await
+        .expect("fetch");
+    s.logout().await.ok();
+    flags
+        .iter()
+        .any(|f| f.flags().any(|fl| matches!(fl, async_imap::types::Flag::Seen)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_to_the_board_mailbox_itself_is_filed_unread_for_the_person_who_reads_it() {
+    // Bradford's Business Unit Manager is the board mailbox the bot reads (BSAB@bradford.gov.uk).
+    let servers = MailServers::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = daemon_config(&servers, dir.path());
+    let daemon = Daemon::start(&config);
+    servers.append("bsab", &escalation(11)).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            servers.count("nia.nurse", "INBOX").await == 1
+        })
+        .await,
+        "acknowledgement delivered"
+    );
+    let ack = servers.messages("nia.nurse", "INBOX").await.remove(0);
+    let reference = header(&ack, "Subject")
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    servers
+        .append(
+            "bsab",
+            &reply_mail(
+                "Nia Nurse <nia.nurse@nhs.net>",
+                &format!("RE: {}", header(&ack, "Subject")),
+                Some(&header(&ack, "Message-ID")),
+                "RESOLVED\nThe enquiry is reopened and a joint visit is booked.",
+                "resolved-e2e@nhs.net",
+            ),
+        )
+        .await;
+    // The resolution notice to the Business Unit Manager goes out by SMTP, arrives in the board mailbox,
+    // and is filed, unread, in "Board notifications" — neither processed as mail in nor quarantined.
+    assert!(
+        wait_until(Duration::from_secs(15), || async {
+            servers.count("bsab", "Board notifications").await == 1
+        })
+        .await,
+        "the notice was filed in Board notifications"
+    );
+    let filed = servers.messages("bsab", "Board notifications").await.remove(0);
+    assert_eq!(header(&filed, "X-Escalation-Kind"), "notification");
+    assert_eq!(header(&filed, "X-Escalation-Case"), reference);
+    assert!(!any_seen(&servers, "bsab", "Board notifications").await, "left unread");
+    assert_eq!(servers.count("bsab", "Quarantine").await, 0);
+    assert_eq!(servers.count("bsab", "INBOX").await, 0);
+    assert_eq!(case_status(&config, &reference), "resolved");
+    daemon.stop();
+}

@@ -477,7 +477,11 @@ fn resolving_a_bradford_case_notifies_business_manager_and_chair_and_records_tim
     assert_eq!(res.at_stage, 1);
     assert_eq!(res.working_days_taken, 6, "24, 29, 30, 31 Dec, 4, 5 Jan");
     assert_eq!(res.calendar_days_taken, 13);
-    assert_eq!(roles(&done), vec![Role::BusinessManager, Role::IndependentChair]);
+    // And the referrer is told the outcome (added on checking the seed, issue 14).
+    assert_eq!(
+        roles(&done),
+        vec![Role::BusinessManager, Role::IndependentChair, Role::Referrer]
+    );
     assert!(done.deadlines.is_empty());
     // Every deadline timer is cancelled; a review prompt is created for 1 February.
     assert_eq!(done.timers.cancelled.len(), 3);

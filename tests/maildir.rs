@@ -94,3 +94,33 @@ async fn deliver_writes_through_tmp_and_the_source_reads_it_at_once() {
     let _ = incoming.ack.send(vec![Ack::Done]);
     task.abort();
 }
+
+#[tokio::test]
+async fn the_bots_own_notification_is_filed_unread_in_the_boards_notifications_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mailbox = dir.path().join("bradford");
+    let (tx, mut rx) = mpsc::channel(8);
+    let (_stop_tx, stop) = watch::channel(false);
+    std::fs::create_dir_all(mailbox.join("new")).expect("mkdir");
+    let task = tokio::spawn(maildir(
+        "bradford".into(),
+        mailbox.clone(),
+        "Board notifications".into(),
+        tx,
+        stop,
+    ));
+    let path = deliver_to_maildir(&mailbox, &message()).expect("deliver");
+    let name = path.file_name().expect("name").to_owned();
+    let incoming = next(&mut rx, Duration::from_secs(5)).await.expect("read");
+    let _ = incoming.ack.send(vec![Ack::File]);
+    // A Maildir++ folder of the mailbox, the message in its new/ (unread), not in cur/ or quarantine.
+    let filed = mailbox.join(".Board notifications").join("new").join(&name);
+    let start = std::time::Instant::now();
+    while !filed.exists() && start.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(filed.exists(), "filed unread in the notifications folder");
+    assert!(!path.exists());
+    assert!(std::fs::read_dir(mailbox.join("cur")).map(|d| d.count()).unwrap_or(0) == 0);
+    task.abort();
+}

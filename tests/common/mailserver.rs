@@ -96,7 +96,8 @@ service lmtp {{
   }}
 }}
 protocol lmtp {{
-  auth_username_format = %n
+  # Local parts are matched without regard to case, as real mail servers do: BSAB@… reaches user bsab.
+  auth_username_format = %Ln
 }}
 "#,
             d = d.display()
