@@ -355,7 +355,18 @@ async fn serve<S: Batching + Clone>(
             _ = &mut shutdown => break,
             _ = sleep_or_never(until_timer) => {
                 let now = clock.now();
-                match crate::scheduler::fire_due(&pipeline, store, now).await {
+                // A fault in deciding or writing a timer's emails must not stop the daemon: it is logged,
+                // and the timers it held are tried again when their claim lapses.
+                let fired = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+                    crate::scheduler::fire_due(&pipeline, store, now),
+                ))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(crate::store::StoreError::Data(
+                        "a fault (panic) while acting on due timers".into(),
+                    ))
+                });
+                match fired {
                     Ok(f) => {
                         if f.emails > 0 {
                             wake.notify_one();

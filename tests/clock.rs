@@ -382,3 +382,57 @@ async fn the_bots_own_notification_in_its_mailbox_is_filed_not_processed() {
     assert_eq!(store.outbox(None).await.expect("outbox").len(), outbox.len());
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_extension_moves_the_reminders_and_a_review_date_brings_a_review_prompt() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy(
+        "tests/fixtures/forms/south-gloucestershire-plain.eml",
+        dir.path().join("record.eml"),
+    )
+    .expect("copy");
+    let path = dir.path().join("scenario.json");
+    // Opened Wednesday 2 June 2027: stage 1 is due Thursday 3 June, the 5-working-day mark Wednesday 9
+    // June. Extended by 2 working days on the 2nd: stage 1 moves to Monday 7 June, the mark to Friday 11.
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "south-gloucestershire", "until": "2027-07-10T12:00:00Z", "steps": [
+            {"at": "2027-06-02T09:30:00Z", "email": "record.eml"},
+            {"at": "2027-06-02T13:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "EXTEND 2\nThe social worker is on leave until Friday."},
+            {"at": "2027-06-07T13:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "RESOLVED\nA joint visit is agreed.\nActions: visit by 14 June (Sam Social)\nReview date: 2027-07-01"},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    assert!(
+        sim.steps
+            .iter()
+            .all(|s| s.outcome == "case_opened" || s.outcome == "command_applied"),
+        "{:?}",
+        sim.steps
+    );
+    let clock: Vec<(String, String, Option<String>)> = sim
+        .emails
+        .iter()
+        .filter(|e| matches!(e.kind.as_str(), "reminder" | "overdue" | "review"))
+        .map(|e| (e.kind.clone(), london(e), e.deadline.clone()))
+        .collect();
+    assert_eq!(
+        clock,
+        vec![
+            // Not Thursday 3 June: the extension moved it.
+            (
+                "reminder".to_string(),
+                "2027-06-07 09:00".to_string(),
+                Some("stage-1".to_string())
+            ),
+            // The review prompt on the review date, at the start of working hours.
+            ("review".to_string(), "2027-07-01 09:00".to_string(), None),
+        ]
+    );
+    let review = sim.emails.iter().find(|e| e.kind == "review").expect("review");
+    assert!(review.text.contains("IMPLEMENTED"), "{}", review.text);
+}

@@ -513,9 +513,12 @@ impl Composer<'_> {
                         "told": (!told.is_empty()).then(|| told.join(" and ")),
                     }),
                 )?;
-                email
-                    .headers
-                    .insert("X-Escalation-Deadline".into(), timer.label.clone());
+                // A deadline's label (`stage-N`, `overall`); a review date is no deadline.
+                if timer.kind != TimerKind::Review {
+                    email
+                        .headers
+                        .insert("X-Escalation-Deadline".into(), timer.label.clone());
+                }
                 if outcome.late {
                     email.headers.insert("X-Escalation-Late".into(), "yes".into());
                 }
