@@ -772,21 +772,34 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 ));
             } else if c.email.to_lowercase().ends_with(".invalid") {
                 // Which of the policy's duties this leaves undone: their emails wait in the outbox.
-                let broken: Vec<String> = policies
+                let mut broken: Vec<String> = policies
                     .get(&b.policy)
                     .map(|(p, _)| {
                         p.duties
                             .iter()
                             .filter(|d| d.notify.contains(role))
-                            .map(|d| trigger_words(&d.when))
+                            .map(|d| format!("the notice {}", trigger_words(&d.when)))
                             .collect()
                     })
                     .unwrap_or_default();
+                // The first staff role is asked to approve records from organisations the board does not know.
+                let approver = [
+                    Role::BusinessManager,
+                    Role::BusinessOffice,
+                    Role::StrategicSafeguardingServiceManager,
+                ]
+                .into_iter()
+                .find(|r| b.roles.contains_key(r));
+                if approver == Some(*role) {
+                    broken.push(
+                        "the request to approve a record from an organisation the board does not know yet".into(),
+                    );
+                }
                 let duties = if broken.is_empty() {
                     "no duty of the policy uses it".to_string()
                 } else {
                     format!(
-                        "until then the {} is not told {} (those emails are held in the outbox, and sent once the address is set and the bot restarted)",
+                        "until then the {} gets none of these, which wait in the outbox until the address is set and the bot restarted: {}",
                         c.name,
                         broken.join("; ")
                     )

@@ -201,3 +201,30 @@ async fn a_rejected_record_is_not_opened_and_its_sender_is_told_why() {
     w.store.close().await;
     w.db.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_request_to_approve_for_a_staff_role_whose_address_is_a_placeholder_is_held_not_sent() {
+    // Buckinghamshire's business manager address is still the shipped placeholder.
+    let w = World::new().await;
+    let raw = std::fs::read_to_string("tests/fixtures/forms/buckinghamshire-plain.eml")
+        .expect("fixture")
+        .replace("nia.nurse@nhs.net", "jo.bloggs@carehome-example.co.uk")
+        .into_bytes();
+    let r = w.send(&raw, "2026-12-23T10:00:00Z").await;
+    assert_eq!(r.outcome, "held", "{r:?}");
+    let requests = w.emails("approval_request").await;
+    assert_eq!(requests.len(), 1);
+    let hold = requests[0].email.hold.as_ref().expect("held for the placeholder");
+    assert_eq!(hold.role, "business-manager");
+    assert!(hold.reason.contains("placeholder"), "{}", hold.reason);
+    assert!(
+        w.store
+            .claim_outbox(at("2026-12-23T10:01:00Z"), 100, 1000)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|o| o.email.kind != "approval_request"),
+        "never sent to .invalid"
+    );
+    w.db.cleanup().await;
+}

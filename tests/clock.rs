@@ -252,9 +252,13 @@ async fn no_adult_name_or_nhs_number_in_reminders_overdue_notices_or_notificatio
                     || label.to_lowercase().contains("service user name")
                 {
                     secrets.push(value.to_string());
-                    if let Some(first) = value.split_whitespace().next() {
-                        secrets.push(first.to_string());
-                    }
+                    // Each part of the name on its own: a surname in an outcome is as telling.
+                    secrets.extend(
+                        value
+                            .split(|c: char| !c.is_alphanumeric())
+                            .filter(|p| p.chars().count() >= 3)
+                            .map(str::to_string),
+                    );
                 }
             }
         }
@@ -275,7 +279,10 @@ async fn no_adult_name_or_nhs_number_in_reminders_overdue_notices_or_notificatio
                 let hit = if s.chars().all(|c| c.is_ascii_digit()) {
                     s.len() == 10 && digits.contains(s.as_str())
                 } else {
-                    all.contains(s.as_str())
+                    // As a word (a name part inside another word, "Ann" in "Annual", is no leak).
+                    all.split(|c: char| !c.is_alphanumeric())
+                        .any(|w| w.eq_ignore_ascii_case(s))
+                        || (s.contains(' ') && all.contains(s.as_str()))
                 };
                 if hit {
                     leaks.push(format!("{}: {} {} contains {s:?}", dir.display(), e.kind, e.subject));
@@ -380,6 +387,23 @@ async fn the_bots_own_notification_in_its_mailbox_is_filed_not_processed() {
     assert_eq!(report.outcome, "ignored");
     // Nothing answered it, and the case did not move.
     assert_eq!(store.outbox(None).await.expect("outbox").len(), outbox.len());
+    // Seen again (the daemon stopped before the source filed it): filed again, not moved to Processed.
+    let again = pipeline
+        .process_isolated(
+            &store,
+            &Source {
+                mailbox: "maildir:bradford".into(),
+                uidvalidity: Some(1),
+                uid: Some(99),
+            },
+            &message,
+            Some("bradford"),
+            at("2027-01-21T09:05:00Z"),
+            false,
+        )
+        .await
+        .expect("processed");
+    assert_eq!(again.ack(), Ack::File, "{again:?}");
     db.cleanup().await;
 }
 
@@ -435,4 +459,104 @@ async fn an_extension_moves_the_reminders_and_a_review_date_brings_a_review_prom
     );
     let review = sim.emails.iter().find(|e| e.kind == "review").expect("review");
     assert!(review.text.contains("IMPLEMENTED"), "{}", review.text);
+}
+
+#[tokio::test]
+async fn south_gloucestershires_five_day_mark_is_met_by_reaching_stage_4() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy(
+        "tests/fixtures/forms/south-gloucestershire-plain.eml",
+        dir.path().join("record.eml"),
+    )
+    .expect("copy");
+    let path = dir.path().join("scenario.json");
+    // Opened Wednesday 2 June 2027 (the mark: Wednesday 9 June). Stages 2, 3 and then 4 by Monday 7 June:
+    // at stage 4 nothing more is due by the mark, and the Strategic Safeguarding Service Manager is not
+    // told of a missed mark (the representatives contact them if it stays unresolved).
+    let steps = serde_json::json!([
+        {"at": "2027-06-02T09:30:00Z", "email": "record.eml"},
+        {"at": "2027-06-02T13:00:00Z", "from": "nia.nurse@nhs.net",
+         "reply": "ESCALATE\nLine manager: Lee Lead <lee.lead@nhs.net>"},
+        {"at": "2027-06-03T13:00:00Z", "from": "nia.nurse@nhs.net",
+         "reply": "ESCALATE\nSenior manager: Sol Senior <sol.senior@nhs.net>"},
+        {"at": "2027-06-07T13:00:00Z", "from": "nia.nurse@nhs.net",
+         "reply": "ESCALATE\nSGSAB representative: Rae Rep <rae.rep@nhs.net>"},
+    ]);
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "south-gloucestershire", "until": "2027-06-30T12:00:00Z", "steps": steps})
+            .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    assert!(
+        sim.steps
+            .iter()
+            .all(|s| s.outcome == "case_opened" || s.outcome == "command_applied"),
+        "{:?}",
+        sim.steps
+    );
+    let after: Vec<(String, String, Option<String>)> = sim
+        .emails
+        .iter()
+        .filter(|e| matches!(e.kind.as_str(), "reminder" | "overdue" | "notification"))
+        .filter(|e| london(e).as_str() >= "2027-06-07 14:00")
+        .map(|e| (e.kind.clone(), london(e), e.deadline.clone()))
+        .collect();
+    assert!(after.is_empty(), "nothing after reaching stage 4: {after:?}");
+    // Before it, the stage-3 deadline (Monday 7 June) was reminded at 09:00 to the senior manager.
+    assert!(sim.emails.iter().any(|e| e.kind == "reminder"
+        && london(e) == "2027-06-07 09:00"
+        && e.to == vec!["sol.senior@nhs.net".to_string()]));
+}
+
+#[test]
+fn a_timer_is_late_when_its_moment_passed_unattended_not_when_it_was_written_after_it() {
+    use escalation_bot::core::lifecycle::is_late;
+    let nine = at("2027-01-20T09:00:00Z");
+    // Down from eight to three: the reminder goes at three, late, though on the same day.
+    assert!(is_late(
+        nine,
+        Some(at("2027-01-05T10:00:00Z")),
+        at("2027-01-20T15:00:00Z")
+    ));
+    // A moment after nine, as a busy daemon would: on time.
+    assert!(!is_late(
+        nine,
+        Some(at("2027-01-05T10:00:00Z")),
+        at("2027-01-20T09:00:40Z")
+    ));
+    // Written at noon for a deadline already missed (an escalation into an overdue stage): on time.
+    assert!(!is_late(
+        nine,
+        Some(at("2027-01-20T12:00:00Z")),
+        at("2027-01-20T12:00:01Z")
+    ));
+    // Written before this was recorded: judged by the clock alone.
+    assert!(is_late(nine, None, at("2027-01-21T09:00:00Z")));
+}
+
+#[test]
+fn redaction_takes_each_part_of_the_adults_name_and_any_ten_digit_number_out_of_free_text() {
+    use escalation_bot::core::case::Record;
+    use escalation_bot::mail::compose::redact;
+    let record = Record {
+        adult_name: Some("Albert Fairweather".into()),
+        ..Record::default()
+    };
+    assert_eq!(
+        redact(
+            "Offer Mrs Fairweather a carer's assessment; NHS 999 000 0018 noted.",
+            &record
+        ),
+        "Offer Mrs [name] a carer's assessment; NHS [number] noted."
+    );
+    assert_eq!(
+        redact("ALBERT agreed. Call 0113 496 0000 ext 12.", &record),
+        "[name] agreed. Call 0113 496 0000 ext 12."
+    );
+    assert_eq!(
+        redact("Albertine is unrelated; Zoë Ünïcode ✓", &record),
+        "Albertine is unrelated; Zoë Ünïcode ✓"
+    );
 }

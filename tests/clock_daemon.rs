@@ -264,8 +264,22 @@ async fn two_daemons_on_one_postgres_database_queue_each_of_1000_due_reminders_o
         conn.close().await.ok();
         n.0
     };
+    let sent = || async {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url2).await.expect("pg");
+        let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE kind = 'reminder' AND sent_at IS NOT NULL")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        conn.close().await.ok();
+        n.0
+    };
     let start = Instant::now();
     while fired().await < CASES as i64 && start.elapsed() < Duration::from_secs(180) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // And the two senders deliver them (into the Maildir outbox), each once.
+    while sent().await < 2 * CASES as i64 && start.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     tokio::task::spawn_blocking(move || {
@@ -301,6 +315,17 @@ async fn two_daemons_on_one_postgres_database_queue_each_of_1000_due_reminders_o
     .await
     .expect("per case");
     assert!(per_case.is_empty(), "cases with other than two reminders: {per_case:?}");
+    let delivery: (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE sent_at IS NOT NULL), COUNT(*) FILTER (WHERE attempts <> 1) FROM outbox WHERE kind = 'reminder'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("delivery");
+    assert_eq!(
+        delivery,
+        (2 * CASES as i64, 0),
+        "every reminder delivered, each in one attempt"
+    );
     let events: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM events WHERE kind = 'reminder_sent'")
         .fetch_one(&mut conn)
         .await

@@ -6,6 +6,11 @@
 ALTER TABLE outbox ADD COLUMN held_role TEXT;
 ALTER TABLE outbox ADD COLUMN held_reason TEXT;
 
+-- When a timer was written (the moment of the change that scheduled it): one written after its own moment
+-- (an overdue notice for a deadline already missed) is not late when it goes at once; one whose moment
+-- passed while the daemon was down is.
+ALTER TABLE timers ADD COLUMN created_at BIGINT;
+
 -- The scheduler sleeps until the earliest moment a pending timer can be acted on: its fire_at, or, for one
 -- claimed (or put off until working hours), the end of that claim.
 -- Each query matches its index's condition exactly, so it walks the index whatever the statistics say.

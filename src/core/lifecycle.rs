@@ -720,12 +720,33 @@ pub struct TimerOutcome {
     pub late: bool,
 }
 
+/// How long after its moment a timer's email still counts as on time (a busy daemon, a batch in hand).
+pub const LATE_AFTER_MINUTES: i64 = 10;
+
+/// Whether a timer acted on at `now` is late: its moment passed more than [`LATE_AFTER_MINUTES`] ago while
+/// nobody acted on it (the daemon was down). A timer written after its own moment (`written`: an overdue
+/// notice for a deadline already missed when the case moved) goes at once and is not late.
+pub fn is_late(fire_at: DateTime<Utc>, written: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    now - fire_at > chrono::Duration::minutes(LATE_AFTER_MINUTES) && written.is_none_or(|w| w < fire_at)
+}
+
 /// What `timer` means for `case` when it fires at `now`. A timer whose case has moved on (closed, or the
 /// deadline moved) calls for nothing; the store normally cancels such timers, this is the safety net.
 pub fn on_timer(rules: &BoardRules, case: &Case, timer: &Timer, now: DateTime<Utc>) -> TimerOutcome {
+    on_timer_written(rules, case, timer, None, now)
+}
+
+/// [`on_timer`] for a timer written at `written` (see [`is_late`]).
+pub fn on_timer_written(
+    rules: &BoardRules,
+    case: &Case,
+    timer: &Timer,
+    written: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> TimerOutcome {
     let current: Schedule = schedule::schedule(rules, case);
     let still_due = current.timers.iter().any(|t| t.key == timer.key);
-    let late = rules.local_date(now) > rules.local_date(timer.fire_at);
+    let late = is_late(timer.fire_at, written, now);
     if !still_due {
         return TimerOutcome {
             tell_participants: false,

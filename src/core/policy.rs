@@ -90,6 +90,10 @@ pub struct DeadlineRules {
     /// A limit on the whole procedure, counted from opening.
     #[serde(default)]
     pub overall: Option<Limit>,
+    /// With stage limits counted from opening: the last stage's deadline is met by reaching the last stage
+    /// ("either resolved or ... escalated to stage 4", South Gloucestershire), so it binds below it only.
+    #[serde(default)]
+    pub last_stage_met_on_reaching: bool,
     /// Where the policy says it, in its own words.
     pub source: String,
 }

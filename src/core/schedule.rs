@@ -125,7 +125,13 @@ pub fn deadlines(rules: &BoardRules, case: &Case) -> Vec<Deadline> {
                 due_date: due,
                 // Counted from opening, the last stage's date binds from the start ("no longer than 5
                 // working days … to be resolved or escalated to stage 4"), whatever the current stage.
-                kind: if stage.number == case.stage
+                kind: if policy.deadlines.last_stage_met_on_reaching
+                    && stage.number == policy.last_stage()
+                    && case.stage == stage.number
+                {
+                    // Reaching the last stage met this deadline: nothing more is due by it.
+                    DeadlineKind::Projected
+                } else if stage.number == case.stage
                     || (count_from == CountFrom::Opening && stage.number == policy.last_stage())
                 {
                     DeadlineKind::Active

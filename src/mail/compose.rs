@@ -158,6 +158,65 @@ pub fn role_addresses(board: &Board, case: &Case, role: Role) -> Vec<String> {
     }
 }
 
+/// `text` for people outside the case (board roles): each part of the adult's name written out becomes
+/// "[name]" and any ten-digit number (an NHS number, however spaced) "[number]", so that free text someone
+/// wrote (an outcome) carries no personal data where the board has not turned it on.
+pub fn redact(text: &str, record: &Record) -> String {
+    let parts: Vec<String> = record
+        .adult_name
+        .as_deref()
+        .unwrap_or_default()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|p| p.chars().count() >= 2)
+        .map(str::to_lowercase)
+        .collect();
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_ascii_digit() {
+            // A run of digits, single spaces or hyphens between them.
+            let mut j = i;
+            let mut digits = 0;
+            let mut end = i;
+            while j < chars.len() {
+                if chars[j].is_ascii_digit() {
+                    digits += 1;
+                    j += 1;
+                    end = j;
+                } else if matches!(chars[j], ' ' | '-') && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
+                    j += 1;
+                } else {
+                    break;
+                }
+            }
+            if digits == 10 {
+                out.push_str("[number]");
+            } else {
+                out.extend(&chars[i..end]); // byte-slice: a slice of chars, within the run just found
+            }
+            i = end;
+        } else if c.is_alphanumeric() {
+            let mut j = i;
+            while j < chars.len() && chars[j].is_alphanumeric() {
+                j += 1;
+            }
+            let word: String = chars[i..j].iter().collect(); // byte-slice: a slice of chars, within the word just found
+            if parts.contains(&word.to_lowercase()) {
+                out.push_str("[name]");
+            } else {
+                out.push_str(&word);
+            }
+            i = j;
+        } else {
+            out.push(c);
+            i += 1;
+        }
+    }
+    out
+}
+
 /// Whether an address is a placeholder to be replaced before going live (`.invalid`, RFC 2606).
 pub fn is_placeholder(address: &str) -> bool {
     address.trim().to_lowercase().ends_with(".invalid")
@@ -257,6 +316,7 @@ impl Composer<'_> {
             .filter(|c| !to.iter().any(|t| t.eq_ignore_ascii_case(c)))
             .collect();
         cc.dedup();
+        let hold = self.placeholder_hold(&to, &cc);
         Ok(OutboundEmail {
             message_id: self.signer.message_id(reference.unwrap_or("none"), nonce),
             board_id: self.board.id().to_string(),
@@ -267,8 +327,34 @@ impl Composer<'_> {
             subject: rendered.subject,
             text: rendered.text,
             html: Some(rendered.html),
+            hold,
             headers,
-            hold: None,
+        })
+    }
+
+    /// An email to one board role whose address is still a placeholder (`.invalid`) is held in the outbox
+    /// with the reason, never sent there; the daemon sends it once the board file gives the address.
+    fn placeholder_hold(&self, to: &[String], cc: &[String]) -> Option<Hold> {
+        let [only] = to else { return None };
+        if !cc.is_empty() || !is_placeholder(only) {
+            return None;
+        }
+        let (role, contact) = self
+            .board
+            .settings
+            .roles
+            .iter()
+            .find(|(_, c)| c.email.eq_ignore_ascii_case(only))?;
+        Some(Hold {
+            role: role.key().to_string(),
+            reason: format!(
+                "the {} address in {} is still the placeholder {}: set roles.{}.email to the real address and \
+                 restart the bot, and this email is sent to it",
+                contact.name,
+                self.board.board_file.display(),
+                contact.email,
+                role.key()
+            ),
         })
     }
 
@@ -329,13 +415,21 @@ impl Composer<'_> {
         };
         let outcome = (t.event.kind == "resolved")
             .then(|| case.resolution.as_ref().map(|r| r.outcome.clone()))
-            .flatten();
-        self.role_notices(case, &t.event.kind, &event_words, outcome, notes, cause)
+            .flatten()
+            .map(|o| {
+                if self.board.settings.personal_data_in_notifications {
+                    o
+                } else {
+                    redact(&o, &case.record)
+                }
+            });
+        self.role_notices(case, &t.event.kind, &event_words, outcome, notes, cause, None)
     }
 
-    /// One notification per duty: to the role's address, or held in the outbox (with the reason) while the
-    /// board file still gives a placeholder for it. The case is named by reference, agencies and stage;
-    /// the adult's name only where the board turns personal data in notifications on.
+    /// One notification per duty, to the role's address (held in the outbox while the board file still
+    /// gives a placeholder for it: see [`Composer::email`]). The case is named by reference, agencies and
+    /// stage; the adult's name only where the board turns personal data in notifications on.
+    #[allow(clippy::too_many_arguments)]
     fn role_notices(
         &self,
         case: &Case,
@@ -344,6 +438,7 @@ impl Composer<'_> {
         outcome: Option<String>,
         notes: &[Notification],
         cause: &str,
+        late_note: Option<&str>,
     ) -> Result<Vec<OutboundEmail>, String> {
         let policy = self.board.policy();
         let mut out = Vec::new();
@@ -352,34 +447,20 @@ impl Composer<'_> {
             if to.is_empty() {
                 continue;
             }
-            let mut email = self.email(
+            out.push(self.email(
                 "notification",
                 Some(&case.reference),
                 &format!("n{i}-{}-{}-{}", n.role.key(), event_kind, nonce_of(cause)),
-                to.clone(),
+                to,
                 Vec::new(),
                 None,
                 json!({
                     "reference": case.reference, "role_name": role_name(self.board, n.role), "why": n.why,
                     "stage_name": policy.stage_name(case.stage), "agencies": agencies(case),
                     "adult": self.adult(case), "event_words": event_words, "outcome": outcome,
+                    "late_note": late_note,
                 }),
-            )?;
-            if n.role.is_board_role() {
-                if let Some(placeholder) = to.iter().find(|a| is_placeholder(a)) {
-                    email.hold = Some(Hold {
-                        role: n.role.key().to_string(),
-                        reason: format!(
-                            "the {} address in {} is still the placeholder {placeholder}: set roles.{}.email to the \
-                             real address and restart the bot, and this email is sent to it",
-                            role_name(self.board, n.role),
-                            self.board.board_file.display(),
-                            n.role.key()
-                        ),
-                    });
-                }
-            }
-            out.push(email);
+            )?);
         }
         Ok(out)
     }
@@ -452,8 +533,15 @@ impl Composer<'_> {
                 if let Some(st) = policy.stage(stage) {
                     asks.push(format!("Who: {}", st.who));
                     asks.push(st.guidance.clone());
-                    if let Some(w) = agency_kind(&case.record).and_then(|k| st.involved.get(k)) {
-                        asks.push(format!("Involved for your kind of agency: {w}"));
+                    if let Some((k, w)) = agency_kind(&case.record).and_then(|k| st.involved.get(k).map(|w| (k, w))) {
+                        asks.push(format!(
+                            "Involved at {} ({}): {w}",
+                            case.record
+                                .escalating_agency
+                                .as_deref()
+                                .unwrap_or("the escalating agency"),
+                            k.replace('-', " ")
+                        ));
                     }
                     for form in &st.forms {
                         asks.push(format!("Complete the {form}."));
@@ -541,12 +629,12 @@ impl Composer<'_> {
                 None,
                 &outcome.notifications,
                 &cause,
+                late_note.as_deref(),
             )?;
             for n in &mut notices {
                 n.headers.insert("X-Escalation-Deadline".into(), timer.label.clone());
-                if let Some(note) = &late_note {
+                if late_note.is_some() {
                     n.headers.insert("X-Escalation-Late".into(), "yes".into());
-                    n.text = format!("{note}\n\n{}", n.text);
                 }
             }
             out.extend(notices);

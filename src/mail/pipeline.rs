@@ -721,6 +721,14 @@ impl<'a> Pipeline<'a> {
                     r.problems.push(format!(
                         "This message ({message_id}) was processed before ({outcome}); it has no second effect."
                     ));
+                    // The bot's own email, back because it was not filed last time (the daemon stopped, the
+                    // server failed): file it now, where its reader finds it.
+                    if let Ok(m) = &decoded {
+                        if let Some(board) = self.own_email(store, m).await? {
+                            r.board = Some(board.id().to_string());
+                            r.file_away = true;
+                        }
+                    }
                     return Ok(r);
                 }
             }

@@ -172,6 +172,8 @@ pub struct TimerRecord {
     pub timer: Timer,
     pub fired_at: Option<DateTime<Utc>>,
     pub late: bool,
+    /// When the change that scheduled it was made (unknown for timers written before this was kept).
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// A fired timer's effects, to be written with its completion.

@@ -78,7 +78,7 @@ impl Pending {
 pub(crate) const CASE_IDS_PER_BLOCK: i64 = 100;
 
 pub(crate) const TIMER_COLUMNS: &str =
-    "t.id, c.reference, c.board_id, t.key, t.kind, t.label, t.due_date, t.fire_at, t.fired_at, t.late";
+    "t.id, c.reference, c.board_id, t.key, t.kind, t.label, t.due_date, t.fire_at, t.fired_at, t.late, t.created_at";
 
 pub(crate) const OUTBOX_COLUMNS: &str =
     "id, message_id, board_id, case_reference, kind, envelope, subject, body_text, body_html, headers, \
@@ -171,6 +171,7 @@ macro_rules! impl_store {
                 },
                 fired_at: row.try_get::<Option<i64>, _>("fired_at")?.map(from_ms).transpose()?,
                 late: row.try_get::<i64, _>("late")? != 0,
+                created_at: row.try_get::<Option<i64>, _>("created_at")?.map(from_ms).transpose()?,
             })
         }
 
@@ -236,7 +237,20 @@ macro_rules! impl_store {
             insert_outbox_rows(&mut **tx, &rows).await
         }
 
+        /// Tell every daemon listening on this database that timers or outgoing email changed (PostgreSQL
+        /// delivers the notification when the transaction commits, and not at all on rollback; several in one
+        /// transaction arrive as one). SQLite has no such thing: its daemons watch the database file.
+        async fn notify_changed(conn: &mut Conn) -> Result<()> {
+            if $backend == "postgres" {
+                sqlx::query("SELECT pg_notify('escalation_bot_timers', '')").execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         async fn insert_outbox_rows(conn: &mut Conn, emails: &[(Option<i64>, &OutboundEmail, i64)]) -> Result<()> {
+            if !emails.is_empty() {
+                notify_changed(&mut *conn).await?;
+            }
             for chunk in emails.chunks(sql::ROWS_PER_STATEMENT) {
                 let mut rows = Vec::with_capacity(chunk.len());
                 for (case_id, e, now) in chunk {
@@ -285,7 +299,7 @@ macro_rules! impl_store {
                     participants.push((*case_id, p, json(&p.role)?.trim_matches('"').to_string()));
                 }
                 deadlines.extend(t.deadlines.iter().map(|d| (*case_id, d)));
-                timers.extend(t.timers.created.iter().map(|timer| (*case_id, timer)));
+                timers.extend(t.timers.created.iter().map(|timer| (*case_id, timer, to_ms(t.event.at))));
                 events.push((*case_id, t.case.board.as_str(), &t.event, json(&t.event.detail)?));
                 let now = to_ms(t.event.at);
                 emails.extend(change.outbox.iter().map(|e| (Some(*case_id), e, now)));
@@ -322,23 +336,22 @@ macro_rules! impl_store {
             }
             for chunk in timers.chunks(sql::ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
-                    "INSERT INTO timers (case_id, key, kind, label, due_date, fire_at) ",
+                    "INSERT INTO timers (case_id, key, kind, label, due_date, fire_at, created_at) ",
                 );
-                q.push_values(chunk, |mut b, (case_id, timer)| {
+                q.push_values(chunk, |mut b, (case_id, timer, created)| {
                     b.push_bind(*case_id)
                         .push_bind(&timer.key)
                         .push_bind(timer.kind.as_str())
                         .push_bind(&timer.label)
                         .push_bind(timer.due_date.to_string())
-                        .push_bind(to_ms(timer.fire_at));
+                        .push_bind(to_ms(timer.fire_at))
+                        .push_bind(*created);
                 });
                 q.push(" ON CONFLICT (case_id, key) DO NOTHING");
                 q.build().execute(&mut *conn).await?;
             }
-            if $backend == "postgres" && !timers.is_empty() {
-                // Every scheduler listening on this database re-reads its next wake-up once this commits
-                // (PostgreSQL delivers a notification at commit, and not at all on rollback).
-                sqlx::query("SELECT pg_notify('escalation_bot_timers', '')").execute(&mut *conn).await?;
+            if !timers.is_empty() {
+                notify_changed(&mut *conn).await?;
             }
             for chunk in events.chunks(sql::ROWS_PER_STATEMENT) {
                 let mut q = sqlx::QueryBuilder::<$db>::new(
@@ -873,7 +886,7 @@ macro_rules! impl_store {
                 // claim's own ids), then read back with their cases in one statement.
                 let claimed = sqlx::query(concat!(
                     "UPDATE timers SET claimed_until = $1 WHERE id IN (SELECT id FROM timers \
-                     WHERE fired_at IS NULL AND fire_at <= $2 AND (claimed_until IS NULL OR claimed_until < $2) \
+                     WHERE fired_at IS NULL AND fire_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2) \
                      ORDER BY fire_at, id LIMIT $3",
                     $skip,
                     ") RETURNING id"
@@ -952,6 +965,9 @@ macro_rules! impl_store {
                 .bind(role)
                 .execute(&mut *self.lend().await?)
                 .await?;
+                if done.rows_affected() > 0 {
+                    notify_changed(&mut *self.lend().await?).await?;
+                }
                 Ok(done.rows_affected())
             }
 
@@ -1027,7 +1043,7 @@ macro_rules! impl_store {
                     concat!(
                         "UPDATE outbox SET claimed_until = $1, attempts = attempts + 1 WHERE id IN (SELECT id FROM outbox \
                          WHERE sent_at IS NULL AND failed_at IS NULL AND held_reason IS NULL AND next_attempt_at <= $2 \
-                         AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, id LIMIT $3",
+                         AND (claimed_until IS NULL OR claimed_until <= $2) ORDER BY next_attempt_at, id LIMIT $3",
                         $skip,
                         ") RETURNING {}"
                     ),
@@ -1110,6 +1126,9 @@ macro_rules! impl_store {
                 .bind(id)
                 .execute(&mut *self.lend().await?)
                 .await?;
+                if done.rows_affected() > 0 {
+                    notify_changed(&mut *self.lend().await?).await?;
+                }
                 Ok(done.rows_affected())
             }
 
