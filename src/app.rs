@@ -256,13 +256,18 @@ async fn sleep_or_never(d: Option<std::time::Duration>) {
     }
 }
 
-/// When the scheduler should next look: the store's next timer moment; in 30 seconds when the store cannot
-/// say (it is down), so that nothing due is forgotten.
-async fn next_wake<S: Store>(store: &S, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    match store.next_timer_at().await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the next timer; looking again in 30 seconds");
+/// When the scheduler should next look: the store's next timer moment or the next digest owed; in 30
+/// seconds when the store cannot say (it is down), so that nothing due is forgotten.
+async fn next_wake<S: Store>(pipeline: &Pipeline<'_>, store: &S, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let timer = store.next_timer_at().await;
+    let digest = crate::scheduler::next_digest_at(pipeline, store, now).await;
+    match (timer, digest) {
+        (Ok(t), Ok(d)) => match (t, d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        },
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the next timer or digest; looking again in 30 seconds");
             Some(now + Duration::seconds(30))
         }
     }
@@ -366,6 +371,16 @@ async fn serve<S: Batching + Clone>(
                         "a fault (panic) while acting on due timers".into(),
                     ))
                 });
+                let digests = match crate::scheduler::send_due_digests(&pipeline, store, now).await {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(error = %e, "sending the due digests failed; trying again in 30 seconds");
+                        0
+                    }
+                };
+                if digests > 0 {
+                    wake.notify_one();
+                }
                 match fired {
                     Ok(f) => {
                         if f.emails > 0 {
@@ -374,7 +389,7 @@ async fn serve<S: Batching + Clone>(
                         if f.late > 0 {
                             tracing::warn!(timers = f.late, "timers whose moment passed while the daemon was down were acted on now, their emails marked late");
                         }
-                        next_timer = next_wake(store, clock.now()).await;
+                        next_timer = next_wake(&pipeline, store, clock.now()).await;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "acting on due timers failed; trying again in 30 seconds");
@@ -385,7 +400,7 @@ async fn serve<S: Batching + Clone>(
             _ = timers_changed.notified() => {
                 // Another process (a CLI command, another daemon) may have queued email or timers.
                 wake.notify_one();
-                next_timer = next_wake(store, clock.now()).await;
+                next_timer = next_wake(&pipeline, store, clock.now()).await;
             }
             Some(incoming) = rx.recv() => {
                 let started = std::time::Instant::now();
@@ -399,7 +414,7 @@ async fn serve<S: Batching + Clone>(
                 let _ = incoming.ack.send(ack);
                 wake.notify_one();
                 // A case opened or moved may have brought the next timer forward.
-                next_timer = next_wake(store, clock.now()).await;
+                next_timer = next_wake(&pipeline, store, clock.now()).await;
             }
         }
     }

@@ -42,6 +42,21 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+pub struct DigestArgs {
+    #[arg(long)]
+    pub board: String,
+    /// As it would be at this instant (RFC 3339) rather than now.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// Print one JSON document instead of the digest's text.
+    #[arg(long)]
+    pub json: bool,
+    /// Queue it to the board's digest recipients (the running daemon sends it).
+    #[arg(long)]
+    pub send: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct SimulateArgs {
     /// The scenario: {"board": ID, "until": RFC3339, "steps": [{"at", "email"} or {"at", "from", "reply"}]}.
     pub scenario: PathBuf,
@@ -74,6 +89,8 @@ pub enum Command {
     Outbox(OutboxCommand),
     /// A case's whole life in virtual time: every email the bot would send, on a throwaway store.
     Simulate(SimulateArgs),
+    /// The board's digest as it would be sent now; `--send` queues it to the board's digest recipients.
+    Digest(DigestArgs),
     /// Deliver an email file into a board's local mailbox folder (the embedded default), as a mail
     /// delivery agent does: written to tmp/ and renamed into new/, so the daemon never reads half a file.
     Deliver(DeliverArgs),
@@ -310,6 +327,41 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("{} -> {}", file.display(), name.display());
             }
             Ok(())
+        }
+        Command::Digest(a) => {
+            let config = load_config(&cli)?;
+            let board = config.board_or_err(&a.board)?;
+            let now = match &a.now {
+                Some(s) => parse_instant(s, "--now")?,
+                None => app::Clock::system().now(),
+            };
+            with_store!(&config.settings.database, store => {
+                app::prepare_store(&config, &store, now).await?;
+                let digest = crate::scheduler::board_digest(&store, board, now).await?;
+                let key = app::load_secret(&config.settings, &store).await?;
+                let pipeline = crate::mail::pipeline::Pipeline::new(&config, key).map_err(anyhow::Error::msg)?;
+                let emails = crate::scheduler::digest_emails(&pipeline, board, &digest, &format!("on-demand:{}", now.to_rfc3339()))
+                    .map_err(anyhow::Error::msg)?;
+                if a.send {
+                    store.record_digest(board.id(), now, true, &emails, now).await?;
+                }
+                if a.json {
+                    let mut v = serde_json::to_value(&digest)?;
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("queued".into(), json!(if a.send { emails.len() } else { 0 }));
+                    }
+                    print_json(&v)
+                } else {
+                    match emails.first() {
+                        Some(e) => print!("Subject: {}\n\n{}", e.subject, e.text),
+                        None => println!("The board has no digest recipient: set [digest] to, or a business-manager role."),
+                    }
+                    if a.send {
+                        println!("\nQueued to {} recipient(s); the running daemon sends it.", emails.len());
+                    }
+                    Ok(())
+                }
+            })
         }
         Command::Simulate(a) => {
             let config = load_config(&cli)?;

@@ -197,6 +197,9 @@ pub struct BoardSettings {
     pub roles: BTreeMap<Role, Contact>,
     #[serde(default)]
     pub holidays: HolidayAdjustments,
+    /// When the board's digest goes and to whom (`[digest]`).
+    #[serde(default)]
+    pub digest: DigestSettings,
     /// Where the bot files, unread, its own notifications that arrive in the mailbox it reads (a board role
     /// whose address is the board mailbox): a folder of that mailbox, for the person who reads it.
     #[serde(default = "default_notifications_folder")]
@@ -288,6 +291,33 @@ fn trigger_words(t: &crate::core::policy::Trigger) -> String {
         Trigger::DeadlinePassed(l) => format!("when the {} deadline passes unresolved", l.replace('-', " ")),
         Trigger::Withdrawn(_) => "when a case is withdrawn".into(),
     }
+}
+
+/// The board's digest (`[digest]` in the board file).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DigestSettings {
+    /// A cron expression with seconds (the `cron` crate's form), in the board's local time: default
+    /// Mondays at 09:00. An occurrence on a day that is not a working day moves to the next working day.
+    #[serde(default = "default_digest_schedule")]
+    pub schedule: String,
+    /// The roles it goes to; default: the business manager (or, without one, the Strategic Safeguarding
+    /// Service Manager, then the business office).
+    #[serde(default)]
+    pub to: Vec<Role>,
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        DigestSettings {
+            schedule: default_digest_schedule(),
+            to: Vec::new(),
+        }
+    }
+}
+
+fn default_digest_schedule() -> String {
+    "0 0 9 * * Mon".into()
 }
 
 fn default_notifications_folder() -> String {
@@ -429,6 +459,8 @@ fn default_shared() -> Vec<String> {
 pub struct Board {
     pub settings: BoardSettings,
     pub rules: BoardRules,
+    /// `settings.digest.schedule`, parsed.
+    pub digest_schedule: cron::Schedule,
     pub board_file: PathBuf,
     pub policy_file: PathBuf,
 }
@@ -436,6 +468,24 @@ pub struct Board {
 impl Board {
     pub fn id(&self) -> &str {
         &self.settings.id
+    }
+
+    /// Who gets the board's digest: the roles `[digest] to` names, or the board's manager by default.
+    pub fn digest_recipients(&self) -> Vec<&Contact> {
+        let roles: Vec<Role> = if self.settings.digest.to.is_empty() {
+            [
+                Role::BusinessManager,
+                Role::StrategicSafeguardingServiceManager,
+                Role::BusinessOffice,
+            ]
+            .into_iter()
+            .find(|r| self.settings.roles.contains_key(r))
+            .into_iter()
+            .collect()
+        } else {
+            self.settings.digest.to.clone()
+        };
+        roles.iter().filter_map(|r| self.settings.roles.get(r)).collect()
     }
     pub fn policy(&self) -> &Policy {
         &self.rules.policy
@@ -907,9 +957,33 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         rules.working_day_starts = start;
         rules.working_day_ends = end;
         rules.shared_domains = b.shared_domains.clone();
+        let digest_schedule = match cron::Schedule::from_str(&b.digest.schedule) {
+            Ok(s) => s,
+            Err(e) => {
+                errors.push(issue(
+                    &f,
+                    "digest.schedule",
+                    format!(
+                        "{:?} is not a schedule ({e}): write seconds, minutes, hours, day of month, month, day of week, e.g. \"0 0 9 * * Mon\" for Mondays at 09:00",
+                        b.digest.schedule
+                    ),
+                ));
+                continue;
+            }
+        };
+        for role in &b.digest.to {
+            if !b.roles.contains_key(role) {
+                errors.push(issue(
+                    &f,
+                    "digest.to",
+                    format!("the digest goes to the {role}, but no address is set: add [roles.{role}]"),
+                ));
+            }
+        }
         boards.push(Board {
             settings: b,
             rules,
+            digest_schedule,
             board_file: f,
             policy_file: policy_file.clone(),
         });

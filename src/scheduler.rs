@@ -160,9 +160,9 @@ fn timer_event(t: &TimerRecord, outcome: &lifecycle::TimerOutcome, now: DateTime
     }
 }
 
-/// Run the clock from `from` to `until`, acting on each timer at its own moment (or at `from`, for one
-/// already due), as a daemon that never stopped would (for `simulate` and tests). The emails' times are the
-/// moments they would go.
+/// Run the clock from `from` to `until`, acting on each timer and each scheduled digest at its own moment
+/// (or at `from`, for one already due), as a daemon that never stopped would (for `simulate` and tests).
+/// The emails' times are the moments they would go.
 pub async fn run_until<S: Store>(
     pipeline: &Pipeline<'_>,
     store: &S,
@@ -170,22 +170,28 @@ pub async fn run_until<S: Store>(
     until: DateTime<Utc>,
 ) -> Result<Fired, StoreError> {
     let mut total = Fired::default();
-    // Every pass either completes or defers (to a strictly later moment) what is due; the bound only stops
+    let mut clock = from;
+    // Every pass completes, defers (to a strictly later moment) or sends what is due; the bound only stops
     // a fault from looping for ever.
     for _ in 0..1_000_000 {
-        let Some(at) = store.next_timer_at().await? else {
+        let timer = store.next_timer_at().await?;
+        let digest = next_digest_at(pipeline, store, clock).await?;
+        let Some(next) = [timer, digest].into_iter().flatten().min() else {
             break;
         };
-        if at > until {
+        if next > until {
             break;
         }
-        let f = fire_due(pipeline, store, at.max(from)).await?;
+        let at = next.max(clock);
+        let f = fire_due(pipeline, store, at).await?;
         total.timers += f.timers;
         total.emails += f.emails;
         total.deferred += f.deferred;
         total.late += f.late;
-        // Nothing done (claimed by another instance, or a template failing): the claim's end is the next
-        // moment the store gives.
+        total.emails += send_due_digests(pipeline, store, at).await?;
+        // Nothing done (claimed by another instance, a template failing): the next moment the store gives
+        // is later, so the clock moves on.
+        clock = at;
     }
     Ok(total)
 }
@@ -277,4 +283,122 @@ async fn watch_file(_path: std::path::PathBuf, wake: Arc<Notify>, mut stop: watc
             _ = stop.changed() => return,
         }
     }
+}
+
+/// `board`'s digest at `now`, from the store: its open cases and what changed since its last scheduled
+/// digest (a week, before the first).
+pub async fn board_digest<S: Store>(
+    store: &S,
+    board: &crate::config::Board,
+    now: DateTime<Utc>,
+) -> Result<crate::core::digest::Digest, StoreError> {
+    let since = store
+        .last_digest(board.id())
+        .await?
+        .filter(|s| *s < now)
+        .unwrap_or(now - chrono::Duration::days(7));
+    // Resolved cases whose review may still be due: those closed in the last two years.
+    let cases = store
+        .cases_for_digest(board.id(), since, now - chrono::Duration::days(730))
+        .await?;
+    let unusable = store.count_unusable(board.id(), since).await?;
+    Ok(crate::core::digest::build(
+        &board.rules,
+        &cases,
+        Some(since),
+        usize::try_from(unusable).unwrap_or(0),
+        now,
+    ))
+}
+
+/// The digest emails of `board` at `now`, one per recipient.
+pub fn digest_emails(
+    pipeline: &Pipeline<'_>,
+    board: &crate::config::Board,
+    digest: &crate::core::digest::Digest,
+    key: &str,
+) -> Result<Vec<crate::store::OutboundEmail>, String> {
+    let composer = pipeline.composer(board);
+    let to: Vec<String> = board.digest_recipients().iter().map(|c| c.email.clone()).collect();
+    if to.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(composer.one_per_recipient(vec![composer.digest(digest, to, key)?]))
+}
+
+/// The scheduled digest moment of `board` still owed at `now` (the latest one due since the last sent;
+/// before the first ever, only one due in the last hour), if any.
+async fn digest_owed<S: Store>(
+    store: &S,
+    board: &crate::config::Board,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let after = store
+        .last_digest(board.id())
+        .await?
+        .unwrap_or(now - chrono::Duration::hours(1));
+    Ok(crate::core::digest::latest_due(
+        &board.rules,
+        &board.digest_schedule,
+        after,
+        now,
+    ))
+}
+
+/// Send each board's scheduled digest that is owed at `now`, inside its working hours, once (several
+/// daemons: the first to record it sends it). How many were queued.
+pub async fn send_due_digests<S: Store>(
+    pipeline: &Pipeline<'_>,
+    store: &S,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let mut sent = 0;
+    for board in &pipeline.config.boards {
+        let Some(moment) = digest_owed(store, board, now).await? else {
+            continue;
+        };
+        if !board.rules.in_working_hours(now) {
+            continue;
+        }
+        let digest = board_digest(store, board, now).await?;
+        let key = format!("{}:{}", board.id(), moment.to_rfc3339());
+        let emails = match digest_emails(pipeline, board, &digest, &key) {
+            Ok(e) => e,
+            Err(e) => {
+                // A template an operator broke: recorded as done without email (said loudly), so that the
+                // daemon does not try again and again; `digest --send` sends one once it is fixed.
+                tracing::error!(board = %board.id(), error = %e, "the digest could not be written; none is sent this time");
+                Vec::new()
+            }
+        };
+        if store.record_digest(board.id(), moment, false, &emails, now).await? {
+            tracing::info!(board = %board.id(), due = %moment, emails = emails.len(), "digest queued");
+            sent += emails.len();
+        }
+    }
+    Ok(sent)
+}
+
+/// When the next digest is owed across all boards: now (or the start of working hours) for one owed
+/// already, otherwise the earliest next scheduled moment.
+pub async fn next_digest_at<S: Store>(
+    pipeline: &Pipeline<'_>,
+    store: &S,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    let mut next: Option<DateTime<Utc>> = None;
+    for board in &pipeline.config.boards {
+        let at = match digest_owed(store, board, now).await? {
+            Some(_) => Some(board.rules.next_working_moment(now)),
+            None => {
+                let after = store.last_digest(board.id()).await?.map_or(now, |l| l.max(now));
+                crate::core::digest::next_moment(&board.rules, &board.digest_schedule, after)
+            }
+        };
+        next = match (next, at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
 }

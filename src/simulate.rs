@@ -117,6 +117,8 @@ pub fn load(path: &Path) -> anyhow::Result<Scenario> {
 /// Run `scenario` (read from `path`, whose folder email paths are relative to) on `config`.
 pub async fn run(mut config: Config, scenario: &Scenario, path: &Path) -> anyhow::Result<Simulation> {
     config.board_or_err(&scenario.board)?;
+    // The scenario's board alone: the other boards' digests are not part of this case's life.
+    config.boards.retain(|b| b.id() == scenario.board);
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -136,7 +136,26 @@ fn write_bradford(dir: &Path, until: &str, replies: &[(&str, &str, &str)]) -> Pa
 async fn timer_emails_say_what_is_due_what_the_policy_asks_and_the_next_step() {
     let dir = tempfile::tempdir().expect("dir");
     let sim = simulate_file(&write_bradford(dir.path(), "2027-02-01T12:00:00Z", &[])).await;
-    let kinds: Vec<(&str, String)> = sim.emails.iter().map(|e| (e.kind.as_str(), london(e))).collect();
+    let kinds: Vec<(&str, String)> = sim
+        .emails
+        .iter()
+        .filter(|e| e.kind != "digest")
+        .map(|e| (e.kind.as_str(), london(e)))
+        .collect();
+    // The board's weekly digest goes on Mondays at 09:00; Monday 28 December 2026 is a bank holiday (Boxing
+    // Day's substitute), so that week's goes on Tuesday.
+    let digests: Vec<String> = sim.emails.iter().filter(|e| e.kind == "digest").map(london).collect();
+    assert_eq!(
+        digests,
+        vec![
+            "2026-12-29 09:00",
+            "2027-01-04 09:00",
+            "2027-01-11 09:00",
+            "2027-01-18 09:00",
+            "2027-01-25 09:00",
+            "2027-02-01 09:00"
+        ]
+    );
     assert_eq!(
         kinds,
         vec![
@@ -147,7 +166,8 @@ async fn timer_emails_say_what_is_due_what_the_policy_asks_and_the_next_step() {
             ("notification", "2027-01-21 09:00".to_string()),
         ]
     );
-    let today = &sim.emails[2];
+    let clock: Vec<&SimEmail> = sim.emails.iter().filter(|e| e.kind != "digest").collect();
+    let today = clock[2];
     assert!(today.subject.contains("due today"), "{}", today.subject);
     assert!(today.text.contains("Wednesday 20 January 2027"), "{}", today.text);
     assert!(
@@ -159,7 +179,7 @@ async fn timer_emails_say_what_is_due_what_the_policy_asks_and_the_next_step() {
     assert!(today.text.contains("RESOLVED"), "{}", today.text);
     assert_eq!(today.deadline.as_deref(), Some("overall"));
     assert!(!today.late);
-    let overdue = &sim.emails[3];
+    let overdue = clock[3];
     assert!(
         overdue.text.contains("passed at the end of Wednesday 20 January 2027"),
         "{}",
@@ -170,7 +190,7 @@ async fn timer_emails_say_what_is_due_what_the_policy_asks_and_the_next_step() {
         "{}",
         overdue.text
     );
-    let note = &sim.emails[4];
+    let note = clock[4];
     assert_eq!(note.to, vec!["BSAB@bradford.gov.uk".to_string()]);
     assert!(note.text.contains("28 days"), "{}", note.text);
 }
@@ -267,11 +287,12 @@ async fn no_adult_name_or_nhs_number_in_reminders_overdue_notices_or_notificatio
             "{}: no adult name or NHS number found in the record",
             dir.display()
         );
-        for e in sim
-            .emails
-            .iter()
-            .filter(|e| matches!(e.kind.as_str(), "reminder" | "overdue" | "notification" | "review"))
-        {
+        for e in sim.emails.iter().filter(|e| {
+            matches!(
+                e.kind.as_str(),
+                "reminder" | "overdue" | "notification" | "review" | "digest"
+            )
+        }) {
             scanned += 1;
             let all = format!("{}\n{}", e.subject, e.text);
             let digits: String = all.chars().filter(char::is_ascii_digit).collect();

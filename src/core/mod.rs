@@ -14,9 +14,11 @@
 //! - [`nhs`]: NHS number validation.
 //! - [`intake`]: reading an escalation record out of an email's text (and HTML tables).
 //! - [`reply`]: reading a command from the new text at the top of a reply.
+//! - [`digest`]: the board manager's digest, and when scheduled digests go.
 
 pub mod calendar;
 pub mod case;
+pub mod digest;
 pub mod intake;
 pub mod lifecycle;
 pub mod nhs;

@@ -642,6 +642,70 @@ impl Composer<'_> {
         Ok(out)
     }
 
+    /// The board's digest, to `to` (board staff). `key` makes its Message-ID its own (the moment it was due).
+    pub fn digest(&self, d: &crate::core::digest::Digest, to: Vec<String>, key: &str) -> Result<OutboundEmail, String> {
+        let short = |date: chrono::NaiveDate| date.format("%a %-d %b %Y").to_string();
+        let open: Vec<Value> = d
+            .open
+            .iter()
+            .map(|o| {
+                json!({
+                    "reference": o.reference, "stage": o.stage_name, "agencies": o.agencies,
+                    "days": o.working_days_open, "overdue": o.overdue,
+                    "next": o.next_deadline.as_ref().map(|(label, date)| if o.overdue {
+                        format!("{} was due {}", label.replace('-', " "), short(*date))
+                    } else {
+                        format!("{} by {}", label.replace('-', " "), short(*date))
+                    }),
+                })
+            })
+            .collect();
+        let resolved: Vec<Value> = d
+            .resolved
+            .iter()
+            .map(|r| json!({"reference": r.reference, "agencies": r.agencies, "stage": r.at_stage, "on": short(r.resolved_on), "days": r.working_days_taken}))
+            .collect();
+        let reviews: Vec<Value> = d
+            .reviews
+            .iter()
+            .map(|r| json!({"reference": r.reference, "agencies": r.agencies, "date": short(r.review_date), "missed": r.missed}))
+            .collect();
+        let extensions: Vec<Value> = d
+            .extensions
+            .iter()
+            .map(|e| json!({"reference": e.reference, "stage": e.stage, "days": e.working_days, "on": short(e.agreed_on)}))
+            .collect();
+        let bars = |bars: &[crate::core::digest::Bar]| -> Vec<Value> {
+            let max = bars.iter().map(|b| b.count).max().unwrap_or(0).max(1);
+            bars.iter()
+                .map(|b| json!({"label": b.label, "count": b.count, "width": b.count * 200 / max, "hashes": "#".repeat(b.count.min(40))}))
+                .collect()
+        };
+        let counted = |m: &std::collections::BTreeMap<String, usize>| -> Vec<Value> {
+            let mut v: Vec<(&String, &usize)> = m.iter().collect();
+            v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+            v.into_iter().map(|(k, n)| json!({"name": k, "count": n})).collect()
+        };
+        let mut email = self.email(
+            "digest",
+            None,
+            &format!("d-{}", nonce_of(key)),
+            to,
+            Vec::new(),
+            None,
+            json!({
+                "as_of": long_date(d.as_of), "since": d.since.map(|s| long_date(self.board.rules.local_date(s))),
+                "empty": d.is_empty(), "open_count": d.open.len(), "overdue": d.overdue,
+                "open": open, "resolved": resolved, "reviews": reviews, "extensions": extensions,
+                "themes": counted(&d.themes), "agencies": counted(&d.agencies),
+                "unusable": d.unusable_emails,
+                "by_stage": bars(&d.open_by_stage), "by_weeks": bars(&d.open_by_weeks),
+            }),
+        )?;
+        email.headers.insert("X-Escalation-Kind".into(), "digest".into());
+        Ok(email)
+    }
+
     /// The acknowledgement of a new case: to the sender of the record (always: an address typed into a form
     /// never receives it alone), copied to the escalating practitioner the form names, where that is
     /// someone else, and to the other party.

@@ -24,6 +24,7 @@ pub const KINDS: &[&str] = &[
     "reminder",
     "overdue",
     "review",
+    "digest",
 ];
 
 const BUILT_IN: &[(&str, &str)] = &[
@@ -117,6 +118,9 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("review.subject", include_str!("../../templates/review.subject.hbs")),
     ("review.text", include_str!("../../templates/review.text.hbs")),
     ("review.html", include_str!("../../templates/review.html.hbs")),
+    ("digest.subject", include_str!("../../templates/digest.subject.hbs")),
+    ("digest.text", include_str!("../../templates/digest.text.hbs")),
+    ("digest.html", include_str!("../../templates/digest.html.hbs")),
 ];
 
 /// A rendered email.

@@ -368,6 +368,32 @@ pub trait Store: Send + Sync + 'static {
         lease_ms: i64,
     ) -> impl Future<Output = Result<Vec<TimerRecord>>> + Send;
 
+    /// The cases of `board` a digest reads: every open one, and those changed (or, for a resolved one with
+    /// a review date, closed) since `changed_since`.
+    fn cases_for_digest(
+        &self,
+        board: &str,
+        changed_since: DateTime<Utc>,
+        closed_since: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<Case>>> + Send;
+
+    /// How many emails to `board` since `since` could not be used (refused or quarantined).
+    fn count_unusable(&self, board: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;
+
+    /// When `board`'s last scheduled digest was due (on-demand ones do not count).
+    fn last_digest(&self, board: &str) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
+
+    /// Record the digest due at `scheduled_for` as sent, with its emails, in one transaction: false (and
+    /// nothing written) when it was sent already (by another instance).
+    fn record_digest(
+        &self,
+        board: &str,
+        scheduled_for: DateTime<Utc>,
+        on_demand: bool,
+        outbox: &[OutboundEmail],
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
     /// The earliest moment a pending timer can be acted on (its `fire_at`, or the end of its claim), if any.
     fn next_timer_at(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 

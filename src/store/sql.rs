@@ -917,6 +917,76 @@ macro_rules! impl_store {
                 Ok(out)
             }
 
+            async fn cases_for_digest(
+                &self,
+                board: &str,
+                changed_since: chrono::DateTime<chrono::Utc>,
+                closed_since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::core::case::Case>> {
+                let rows = sqlx::query(
+                    "SELECT data FROM cases WHERE board_id = $1 AND (status = 'open' OR updated_at >= $2 \
+                     OR (status = 'resolved' AND closed_at >= $3)) ORDER BY id",
+                )
+                .bind(board)
+                .bind(to_ms(changed_since))
+                .bind(to_ms(closed_since))
+                .fetch_all(&mut *self.lend().await?)
+                .await?;
+                rows.iter().map(|r| from_json(&r.try_get::<String, _>("data")?)).collect()
+            }
+
+            async fn count_unusable(&self, board: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM inbound WHERE board_id = $1 AND received_at >= $2 \
+                     AND outcome IN ('refused', 'quarantined')",
+                )
+                .bind(board)
+                .bind(to_ms(since))
+                .fetch_one(&mut *self.lend().await?)
+                .await?;
+                Ok(row.try_get("n")?)
+            }
+
+            async fn last_digest(&self, board: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+                let row: Option<i64> = sqlx::query(
+                    "SELECT MAX(scheduled_for) AS last FROM digests WHERE board_id = $1 AND on_demand = 0",
+                )
+                .bind(board)
+                .fetch_one(&mut *self.lend().await?)
+                .await?
+                .try_get("last")?;
+                row.map(from_ms).transpose()
+            }
+
+            async fn record_digest(
+                &self,
+                board: &str,
+                scheduled_for: chrono::DateTime<chrono::Utc>,
+                on_demand: bool,
+                outbox: &[OutboundEmail],
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<bool> {
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                let done = sqlx::query(
+                    "INSERT INTO digests (board_id, scheduled_for, sent_at, on_demand) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (board_id, scheduled_for) DO NOTHING",
+                )
+                .bind(board)
+                .bind(to_ms(scheduled_for))
+                .bind(to_ms(now))
+                .bind(i64::from(on_demand))
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                insert_outbox(&mut tx, None, outbox, to_ms(now)).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
             async fn next_timer_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
                 let mut conn = self.lend().await?;
                 // Two index walks: the earliest unclaimed timer (timers_pending), and the earliest end of a
