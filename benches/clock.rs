@@ -94,6 +94,16 @@ async fn measure<S: Batching>(name: &str, store: &S, c: &Config, open: usize) ->
         .expect("fire");
     let fire_s = t.elapsed().as_secs_f64();
     assert_eq!(fired.timers, DUE, "{fired:?}");
+    let board = c.board("rotherham").expect("rotherham");
+    let t = Instant::now();
+    let digest = scheduler::board_digest(store, board, at("2027-01-11T09:00:00Z"))
+        .await
+        .expect("digest");
+    let digest_s = t.elapsed().as_secs_f64();
+    println!(
+        "{name:>10} {open:>7} open: the digest ({} open cases listed) built in {digest_s:.3} s",
+        digest.open.len()
+    );
     println!(
         "{name:>10} {open:>7} open: {DUE} due → {} emails queued in {fire_s:.3} s; next wake-up found in {next_ms:.3} ms (filled in {fill_s:.1} s)",
         fired.emails

@@ -297,18 +297,19 @@ pub async fn board_digest<S: Store>(
         .await?
         .filter(|s| *s < now)
         .unwrap_or(now - chrono::Duration::days(7));
+    // Read a page at a time, so that a board with very many cases is never held in memory whole.
     // Resolved cases whose review may still be due: those closed in the last two years.
-    let cases = store
+    let mut builder = crate::core::digest::DigestBuilder::new(&board.rules, Some(since), now);
+    let ids = store
         .cases_for_digest(board.id(), since, now - chrono::Duration::days(730))
         .await?;
+    for page in ids.chunks(500) {
+        for case in store.cases_by_id(page).await? {
+            builder.add(&case);
+        }
+    }
     let unusable = store.count_unusable(board.id(), since).await?;
-    Ok(crate::core::digest::build(
-        &board.rules,
-        &cases,
-        Some(since),
-        usize::try_from(unusable).unwrap_or(0),
-        now,
-    ))
+    Ok(builder.finish(usize::try_from(unusable).unwrap_or(0)))
 }
 
 /// The digest emails of `board` at `now`, one per recipient.

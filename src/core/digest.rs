@@ -72,7 +72,10 @@ pub struct Digest {
     pub as_of: NaiveDate,
     /// What "since the last digest" means: resolutions and extensions from this instant.
     pub since: Option<DateTime<Utc>>,
+    /// The open cases listed: at most [`OPEN_LISTED`], overdue first.
     pub open: Vec<OpenCase>,
+    /// How many cases are open in all.
+    pub open_total: usize,
     pub overdue: usize,
     pub resolved: Vec<ResolvedCase>,
     pub reviews: Vec<Review>,
@@ -90,7 +93,7 @@ pub struct Digest {
 impl Digest {
     /// Nothing to report at all.
     pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
+        self.open_total == 0
             && self.resolved.is_empty()
             && self.reviews.is_empty()
             && self.extensions.is_empty()
@@ -107,48 +110,110 @@ fn agencies(case: &Case) -> String {
         .join(" and ")
 }
 
-/// The digest of `cases` (the board's open cases and any that changed since `since`) at `now`.
-pub fn build(
-    rules: &BoardRules,
-    cases: &[Case],
+/// How many open cases a digest lists by name (overdue first, then by next deadline); the rest are
+/// counted. A board manager reads a list, not a register; `cases list` has them all.
+pub const OPEN_LISTED: usize = 100;
+
+/// Builds a digest one case at a time, so that a board with very many cases is read in pages and never
+/// held in memory whole.
+pub struct DigestBuilder<'a> {
+    rules: &'a BoardRules,
     since: Option<DateTime<Utc>>,
-    unusable_emails: usize,
     now: DateTime<Utc>,
-) -> Digest {
-    let cal = &rules.calendar;
-    let policy = &rules.policy;
-    let today = rules.local_date(now);
-    let in_period = |t: DateTime<Utc>| since.is_none_or(|s| t >= s) && t <= now;
-    let mut open = Vec::new();
-    let mut resolved = Vec::new();
-    let mut reviews = Vec::new();
-    let mut extensions = Vec::new();
-    let mut themes: BTreeMap<String, usize> = BTreeMap::new();
-    let mut agency_count: BTreeMap<String, usize> = BTreeMap::new();
-    for case in cases.iter().filter(|c| c.board == rules.board_id) {
+    today: NaiveDate,
+    open: Vec<OpenCase>,
+    open_total: usize,
+    overdue: usize,
+    by_stage: BTreeMap<u8, usize>,
+    by_weeks: [usize; 4],
+    resolved: Vec<ResolvedCase>,
+    reviews: Vec<Review>,
+    extensions: Vec<ExtensionGranted>,
+    themes: BTreeMap<String, usize>,
+    agencies: BTreeMap<String, usize>,
+}
+
+fn open_order(a: &OpenCase, b: &OpenCase) -> std::cmp::Ordering {
+    b.overdue
+        .cmp(&a.overdue)
+        .then(
+            a.next_deadline
+                .as_ref()
+                .map(|d| d.1)
+                .cmp(&b.next_deadline.as_ref().map(|d| d.1)),
+        )
+        .then(a.reference.cmp(&b.reference))
+}
+
+impl<'a> DigestBuilder<'a> {
+    pub fn new(rules: &'a BoardRules, since: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
+        DigestBuilder {
+            rules,
+            since,
+            now,
+            today: rules.local_date(now),
+            open: Vec::new(),
+            open_total: 0,
+            overdue: 0,
+            by_stage: BTreeMap::new(),
+            by_weeks: [0; 4],
+            resolved: Vec::new(),
+            reviews: Vec::new(),
+            extensions: Vec::new(),
+            themes: BTreeMap::new(),
+            agencies: BTreeMap::new(),
+        }
+    }
+
+    fn in_period(&self, t: DateTime<Utc>) -> bool {
+        self.since.is_none_or(|s| t >= s) && t <= self.now
+    }
+
+    /// Take one case into account (one of another board is ignored).
+    pub fn add(&mut self, case: &Case) {
+        if case.board != self.rules.board_id {
+            return;
+        }
+        let cal = &self.rules.calendar;
+        let today = self.today;
         let mut counted = false;
         match case.status {
             CaseStatus::Open => {
-                let next = schedule::deadlines(rules, case)
+                let next = schedule::deadlines(self.rules, case)
                     .into_iter()
                     .filter(|d| d.kind == DeadlineKind::Active)
                     .min_by_key(|d| d.due_date);
-                open.push(OpenCase {
+                let line = OpenCase {
                     reference: case.reference.clone(),
                     stage: case.stage,
-                    stage_name: policy.stage_name(case.stage),
+                    stage_name: self.rules.policy.stage_name(case.stage),
                     agencies: agencies(case),
                     opened_on: case.opened_on,
                     working_days_open: cal.working_days_between(case.opened_on, today),
                     overdue: next.as_ref().is_some_and(|d| d.due_date < today),
                     next_deadline: next.map(|d| (d.label, d.due_date)),
-                });
+                };
+                self.open_total += 1;
+                self.overdue += usize::from(line.overdue);
+                *self.by_stage.entry(case.stage).or_default() += 1;
+                let week = match line.working_days_open {
+                    0..5 => 0,
+                    5..10 => 1,
+                    10..20 => 2,
+                    _ => 3,
+                };
+                self.by_weeks[week] += 1;
+                self.open.push(line);
+                if self.open.len() >= 2 * OPEN_LISTED {
+                    self.open.sort_by(open_order);
+                    self.open.truncate(OPEN_LISTED);
+                }
                 counted = true;
             }
             CaseStatus::Resolved => {
                 if let Some(r) = case.resolution.as_ref() {
-                    if in_period(r.resolved_at) {
-                        resolved.push(ResolvedCase {
+                    if self.in_period(r.resolved_at) {
+                        self.resolved.push(ResolvedCase {
                             reference: case.reference.clone(),
                             agencies: agencies(case),
                             at_stage: r.at_stage,
@@ -159,7 +224,7 @@ pub fn build(
                     }
                     if let (Some(review), None) = (r.review_date, &case.actions_implemented) {
                         if review <= today {
-                            reviews.push(Review {
+                            self.reviews.push(Review {
                                 reference: case.reference.clone(),
                                 agencies: agencies(case),
                                 review_date: review,
@@ -171,13 +236,15 @@ pub fn build(
             }
             CaseStatus::Withdrawn => {}
         }
-        for e in case.extensions.iter().filter(|e| in_period(e.agreed_at)) {
-            extensions.push(ExtensionGranted {
-                reference: case.reference.clone(),
-                stage: e.stage,
-                working_days: e.working_days,
-                agreed_on: rules.local_date(e.agreed_at),
-            });
+        for e in &case.extensions {
+            if self.in_period(e.agreed_at) {
+                self.extensions.push(ExtensionGranted {
+                    reference: case.reference.clone(),
+                    stage: e.stage,
+                    working_days: e.working_days,
+                    agreed_on: self.rules.local_date(e.agreed_at),
+                });
+            }
         }
         if counted {
             let theme = case
@@ -186,74 +253,76 @@ pub fn build(
                 .clone()
                 .filter(|t| !t.trim().is_empty())
                 .unwrap_or_else(|| "not given".into());
-            *themes.entry(theme.trim().to_lowercase()).or_default() += 1;
+            *self.themes.entry(theme.trim().to_lowercase()).or_default() += 1;
             for a in [&case.record.escalating_agency, &case.record.other_agency]
                 .into_iter()
                 .flatten()
                 .filter(|a| !a.trim().is_empty())
             {
-                *agency_count.entry(a.trim().to_string()).or_default() += 1;
+                *self.agencies.entry(a.trim().to_string()).or_default() += 1;
             }
         }
     }
-    // Overdue first, then by the next deadline, then by reference.
-    open.sort_by(|a, b| {
-        b.overdue
-            .cmp(&a.overdue)
-            .then(
-                a.next_deadline
-                    .as_ref()
-                    .map(|d| d.1)
-                    .cmp(&b.next_deadline.as_ref().map(|d| d.1)),
-            )
-            .then(a.reference.cmp(&b.reference))
-    });
-    resolved.sort_by(|a, b| a.resolved_on.cmp(&b.resolved_on).then(a.reference.cmp(&b.reference)));
-    reviews.sort_by(|a, b| a.review_date.cmp(&b.review_date).then(a.reference.cmp(&b.reference)));
-    extensions.sort_by(|a, b| a.agreed_on.cmp(&b.agreed_on).then(a.reference.cmp(&b.reference)));
-    let open_by_stage = policy
-        .stages
-        .iter()
-        .map(|s| Bar {
-            label: policy.stage_name(s.number),
-            count: open.iter().filter(|o| o.stage == s.number).count(),
-        })
-        .collect();
-    let weeks = [
-        ("under 1 week", 0u32, 5u32),
-        ("1–2 weeks", 5, 10),
-        ("2–4 weeks", 10, 20),
-    ];
-    let mut open_by_weeks: Vec<Bar> = weeks
-        .iter()
-        .map(|(label, lo, hi)| Bar {
-            label: (*label).to_string(),
-            count: open
-                .iter()
-                .filter(|o| o.working_days_open >= *lo && o.working_days_open < *hi)
-                .count(),
-        })
-        .collect();
-    open_by_weeks.push(Bar {
-        label: "4 weeks or more".into(),
-        count: open.iter().filter(|o| o.working_days_open >= 20).count(),
-    });
-    Digest {
-        board: rules.board_id.clone(),
-        board_name: policy.board_name.clone(),
-        as_of: today,
-        since,
-        overdue: open.iter().filter(|o| o.overdue).count(),
-        open,
-        resolved,
-        reviews,
-        extensions,
-        themes,
-        agencies: agency_count,
-        unusable_emails,
-        open_by_stage,
-        open_by_weeks,
+
+    pub fn finish(mut self, unusable_emails: usize) -> Digest {
+        let policy = &self.rules.policy;
+        self.open.sort_by(open_order);
+        self.open.truncate(OPEN_LISTED);
+        self.resolved
+            .sort_by(|a, b| a.resolved_on.cmp(&b.resolved_on).then(a.reference.cmp(&b.reference)));
+        self.reviews
+            .sort_by(|a, b| a.review_date.cmp(&b.review_date).then(a.reference.cmp(&b.reference)));
+        self.extensions
+            .sort_by(|a, b| a.agreed_on.cmp(&b.agreed_on).then(a.reference.cmp(&b.reference)));
+        let open_by_stage = policy
+            .stages
+            .iter()
+            .map(|s| Bar {
+                label: policy.stage_name(s.number),
+                count: self.by_stage.get(&s.number).copied().unwrap_or(0),
+            })
+            .collect();
+        let open_by_weeks = ["under 1 week", "1–2 weeks", "2–4 weeks", "4 weeks or more"]
+            .iter()
+            .zip(self.by_weeks)
+            .map(|(label, count)| Bar {
+                label: (*label).to_string(),
+                count,
+            })
+            .collect();
+        Digest {
+            board: self.rules.board_id.clone(),
+            board_name: policy.board_name.clone(),
+            as_of: self.today,
+            since: self.since,
+            open_total: self.open_total,
+            overdue: self.overdue,
+            open: self.open,
+            resolved: self.resolved,
+            reviews: self.reviews,
+            extensions: self.extensions,
+            themes: self.themes,
+            agencies: self.agencies,
+            unusable_emails,
+            open_by_stage,
+            open_by_weeks,
+        }
     }
+}
+
+/// The digest of `cases` (the board's open cases and any that changed since `since`) at `now`.
+pub fn build(
+    rules: &BoardRules,
+    cases: &[Case],
+    since: Option<DateTime<Utc>>,
+    unusable_emails: usize,
+    now: DateTime<Utc>,
+) -> Digest {
+    let mut b = DigestBuilder::new(rules, since, now);
+    for c in cases {
+        b.add(c);
+    }
+    b.finish(unusable_emails)
 }
 
 /// The moment a scheduled digest goes: the schedule's occurrence (local time, the board's timezone), or,

@@ -695,7 +695,8 @@ impl Composer<'_> {
             None,
             json!({
                 "as_of": long_date(d.as_of), "since": d.since.map(|s| long_date(self.board.rules.local_date(s))),
-                "empty": d.is_empty(), "open_count": d.open.len(), "overdue": d.overdue,
+                "empty": d.is_empty(), "open_count": d.open_total, "overdue": d.overdue,
+                "unlisted": d.open_total.saturating_sub(d.open.len()),
                 "open": open, "resolved": resolved, "reviews": reviews, "extensions": extensions,
                 "themes": counted(&d.themes), "agencies": counted(&d.agencies),
                 "unusable": d.unusable_emails,

@@ -368,14 +368,18 @@ pub trait Store: Send + Sync + 'static {
         lease_ms: i64,
     ) -> impl Future<Output = Result<Vec<TimerRecord>>> + Send;
 
-    /// The cases of `board` a digest reads: every open one, and those changed (or, for a resolved one with
-    /// a review date, closed) since `changed_since`.
+    /// The internal ids of the cases of `board` a digest reads, in order: every open one, and those
+    /// changed (or, for a resolved one with a review date, closed) since `changed_since`. The digest then
+    /// reads them a page at a time ([`Store::cases_by_id`]).
     fn cases_for_digest(
         &self,
         board: &str,
         changed_since: DateTime<Utc>,
         closed_since: DateTime<Utc>,
-    ) -> impl Future<Output = Result<Vec<Case>>> + Send;
+    ) -> impl Future<Output = Result<Vec<i64>>> + Send;
+
+    /// The cases with these internal ids.
+    fn cases_by_id(&self, ids: &[i64]) -> impl Future<Output = Result<Vec<Case>>> + Send;
 
     /// How many emails to `board` since `since` could not be used (refused or quarantined).
     fn count_unusable(&self, board: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;

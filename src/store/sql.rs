@@ -922,9 +922,9 @@ macro_rules! impl_store {
                 board: &str,
                 changed_since: chrono::DateTime<chrono::Utc>,
                 closed_since: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<$crate::core::case::Case>> {
+            ) -> Result<Vec<i64>> {
                 let rows = sqlx::query(
-                    "SELECT data FROM cases WHERE board_id = $1 AND (status = 'open' OR updated_at >= $2 \
+                    "SELECT id FROM cases WHERE board_id = $1 AND (status = 'open' OR updated_at >= $2 \
                      OR (status = 'resolved' AND closed_at >= $3)) ORDER BY id",
                 )
                 .bind(board)
@@ -932,7 +932,24 @@ macro_rules! impl_store {
                 .bind(to_ms(closed_since))
                 .fetch_all(&mut *self.lend().await?)
                 .await?;
-                rows.iter().map(|r| from_json(&r.try_get::<String, _>("data")?)).collect()
+                rows.iter().map(|r| Ok(r.try_get::<i64, _>("id")?)).collect()
+            }
+
+            async fn cases_by_id(&self, ids: &[i64]) -> Result<Vec<$crate::core::case::Case>> {
+                let mut out = Vec::with_capacity(ids.len());
+                let mut conn = self.lend().await?;
+                for chunk in ids.chunks(sql::ROWS_PER_STATEMENT) {
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT data FROM cases WHERE id IN (");
+                    let mut sep = q.separated(", ");
+                    for id in chunk {
+                        sep.push_bind(*id);
+                    }
+                    q.push(") ORDER BY id");
+                    for r in q.build().fetch_all(&mut *conn).await? {
+                        out.push(from_json(&r.try_get::<String, _>("data")?)?);
+                    }
+                }
+                Ok(out)
             }
 
             async fn count_unusable(&self, board: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
