@@ -283,3 +283,92 @@ async fn a_scheduled_digest_is_recorded_once_whoever_asks_twice() {
     assert_eq!(store.last_digest("rotherham").await.expect("last"), Some(moment));
     db.cleanup().await;
 }
+
+fn plain(from: &str, to: &str, body: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: digest\r\nMessage-ID: <{id}>\r\nDate: Mon, 18 Jan 2027 10:00:00 +0000\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn board_staff_get_the_digest_by_emailing_digest_and_nobody_else_does() {
+    use escalation_bot::mail::pipeline::{Pipeline, Source};
+    let c = config();
+    let (store, db) = common::TestDb::sqlite().await;
+    escalation_bot::app::prepare_store(&c, &store, at("2027-01-04T09:00:00Z"))
+        .await
+        .expect("store");
+    open_case(&store, &c, "trafford", "2027-01-04T10:00:00Z").await;
+    let pipeline = Pipeline::new(&c, vec![9; 32]).expect("pipeline");
+    // The Business Office (a board role) asks.
+    let r = pipeline
+        .process_isolated(
+            &store,
+            &Source::default(),
+            &plain(
+                "TSSP Business Office <TSSP@trafford.gov.uk>",
+                "escalations@trafford-ssp.invalid",
+                "Digest please\n\nThanks, Pat",
+                "ask-1@trafford.gov.uk",
+            ),
+            Some("trafford"),
+            at("2027-01-18T10:00:00Z"),
+            false,
+        )
+        .await
+        .expect("processed");
+    assert_eq!(
+        (r.outcome.as_str(), r.command.as_deref()),
+        ("command_applied", Some("DIGEST")),
+        "{r:?}"
+    );
+    let digests: Vec<_> = store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|o| o.email.kind == "digest")
+        .collect();
+    assert_eq!(digests.len(), 1);
+    assert!(digests[0].email.to[0].eq_ignore_ascii_case("TSSP@trafford.gov.uk"));
+    assert!(
+        digests[0].email.text.contains("Open cases: 1"),
+        "{}",
+        digests[0].email.text
+    );
+    assert_eq!(
+        digests[0].email.headers.get("In-Reply-To").map(String::as_str),
+        Some("<ask-1@trafford.gov.uk>")
+    );
+    // A practitioner is not board staff: no digest.
+    let r = pipeline
+        .process_isolated(
+            &store,
+            &Source::default(),
+            &plain(
+                "Nia Nurse <nia.nurse@nhs.net>",
+                "escalations@trafford-ssp.invalid",
+                "DIGEST",
+                "ask-2@nhs.net",
+            ),
+            Some("trafford"),
+            at("2027-01-18T10:05:00Z"),
+            false,
+        )
+        .await
+        .expect("processed");
+    assert_ne!(r.command.as_deref(), Some("DIGEST"));
+    assert_eq!(
+        store
+            .outbox(None)
+            .await
+            .expect("outbox")
+            .iter()
+            .filter(|o| o.email.kind == "digest")
+            .count(),
+        1
+    );
+    db.cleanup().await;
+}

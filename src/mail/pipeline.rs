@@ -986,6 +986,11 @@ impl<'a> Pipeline<'a> {
             return Ok(r);
         };
         let composer = self.composer(board);
+        if is_staff(board, &sender.email) && Self::asks_for_digest(&msg) {
+            return self
+                .digest_on_demand(store, &composer, &msg, &sender, inbound_id, now, dry_run)
+                .await;
+        }
         if let Some(request) = Self::approval_request(&composer, &msg) {
             return self
                 .decide_approval(store, &composer, &msg, &sender, &request, inbound_id, now, dry_run)
@@ -998,6 +1003,65 @@ impl<'a> Pipeline<'a> {
         }
         self.new_case(store, &composer, &msg, record, &sender, inbound_id, now, dry_run)
             .await
+    }
+
+    /// Whether the new text at the top of the message is the word DIGEST (alone on its first line).
+    fn asks_for_digest(msg: &Inbound) -> bool {
+        let intent = Self::reply_intent(msg);
+        let first = intent
+            .reply_text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default();
+        let word = first.trim_end_matches(['.', '!']).trim();
+        word.eq_ignore_ascii_case("digest") || word.eq_ignore_ascii_case("digest please")
+    }
+
+    /// Board staff asked for the digest by email: it goes to the address that asked (a staff address, whose
+    /// real owner receives it whoever wrote the From), in reply. A digest names no adult, so no proof of the
+    /// sender is needed beyond that.
+    #[allow(clippy::too_many_arguments)]
+    async fn digest_on_demand<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+        sender: &Person,
+        inbound_id: Option<i64>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        let board = composer.board;
+        let digest = crate::scheduler::board_digest(store, board, now).await?;
+        let mut email = composer
+            .digest(
+                &digest,
+                vec![sender.email.clone()],
+                &format!("asked:{}", msg.message_id),
+            )
+            .map_err(StoreError::Data)?;
+        email
+            .headers
+            .insert("In-Reply-To".into(), format!("<{}>", msg.message_id));
+        email
+            .headers
+            .insert("References".into(), format!("<{}>", msg.message_id));
+        email.headers.insert("Auto-Submitted".into(), "auto-replied".into());
+        let mut r = Report::new("command_applied");
+        r.board = Some(board.id().to_string());
+        r.command = Some("DIGEST".into());
+        r.replies = 1;
+        let ev = Self::event(
+            "digest_sent",
+            &sender.email,
+            format!("Digest sent on request to {}", sender.email),
+            &[],
+            now,
+        );
+        self.finish(store, board.id(), inbound_id, &r, ev, &[email], now, dry_run)
+            .await?;
+        Ok(r)
     }
 
     #[allow(clippy::too_many_arguments)]
