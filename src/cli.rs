@@ -42,6 +42,27 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[arg(long)]
+    pub board: String,
+    /// The first day of the period (YYYY-MM-DD, the board's local date).
+    #[arg(long)]
+    pub from: String,
+    /// The last day of the period, included.
+    #[arg(long)]
+    pub to: String,
+    /// One JSON document.
+    #[arg(long, conflicts_with_all = ["csv", "html"])]
+    pub json: bool,
+    /// CSV: one `section,item,value` row per figure (for a spreadsheet).
+    #[arg(long, conflicts_with = "html")]
+    pub csv: bool,
+    /// An HTML page to paste into a document.
+    #[arg(long)]
+    pub html: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DigestArgs {
     #[arg(long)]
     pub board: String,
@@ -91,6 +112,8 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// The board's digest as it would be sent now; `--send` queues it to the board's digest recipients.
     Digest(DigestArgs),
+    /// The board's monitoring report for a period, for its annual report.
+    Report(ReportArgs),
     /// Deliver an email file into a board's local mailbox folder (the embedded default), as a mail
     /// delivery agent does: written to tmp/ and renamed into new/, so the daemon never reads half a file.
     Deliver(DeliverArgs),
@@ -235,6 +258,93 @@ pub fn parse_instant(s: &str, what: &str) -> anyhow::Result<DateTime<Utc>> {
         .with_context(|| format!("{what} {s:?} is not an RFC 3339 time: use e.g. 2026-12-23T10:00:00Z"))
 }
 
+/// The monitoring report as text.
+fn report_text(r: &crate::core::report::Report) -> String {
+    let mut s = format!(
+        "{}: escalations from {} to {}\n\nCases opened: {}\nResolved: {}\nWithdrawn: {}\nOpened in the period and still open at its end: {}\nMissed a deadline: {}\n",
+        r.board_name, r.from, r.to, r.opened, r.resolved, r.withdrawn, r.still_open, r.overdue
+    );
+    s.push_str("\nResolved at stage\n");
+    for (stage, n) in &r.resolved_by_stage {
+        s.push_str(&format!("  stage {stage}: {n}\n"));
+    }
+    s.push_str(&format!(
+        "\nWorking days from opening to resolution: median {}, longest {}\n",
+        r.median_working_days
+            .map(|m| format!("{m}"))
+            .unwrap_or_else(|| "-".into()),
+        r.longest_working_days
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-".into())
+    ));
+    s.push_str("\nThemes\n");
+    for (t, n) in &r.themes {
+        s.push_str(&format!("  {t}: {n}\n"));
+    }
+    s.push_str("\nAgencies\n");
+    for (a, n) in &r.agencies {
+        s.push_str(&format!("  {a}: {n}\n"));
+    }
+    s.push_str("\nAgencies that disagree most\n");
+    for (a, b, n) in &r.pairs {
+        s.push_str(&format!("  {a} / {b}: {n}\n"));
+    }
+    s
+}
+
+/// The monitoring report as an HTML page (values escaped).
+fn report_html(r: &crate::core::report::Report) -> String {
+    let e = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let row = |k: &str, v: String| format!("<tr><td>{}</td><td align=\"right\">{}</td></tr>\n", e(k), e(&v));
+    let mut s = format!(
+        "<html><body style=\"font-family: Arial, sans-serif;\">\n<h2>{}: escalations from {} to {}</h2>\n<table border=\"1\" cellpadding=\"4\" style=\"border-collapse: collapse;\">\n",
+        e(&r.board_name), r.from, r.to
+    );
+    s.push_str(&row("Cases opened", r.opened.to_string()));
+    s.push_str(&row("Resolved", r.resolved.to_string()));
+    for (stage, n) in &r.resolved_by_stage {
+        s.push_str(&row(&format!("… at stage {stage}"), n.to_string()));
+    }
+    s.push_str(&row("Withdrawn", r.withdrawn.to_string()));
+    s.push_str(&row("Opened and still open at the end", r.still_open.to_string()));
+    s.push_str(&row("Missed a deadline", r.overdue.to_string()));
+    s.push_str(&row(
+        "Working days to resolution, median",
+        r.median_working_days
+            .map(|m| format!("{m}"))
+            .unwrap_or_else(|| "-".into()),
+    ));
+    s.push_str(&row(
+        "Working days to resolution, longest",
+        r.longest_working_days
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "-".into()),
+    ));
+    s.push_str(
+        "</table>\n<h3>Themes</h3>\n<table border=\"1\" cellpadding=\"4\" style=\"border-collapse: collapse;\">\n",
+    );
+    for (t, n) in &r.themes {
+        s.push_str(&row(t, n.to_string()));
+    }
+    s.push_str(
+        "</table>\n<h3>Agencies</h3>\n<table border=\"1\" cellpadding=\"4\" style=\"border-collapse: collapse;\">\n",
+    );
+    for (a, n) in &r.agencies {
+        s.push_str(&row(a, n.to_string()));
+    }
+    s.push_str("</table>\n<h3>Agencies that disagree most</h3>\n<table border=\"1\" cellpadding=\"4\" style=\"border-collapse: collapse;\">\n");
+    for (a, b, n) in &r.pairs {
+        s.push_str(&row(&format!("{a} / {b}"), n.to_string()));
+    }
+    s.push_str("</table>\n</body></html>\n");
+    s
+}
+
 fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from)?;
@@ -327,6 +437,33 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
                 println!("{} -> {}", file.display(), name.display());
             }
             Ok(())
+        }
+        Command::Report(a) => {
+            let config = load_config(&cli)?;
+            let board = config.board_or_err(&a.board)?;
+            let day = |s: &str, what: &str| {
+                NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+                    .with_context(|| format!("{what} {s:?} is not a date: use YYYY-MM-DD, e.g. 2027-04-01"))
+            };
+            let (from, to) = (day(&a.from, "--from")?, day(&a.to, "--to")?);
+            if to < from {
+                bail!("--to {to} is before --from {from}");
+            }
+            with_store!(&config.settings.database, store => {
+                let r = crate::scheduler::board_report(&store, board, from, to).await?;
+                if a.json {
+                    print_json(&serde_json::to_value(&r)?)
+                } else if a.csv {
+                    print!("{}", crate::core::report::to_csv(&r));
+                    Ok(())
+                } else if a.html {
+                    print!("{}", report_html(&r));
+                    Ok(())
+                } else {
+                    print!("{}", report_text(&r));
+                    Ok(())
+                }
+            })
         }
         Command::Digest(a) => {
             let config = load_config(&cli)?;

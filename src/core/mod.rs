@@ -15,6 +15,7 @@
 //! - [`intake`]: reading an escalation record out of an email's text (and HTML tables).
 //! - [`reply`]: reading a command from the new text at the top of a reply.
 //! - [`digest`]: the board manager's digest, and when scheduled digests go.
+//! - [`report`]: the board's monitoring report for a period.
 
 pub mod calendar;
 pub mod case;
@@ -24,6 +25,7 @@ pub mod lifecycle;
 pub mod nhs;
 pub mod policy;
 pub mod reply;
+pub mod report;
 pub mod rules;
 pub mod schedule;
 pub mod timeline;

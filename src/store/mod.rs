@@ -378,8 +378,21 @@ pub trait Store: Send + Sync + 'static {
         closed_since: DateTime<Utc>,
     ) -> impl Future<Output = Result<Vec<i64>>> + Send;
 
+    /// The internal ids of the cases of `board` a report on `[from, to)` reads: opened before `to`, and
+    /// opened, closed or still open from `from`; and of those, the ids of the cases an overdue notice went
+    /// for in the period.
+    fn cases_for_report(
+        &self,
+        board: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(Vec<i64>, Vec<i64>)>> + Send;
+
     /// The cases with these internal ids.
     fn cases_by_id(&self, ids: &[i64]) -> impl Future<Output = Result<Vec<Case>>> + Send;
+
+    /// [`Store::cases_by_id`] with each case's id.
+    fn cases_with_ids(&self, ids: &[i64]) -> impl Future<Output = Result<Vec<(i64, Case)>>> + Send;
 
     /// How many emails to `board` since `since` could not be used (refused or quarantined).
     fn count_unusable(&self, board: &str, since: DateTime<Utc>) -> impl Future<Output = Result<i64>> + Send;

@@ -936,20 +936,58 @@ macro_rules! impl_store {
             }
 
             async fn cases_by_id(&self, ids: &[i64]) -> Result<Vec<$crate::core::case::Case>> {
+                Ok(self.cases_with_ids(ids).await?.into_iter().map(|(_, c)| c).collect())
+            }
+
+            async fn cases_with_ids(&self, ids: &[i64]) -> Result<Vec<(i64, $crate::core::case::Case)>> {
                 let mut out = Vec::with_capacity(ids.len());
                 let mut conn = self.lend().await?;
                 for chunk in ids.chunks(sql::ROWS_PER_STATEMENT) {
-                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT data FROM cases WHERE id IN (");
+                    let mut q = sqlx::QueryBuilder::<$db>::new("SELECT id, data FROM cases WHERE id IN (");
                     let mut sep = q.separated(", ");
                     for id in chunk {
                         sep.push_bind(*id);
                     }
                     q.push(") ORDER BY id");
                     for r in q.build().fetch_all(&mut *conn).await? {
-                        out.push(from_json(&r.try_get::<String, _>("data")?)?);
+                        out.push((r.try_get::<i64, _>("id")?, from_json(&r.try_get::<String, _>("data")?)?));
                     }
                 }
                 Ok(out)
+            }
+
+            async fn cases_for_report(
+                &self,
+                board: &str,
+                from: chrono::DateTime<chrono::Utc>,
+                to: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(Vec<i64>, Vec<i64>)> {
+                let mut conn = self.lend().await?;
+                let ids = sqlx::query(
+                    "SELECT id FROM cases WHERE board_id = $1 AND opened_at < $3 \
+                     AND (opened_at >= $2 OR closed_at >= $2 OR status = 'open') ORDER BY id",
+                )
+                .bind(board)
+                .bind(to_ms(from))
+                .bind(to_ms(to))
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>("id"))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+                let overdue = sqlx::query(
+                    "SELECT DISTINCT case_id FROM events WHERE board_id = $1 AND kind = 'overdue_notice_sent' \
+                     AND at >= $2 AND at < $3 AND case_id IS NOT NULL ORDER BY case_id",
+                )
+                .bind(board)
+                .bind(to_ms(from))
+                .bind(to_ms(to))
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|r| r.try_get::<i64, _>("case_id"))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+                Ok((ids, overdue))
             }
 
             async fn count_unusable(&self, board: &str, since: chrono::DateTime<chrono::Utc>) -> Result<i64> {
