@@ -104,6 +104,15 @@ async fn measure<S: Batching>(name: &str, store: &S, c: &Config, open: usize) ->
         "{name:>10} {open:>7} open: the digest ({} open cases listed) built in {digest_s:.3} s",
         digest.open.len()
     );
+    let t = Instant::now();
+    let from = chrono::NaiveDate::from_ymd_opt(2027, 1, 1).expect("date");
+    let to = chrono::NaiveDate::from_ymd_opt(2027, 3, 31).expect("date");
+    let report = scheduler::board_report(store, board, from, to).await.expect("report");
+    println!(
+        "{name:>10} {open:>7} open: the report on {} cases opened in the quarter built in {:.3} s",
+        report.opened,
+        t.elapsed().as_secs_f64()
+    );
     println!(
         "{name:>10} {open:>7} open: {DUE} due → {} emails queued in {fire_s:.3} s; next wake-up found in {next_ms:.3} ms (filled in {fill_s:.1} s)",
         fired.emails
