@@ -206,7 +206,7 @@ impl<'a> DigestBuilder<'a> {
                 self.open.push(line);
                 if self.open.len() >= 2 * OPEN_LISTED {
                     self.open.sort_by(open_order);
-                    self.open.truncate(OPEN_LISTED);
+                    self.open.truncate(OPEN_LISTED); // byte-slice: a Vec of cases, not text
                 }
                 counted = true;
             }
@@ -267,7 +267,7 @@ impl<'a> DigestBuilder<'a> {
     pub fn finish(mut self, unusable_emails: usize) -> Digest {
         let policy = &self.rules.policy;
         self.open.sort_by(open_order);
-        self.open.truncate(OPEN_LISTED);
+        self.open.truncate(OPEN_LISTED); // byte-slice: a Vec of cases, not text
         self.resolved
             .sort_by(|a, b| a.resolved_on.cmp(&b.resolved_on).then(a.reference.cmp(&b.reference)));
         self.reviews
@@ -363,7 +363,7 @@ pub fn moments_after(
         .collect();
     out.sort();
     out.dedup();
-    out.truncate(limit);
+    out.truncate(limit); // byte-slice: a Vec of moments, not text
     out
 }
 

@@ -149,7 +149,7 @@ impl<'a> ReportBuilder<'a> {
         };
         let mut pairs: Vec<(String, String, usize)> =
             counted(&self.pairs).into_iter().map(|((a, b), n)| (a, b, n)).collect();
-        pairs.truncate(10);
+        pairs.truncate(10); // byte-slice: a Vec of pairs, not text
         let mut stages: BTreeSet<u8> = policy.stages.iter().map(|s| s.number).collect();
         stages.extend(self.resolved_by_stage.keys().copied());
         Report {
