@@ -581,3 +581,31 @@ fn redaction_takes_each_part_of_the_adults_name_and_any_ten_digit_number_out_of_
         "Albertine is unrelated; Zoë Ünïcode ✓"
     );
 }
+
+#[tokio::test]
+async fn add_brings_people_in_at_the_current_stage_and_they_get_its_reminders() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_bradford(
+        dir.path(),
+        "2027-01-14T12:00:00Z",
+        &[(
+            "2026-12-24T11:00:00Z",
+            "nia.nurse@nhs.net",
+            "ADD\nTeam manager: Tess Team <tess.team@westshire.gov.uk>\n\nThanks",
+        )],
+    );
+    let sim = simulate_file(&path).await;
+    assert_eq!(sim.steps[1].outcome, "command_applied", "{:?}", sim.steps[1]);
+    // Still at stage 1: the confirmation tells everyone, and the 13 January reminder reaches all three.
+    let reminder = sim.emails.iter().find(|e| e.kind == "reminder").expect("reminder");
+    let to: BTreeSet<&str> = reminder.to.iter().map(String::as_str).collect();
+    assert_eq!(
+        to,
+        BTreeSet::from([
+            "nia.nurse@nhs.net",
+            "sam.social@westshire.gov.uk",
+            "tess.team@westshire.gov.uk"
+        ])
+    );
+    assert!(reminder.subject.contains("stage 1"), "{}", reminder.subject);
+}

@@ -49,6 +49,11 @@ pub enum Command {
     Note {
         text: String,
     },
+    /// Bring more people in at the current stage without escalating (Bradford: "through the appropriate
+    /// tiers of management").
+    Add {
+        people: Vec<Person>,
+    },
     ActionsImplemented {
         text: String,
     },
@@ -62,6 +67,7 @@ impl Command {
             Command::Extend { .. } => "extend",
             Command::Withdraw { .. } => "withdraw",
             Command::Note { .. } => "note",
+            Command::Add { .. } => "add",
             Command::ActionsImplemented { .. } => "actions_implemented",
         }
     }
@@ -660,6 +666,59 @@ pub fn apply(
                 detail: serde_json::json!({ "reason": reason, "stage": case.stage }),
             };
             Ok(transition(rules, Some(case), next, event, notifications, Vec::new()))
+        }
+        Command::Add { people } => {
+            require_open(case)?;
+            let mut added = Vec::new();
+            for p in people {
+                if !looks_like_email(&p.email) {
+                    return Err(TransitionError(format!(
+                        "{:?} is not an email address: write each person as \"Name <name@example.gov.uk>\".",
+                        p.email
+                    )));
+                }
+                if !next.is_participant(&p.email)
+                    && !added.iter().any(|a: &Person| a.email.eq_ignore_ascii_case(&p.email))
+                {
+                    added.push(p.clone());
+                }
+            }
+            if added.is_empty() {
+                return Err(TransitionError(if people.is_empty() {
+                    "ADD needs the name and email of each person to bring in at this stage, one a line, e.g. \"Team manager: Tess Team <tess.team@example.gov.uk>\".".into()
+                } else {
+                    "Everyone named is on the case already.".into()
+                }));
+            }
+            for p in &added {
+                next.participants.push(Participant {
+                    email: p.email.clone(),
+                    name: p.name.clone(),
+                    agency: None,
+                    role: ParticipantRole::StageLead,
+                    stage: case.stage,
+                });
+            }
+            let names: Vec<String> = added
+                .iter()
+                .map(|p| {
+                    p.name
+                        .clone()
+                        .map_or_else(|| p.email.clone(), |n| format!("{n} <{}>", p.email))
+                })
+                .collect();
+            let event = Event {
+                kind: "people_added".into(),
+                at: now,
+                actor: by,
+                summary: format!(
+                    "{} brought in at {} of {reference}",
+                    names.join(", "),
+                    rules.policy.stage_name(case.stage)
+                ),
+                detail: serde_json::json!({ "people": added.iter().map(|p| &p.email).collect::<Vec<_>>(), "stage": case.stage }),
+            };
+            Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
         }
         Command::Note { text } => {
             if blank(text) {

@@ -230,6 +230,7 @@ const WORDS: &[(&str, &str)] = &[
     ("WITHDRAW", "WITHDRAW"),
     ("WITHDRAWN", "WITHDRAW"),
     ("NOTE", "NOTE"),
+    ("ADD", "ADD"),
     ("IMPLEMENTED", "IMPLEMENTED"),
     ("STATUS", "STATUS"),
     ("HELP", "HELP"),
@@ -250,6 +251,7 @@ ESCALATE — then the name and email of each person taking it on at the next sta
 EXTEND 3 — the number of working days, then the reason the timescale cannot be met
 WITHDRAW — then the reason
 NOTE — then the note to add to the case record
+ADD — then the name and email of each person to bring in at the current stage (no escalation)
 IMPLEMENTED — the agreed actions have been carried out (optionally say how)
 STATUS — where the case stands and what is due next
 HELP or FORM — this list, and the board's blank form
@@ -501,6 +503,14 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
         }
         "WITHDRAW" => apply(Command::Withdraw { reason: rest.clone() }),
         "NOTE" => apply(Command::Note { text: rest.clone() }),
+        "ADD" => {
+            let people = people_in(&rest);
+            if people.is_empty() {
+                Err("ADD needs the name and email of each person to bring in at this stage, one a line, e.g. \"Team manager: Tess Team <tess.team@example.gov.uk>\".".to_string())
+            } else {
+                apply(Command::Add { people })
+            }
+        }
         "IMPLEMENTED" => apply(Command::ActionsImplemented { text: rest.clone() }),
         "STATUS" => Ok(ReplyCommand::Status),
         "HELP" => Ok(ReplyCommand::Help),
