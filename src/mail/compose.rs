@@ -61,6 +61,10 @@ pub fn deadlines_data(board: &Board, deadlines: &[Deadline]) -> Vec<Value> {
         .filter(|d| d.kind == crate::core::schedule::DeadlineKind::Active || d.label == "overall")
         .map(|d| {
             let what = match d.stage {
+                Some(n) if n == policy.last_stage() && policy.deadlines.last_stage_met_on_reaching => {
+                    format!("Resolve the disagreement, or have it at {}, by", policy.stage_name(n))
+                }
+                Some(n) if n == policy.last_stage() => format!("{} – resolve by", policy.stage_name(n)),
                 Some(n) => format!("{} – resolve, or escalate to the next stage, by", policy.stage_name(n)),
                 None => "The whole procedure should conclude by".to_string(),
             };
