@@ -476,10 +476,40 @@ async fn an_extension_moves_the_reminders_and_a_review_date_brings_a_review_prom
             ),
             // The review prompt on the review date, at the start of working hours.
             ("review".to_string(), "2027-07-01 09:00".to_string(), None),
+            // Unanswered, it is asked once more a working week later, and then no more.
+            ("review".to_string(), "2027-07-08 09:00".to_string(), None),
         ]
     );
     let review = sim.emails.iter().find(|e| e.kind == "review").expect("review");
     assert!(review.text.contains("IMPLEMENTED"), "{}", review.text);
+    let again = sim.emails.iter().filter(|e| e.kind == "review").nth(1).expect("again");
+    assert!(again.text.contains("this is the last prompt"), "{}", again.text);
+    assert!(again.subject.contains("reminder"), "{}", again.subject);
+
+    // Answered IMPLEMENTED after the first prompt: the second is not sent.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy(
+        "tests/fixtures/forms/south-gloucestershire-plain.eml",
+        dir.path().join("record.eml"),
+    )
+    .expect("copy");
+    let path = dir.path().join("scenario.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "south-gloucestershire", "until": "2027-07-20T12:00:00Z", "steps": [
+            {"at": "2027-06-02T09:30:00Z", "email": "record.eml"},
+            {"at": "2027-06-02T13:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "RESOLVED\nA joint visit is agreed.\nReview date: 2027-07-01"},
+            {"at": "2027-07-01T13:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "IMPLEMENTED\nThe visit took place on 14 June."},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    assert_eq!(sim.steps[2].outcome, "command_applied", "{:?}", sim.steps[2]);
+    let reviews: Vec<String> = sim.emails.iter().filter(|e| e.kind == "review").map(london).collect();
+    assert_eq!(reviews, vec!["2027-07-01 09:00".to_string()]);
 }
 
 #[tokio::test]

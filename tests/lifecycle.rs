@@ -483,11 +483,13 @@ fn resolving_a_bradford_case_notifies_business_manager_and_chair_and_records_tim
         vec![Role::BusinessManager, Role::IndependentChair, Role::Referrer]
     );
     assert!(done.deadlines.is_empty());
-    // Every deadline timer is cancelled; a review prompt is created for 1 February.
+    // Every deadline timer is cancelled; a review prompt is created for 1 February, and its one reminder
+    // a working week later (8 February).
     assert_eq!(done.timers.cancelled.len(), 3);
-    assert_eq!(done.timers.created.len(), 1);
-    assert_eq!(done.timers.created[0].kind, TimerKind::Review);
+    assert_eq!(done.timers.created.len(), 2);
+    assert!(done.timers.created.iter().all(|t| t.kind == TimerKind::Review));
     assert_eq!(done.timers.created[0].fire_at, at("2027-02-01T09:00:00Z"));
+    assert_eq!(done.timers.created[1].fire_at, at("2027-02-08T09:00:00Z"));
     // A resolved case cannot be resolved, escalated, extended or withdrawn again.
     for cmd in [
         resolve(None),
@@ -636,7 +638,10 @@ fn agreed_actions_implemented_closes_the_review() {
     )
     .expect("resolves");
     let imp = apply(r, &done.case, &actor(), &implemented, at("2027-01-10T10:00:00Z")).expect("implemented");
-    assert_eq!(imp.timers.cancelled, vec!["review:2027-01-15".to_string()]);
+    assert_eq!(
+        imp.timers.cancelled,
+        vec!["review:2027-01-15".to_string(), "review-again:2027-01-15".to_string()]
+    );
     assert!(imp.case.actions_implemented.is_some());
     assert!(apply(r, &imp.case, &actor(), &implemented, at("2027-01-11T10:00:00Z"))
         .unwrap_err()

@@ -81,6 +81,11 @@ pub struct Schedule {
     pub timers: Vec<Timer>,
 }
 
+/// The key prefix of the second (and last) review prompt.
+pub const REVIEW_AGAIN: &str = "review-again:";
+/// Working days after the first review prompt that an unanswered review is asked again.
+pub const REVIEW_AGAIN_AFTER: u32 = 5;
+
 /// The date `limit` after `from`, plus `extra` working days of agreed extension.
 pub fn apply_limit(rules: &BoardRules, from: NaiveDate, limit: &Limit, extra: u32) -> NaiveDate {
     let cal = &rules.calendar;
@@ -206,6 +211,16 @@ pub fn schedule(rules: &BoardRules, case: &Case) -> Schedule {
                 label: "review".into(),
                 due_date: review,
                 fire_at: rules.working_start(cal.working_day_on_or_after(review)),
+            });
+            // Unanswered (no IMPLEMENTED), the review is asked once more, a working week later; after that
+            // it shows in the digest as missed.
+            timers.push(Timer {
+                key: format!("{REVIEW_AGAIN}{review}"),
+                kind: TimerKind::Review,
+                label: "review".into(),
+                due_date: review,
+                fire_at: rules
+                    .working_start(cal.add_working_days(cal.working_day_on_or_after(review), REVIEW_AGAIN_AFTER)),
             });
         }
     }

@@ -603,6 +603,7 @@ impl Composer<'_> {
                         "late_note": late_note,
                         "asks": asks, "next": next,
                         "told": (!told.is_empty()).then(|| told.join(" and ")),
+                        "again": timer.key.starts_with(crate::core::schedule::REVIEW_AGAIN),
                     }),
                 )?;
                 // A deadline's label (`stage-N`, `overall`); a review date is no deadline.
