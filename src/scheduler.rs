@@ -413,20 +413,9 @@ pub async fn board_report<S: Store>(
     to: chrono::NaiveDate,
 ) -> Result<crate::core::report::Report, StoreError> {
     let rules = &board.rules;
-    let start = rules.working_start(from) - chrono::Duration::hours(12);
-    let midnight = |d: chrono::NaiveDate| {
-        use chrono::TimeZone;
-        rules
-            .timezone
-            .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-    };
-    let from_t = midnight(from).unwrap_or(start);
-    let to_t = to
-        .succ_opt()
-        .and_then(midnight)
-        .unwrap_or(from_t + chrono::Duration::days(1));
+    let midnight = |d: chrono::NaiveDate| rules.instant(d.and_time(chrono::NaiveTime::MIN));
+    let from_t = midnight(from);
+    let to_t = to.succ_opt().map_or(from_t + chrono::Duration::days(1), midnight);
     let (ids, overdue) = store.cases_for_report(board.id(), from_t, to_t).await?;
     let overdue: std::collections::BTreeSet<i64> = overdue.into_iter().collect();
     let mut builder = crate::core::report::ReportBuilder::new(rules, from, to);

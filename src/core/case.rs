@@ -261,6 +261,20 @@ impl Case {
             .fold(0u32, |n, e| n.saturating_add(e.working_days))
     }
 
+    /// "Northfield NHS Trust and Westshire Council": how emails and reports name the parties without
+    /// naming the adult.
+    pub fn agencies(&self) -> String {
+        [
+            self.record.escalating_agency.as_deref(),
+            self.record.other_agency.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join(" and ")
+    }
+
     pub fn referrer(&self) -> Option<&Participant> {
         self.participants.iter().find(|p| p.role == ParticipantRole::Escalating)
     }

@@ -101,15 +101,6 @@ impl Digest {
     }
 }
 
-fn agencies(case: &Case) -> String {
-    [case.record.escalating_agency.clone(), case.record.other_agency.clone()]
-        .into_iter()
-        .flatten()
-        .filter(|a| !a.trim().is_empty())
-        .collect::<Vec<_>>()
-        .join(" and ")
-}
-
 /// How many open cases a digest lists by name (overdue first, then by next deadline); the rest are
 /// counted. A board manager reads a list, not a register; `cases list` has them all.
 pub const OPEN_LISTED: usize = 100;
@@ -187,7 +178,7 @@ impl<'a> DigestBuilder<'a> {
                     reference: case.reference.clone(),
                     stage: case.stage,
                     stage_name: self.rules.policy.stage_name(case.stage),
-                    agencies: agencies(case),
+                    agencies: case.agencies(),
                     opened_on: case.opened_on,
                     working_days_open: cal.working_days_between(case.opened_on, today),
                     overdue: next.as_ref().is_some_and(|d| d.due_date < today),
@@ -215,7 +206,7 @@ impl<'a> DigestBuilder<'a> {
                     if self.in_period(r.resolved_at) {
                         self.resolved.push(ResolvedCase {
                             reference: case.reference.clone(),
-                            agencies: agencies(case),
+                            agencies: case.agencies(),
                             at_stage: r.at_stage,
                             resolved_on: r.resolved_on,
                             working_days_taken: r.working_days_taken,
@@ -226,7 +217,7 @@ impl<'a> DigestBuilder<'a> {
                         if review <= today {
                             self.reviews.push(Review {
                                 reference: case.reference.clone(),
-                                agencies: agencies(case),
+                                agencies: case.agencies(),
                                 review_date: review,
                                 missed: review < today,
                             });
@@ -329,19 +320,8 @@ pub fn build(
 /// when that falls on a day that is not a working day (a bank holiday Monday), the same time on the next
 /// working day. A local time a clock change skips becomes the first valid time after it.
 fn moved_to_working_day(rules: &BoardRules, occurrence: chrono::NaiveDateTime) -> DateTime<Utc> {
-    use chrono::TimeZone;
     let day = rules.calendar.working_day_on_or_after(occurrence.date());
-    let local = day.and_time(occurrence.time());
-    for shift in 0..3 {
-        if let Some(t) = rules
-            .timezone
-            .from_local_datetime(&(local + chrono::Duration::hours(shift)))
-            .earliest()
-        {
-            return t.with_timezone(&Utc);
-        }
-    }
-    Utc.from_utc_datetime(&local)
+    rules.instant(day.and_time(occurrence.time()))
 }
 
 /// The digest moments of `schedule` after `after`, in order (at most `limit`).

@@ -44,7 +44,12 @@ impl BoardRules {
     /// The instant working hours start on local date `d` (the first valid local time at or after it when
     /// a clock change makes it ambiguous or skipped).
     pub fn working_start(&self, d: NaiveDate) -> DateTime<Utc> {
-        let local = d.and_time(self.working_day_starts);
+        self.instant(d.and_time(self.working_day_starts))
+    }
+
+    /// The instant of local wall-clock time `local` in the board's timezone: the earlier of two in the hour
+    /// the clocks go back, the first valid time after it in the hour they go forward.
+    pub fn instant(&self, local: chrono::NaiveDateTime) -> DateTime<Utc> {
         for shift in 0..3 {
             if let Some(t) = self
                 .timezone

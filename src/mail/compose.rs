@@ -226,15 +226,6 @@ pub fn is_placeholder(address: &str) -> bool {
     address.trim().to_lowercase().ends_with(".invalid")
 }
 
-/// "Bradford Council and Airedale NHS Trust": how notices name the parties without naming the adult.
-fn agencies(case: &Case) -> String {
-    [case.record.escalating_agency.clone(), case.record.other_agency.clone()]
-        .into_iter()
-        .flatten()
-        .collect::<Vec<_>>()
-        .join(" and ")
-}
-
 /// The people at the case's current stage: those who joined at it (the managers who took it on at an
 /// escalation, or both parties where the case opened there); everyone on the case if nobody did.
 pub fn people_at_stage(case: &Case) -> Vec<String> {
@@ -460,7 +451,7 @@ impl Composer<'_> {
                 None,
                 json!({
                     "reference": case.reference, "role_name": role_name(self.board, n.role), "why": n.why,
-                    "stage_name": policy.stage_name(case.stage), "agencies": agencies(case),
+                    "stage_name": policy.stage_name(case.stage), "agencies": case.agencies(),
                     "adult": self.adult(case), "event_words": event_words, "outcome": outcome,
                     "late_note": late_note,
                 }),
@@ -595,7 +586,7 @@ impl Composer<'_> {
                     None,
                     json!({
                         "reference": case.reference, "greeting": greeting,
-                        "stage_name": policy.stage_name(stage), "agencies": agencies(case),
+                        "stage_name": policy.stage_name(stage), "agencies": case.agencies(),
                         "adult": self.adult(case),
                         "deadline_words": deadline_words,
                         "due": long_date(timer.due_date),
