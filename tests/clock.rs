@@ -639,3 +639,110 @@ async fn add_brings_people_in_at_the_current_stage_and_they_get_its_reminders() 
     );
     assert!(reminder.subject.contains("stage 1"), "{}", reminder.subject);
 }
+
+#[tokio::test]
+async fn agreed_actions_with_owners_and_dates_are_reviewed_with_their_owners() {
+    // Trafford, opened Monday 11 January 2027. Resolved on the 12th with two actions, one owner with an
+    // address and a date, one without either, and no review date: the review falls on the last action's
+    // date (Friday 29 January), and goes to the owner who gave an address.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy("tests/fixtures/forms/trafford-plain.eml", dir.path().join("record.eml")).expect("copy");
+    let path = dir.path().join("scenario.json");
+    let resolved = "RESOLVED – joint visit agreed\n\nActions:\n- Dr Priya Nair <priya.nair@nhs.net> to review the medication by 29/01/2027\n- district nurse to book the joint visit\n\nOutstanding issues: the housing question goes to the MARM meeting on 3 March 2027.";
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "trafford", "until": "2027-03-20T12:00:00Z", "steps": [
+            {"at": "2027-01-11T09:30:00Z", "email": "record.eml"},
+            {"at": "2027-01-12T10:00:00Z", "from": "nia.nurse@nhs.net", "reply": resolved},
+            {"at": "2027-02-01T11:00:00Z", "from": "priya.nair@nhs.net", "reply": "IMPLEMENTED\nMedication reviewed on 28 January."},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    assert!(
+        sim.steps
+            .iter()
+            .all(|s| s.outcome == "case_opened" || s.outcome == "command_applied"),
+        "{:?}",
+        sim.steps
+    );
+    // The written confirmation of the outcome lists each action with its owner and date, and the
+    // outstanding issues.
+    let confirmation = sim
+        .emails
+        .iter()
+        .find(|e| e.kind == "confirmation" && e.text.contains("written confirmation"))
+        .expect("confirmation of the resolution");
+    for phrase in [
+        "Outcome:      joint visit agreed",
+        "review the medication by 29/01/2027 — by Friday 29 January 2027",
+        "district nurse to book the joint visit",
+        "Outstanding issues, and how they will be pursued: the housing question goes to the MARM meeting",
+        "Review date:  Friday 29 January 2027",
+    ] {
+        assert!(
+            confirmation.text.contains(phrase),
+            "{phrase:?} in\n{}",
+            confirmation.text
+        );
+    }
+    assert!(
+        confirmation
+            .cc
+            .iter()
+            .chain(&confirmation.to)
+            .any(|a| a == "priya.nair@nhs.net"),
+        "the owner has it too"
+    );
+    let reviews: Vec<(String, Vec<String>)> = sim
+        .emails
+        .iter()
+        .filter(|e| e.kind == "review")
+        .map(|e| (london(e), e.to.clone()))
+        .collect();
+    assert_eq!(
+        reviews,
+        vec![("2027-01-29 09:00".to_string(), vec!["priya.nair@nhs.net".to_string()])]
+    );
+    let review = sim.emails.iter().find(|e| e.kind == "review").expect("review");
+    assert!(review.text.contains("Agreed action: Dr Priya Nair"), "{}", review.text);
+    assert!(review.text.contains("Outstanding issues"), "{}", review.text);
+
+    // No dates at all: Trafford checks agreed actions 20 working days after resolution (a reading), with
+    // the people at the stage when no owner gave an address.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy("tests/fixtures/forms/trafford-plain.eml", dir.path().join("record.eml")).expect("copy");
+    let path = dir.path().join("scenario.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "trafford", "until": "2027-03-20T12:00:00Z", "steps": [
+            {"at": "2027-01-11T09:30:00Z", "email": "record.eml"},
+            {"at": "2027-01-12T10:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "RESOLVED\nJoint visit agreed.\nActions: district nurse to book the joint visit; ASC to start four calls a day"},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    let reviews: Vec<String> = sim.emails.iter().filter(|e| e.kind == "review").map(london).collect();
+    // Tuesday 12 January + 20 working days = Tuesday 9 February; asked again a week later.
+    assert_eq!(
+        reviews,
+        vec!["2027-02-09 09:00".to_string(), "2027-02-16 09:00".to_string()]
+    );
+
+    // Another board without a date: no review (the check is Trafford's reading).
+    let dir = tempfile::tempdir().expect("dir");
+    let path = write_bradford(
+        dir.path(),
+        "2027-03-20T12:00:00Z",
+        &[(
+            "2026-12-23T14:00:00Z",
+            "nia.nurse@nhs.net",
+            "RESOLVED\nJoint visit agreed.\nActions: district nurse to book the joint visit",
+        )],
+    );
+    let sim = simulate_file(&path).await;
+    assert!(sim.emails.iter().all(|e| e.kind != "review"));
+}

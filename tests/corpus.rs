@@ -140,6 +140,8 @@ fn every_reply_format_yields_its_command_and_new_text() {
     let resolve = Command::Resolve {
         outcome: "agreed".into(),
         agreed_actions: "a joint visit".into(),
+        actions: Vec::new(),
+        outstanding: String::new(),
         review_date: None,
     };
     let resolved = lifecycle::apply(
@@ -257,6 +259,61 @@ fn every_reply_format_yields_its_command_and_new_text() {
                 matches!(&command, Some(Command::Resolve { outcome, .. }) if tidy(outcome).contains(&tidy(phrase)));
             if !ok {
                 misses.push(format!("{name}: outcome lacks {phrase:?}: {command:?}"));
+            }
+        }
+        if let Some(want) = expected.get("actions").and_then(Value::as_array) {
+            // Each agreed action, in order, with its owner and date as a reader would take them.
+            let read = match &command {
+                Some(Command::Resolve { actions, .. }) => actions.clone(),
+                _ => Vec::new(),
+            };
+            if read.len() != want.len() {
+                misses.push(format!(
+                    "{name}: {} actions read, expected {}: {read:?}",
+                    read.len(),
+                    want.len()
+                ));
+            } else {
+                for (a, w) in read.iter().zip(want) {
+                    let phrase = tidy(w["text_contains"].as_str().unwrap_or_default());
+                    if !tidy(&a.text).contains(&phrase) {
+                        misses.push(format!("{name}: action {:?} lacks {phrase:?}", a.text));
+                    }
+                    let email = w["owner_email"].as_str().map(str::to_lowercase);
+                    if a.owner_email != email {
+                        misses.push(format!(
+                            "{name}: action {:?} owner {:?}, expected {email:?}",
+                            a.text, a.owner_email
+                        ));
+                    }
+                    if let Some(n) = w["owner_name_contains"].as_str() {
+                        if !a.owner.as_deref().unwrap_or_default().contains(n) {
+                            misses.push(format!(
+                                "{name}: action {:?} owner name {:?}, expected {n:?}",
+                                a.text, a.owner
+                            ));
+                        }
+                    }
+                    let due = w["due"].as_str().map(str::to_string);
+                    if a.due.map(|d| d.to_string()) != due {
+                        misses.push(format!("{name}: action {:?} due {:?}, expected {due:?}", a.text, a.due));
+                    }
+                }
+            }
+        }
+        if let Some(want) = expected.get("outstanding_contains") {
+            let read = match &command {
+                Some(Command::Resolve { outstanding, .. }) => tidy(outstanding),
+                _ => String::new(),
+            };
+            match want.as_str() {
+                Some(p) if !read.contains(&tidy(p)) => {
+                    misses.push(format!("{name}: outstanding issues {read:?} lack {p:?}"))
+                }
+                None if !read.is_empty() => {
+                    misses.push(format!("{name}: outstanding issues {read:?} read from nothing"))
+                }
+                _ => {}
             }
         }
         if let Some(stage) = expected.get("to_stage").filter(|v| !v.is_null()) {

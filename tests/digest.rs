@@ -158,6 +158,8 @@ async fn digest_json_says_what_a_hand_built_store_holds() {
     let resolve = CaseCommand::Resolve {
         outcome: "Joint visit agreed.".into(),
         agreed_actions: "Visit by 20 January.".into(),
+        actions: Vec::new(),
+        outstanding: String::new(),
         review_date: Some(chrono::NaiveDate::from_ymd_opt(2027, 1, 15).expect("date")),
     };
     let t = apply(rules, &r.case, &nia, &resolve, at("2027-01-15T14:00:00Z")).expect("resolves");

@@ -455,6 +455,8 @@ fn resolve(review: Option<&str>) -> Command {
     Command::Resolve {
         outcome: "Enquiry reopened; joint visit agreed.".into(),
         agreed_actions: "Joint visit by 8 January; safeguarding plan reviewed.".into(),
+        actions: Vec::new(),
+        outstanding: String::new(),
         review_date: review.map(day),
     }
 }
@@ -514,6 +516,8 @@ fn resolution_refusals() {
     let empty = Command::Resolve {
         outcome: " ".into(),
         agreed_actions: String::new(),
+        actions: Vec::new(),
+        outstanding: String::new(),
         review_date: None,
     };
     assert!(apply(r, &t.case, &actor(), &empty, at("2027-01-05T10:00:00Z"))

@@ -46,6 +46,8 @@ fn resolve() -> CaseCommand {
     CaseCommand::Resolve {
         outcome: "Agreed.".into(),
         agreed_actions: String::new(),
+        actions: Vec::new(),
+        outstanding: String::new(),
         review_date: None,
     }
 }

@@ -140,6 +140,8 @@ async fn contract<S: Store>(store: &S) {
     let resolve = Command::Resolve {
         outcome: "Agreed a joint visit.".into(),
         agreed_actions: "Visit by 8 January.".into(),
+        actions: Vec::new(),
+        outstanding: String::new(),
         review_date: None,
     };
     let done = apply(&br.rules, &first.case, &actor, &resolve, at("2026-12-29T10:00:00Z")).expect("resolves");

@@ -144,6 +144,9 @@ pub enum ParticipantRole {
     Other,
     /// Someone brought in at a stage (a line manager, a senior manager…).
     StageLead,
+    /// Someone who owns an action agreed at resolution: asked on the review date whether it was done, and
+    /// may answer IMPLEMENTED.
+    ActionOwner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,10 +184,32 @@ pub struct Note {
     pub text: String,
 }
 
+/// One action agreed at resolution: what, who owns it, by when (Trafford section 2: "Confirm the actions in
+/// writing with agencies and include a date to review").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgreedAction {
+    /// The action as written.
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due: Option<NaiveDate>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resolution {
     pub outcome: String,
+    /// The agreed actions as written.
     pub agreed_actions: String,
+    /// The same, read one by one with their owners and dates.
+    #[serde(default)]
+    pub actions: Vec<AgreedAction>,
+    /// How any outstanding issues will be pursued (Trafford section 2, Buckinghamshire 1.7).
+    #[serde(default)]
+    pub outstanding: String,
+    /// The review date given, or the one the policy sets (see [`Resolution::review_on`]).
     pub review_date: Option<NaiveDate>,
     pub at_stage: u8,
     pub resolved_at: DateTime<Utc>,

@@ -1292,7 +1292,14 @@ pub fn html_to_text(html: &str) -> String {
             break;
         };
         if skip_until.is_none() {
-            decode_entities_into(&mut out, rest.get(..lt).unwrap_or_default());
+            let text = rest.get(..lt).unwrap_or_default();
+            if cell_open && text.contains(['\n', '\r']) {
+                // In a cell, a line break in the source is white space (Word writes one between the cell
+                // and its paragraph); only <br> and paragraphs break the value's lines.
+                decode_entities_into(&mut out, &text.replace(['\n', '\r'], " "));
+            } else {
+                decode_entities_into(&mut out, text);
+            }
         }
         let after = rest.get(lt + 1..).unwrap_or_default();
         if after.starts_with("!--") {
@@ -1554,7 +1561,11 @@ mod tests {
                 break;
             };
             if skip_until.is_none() {
-                decode_entities_into(&mut out, &rest[..lt]);
+                if cell_open {
+                    decode_entities_into(&mut out, &rest[..lt].replace(['\n', '\r'], " "));
+                } else {
+                    decode_entities_into(&mut out, &rest[..lt]);
+                }
             }
             let after = &rest[lt + 1..];
             if after.starts_with("!--") {

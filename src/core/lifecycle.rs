@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::case::{
-    Case, CaseStatus, Extension, Implemented, Note, Participant, ParticipantRole, Person, Record, Resolution,
-    StageEntry, Withdrawal,
+    AgreedAction, Case, CaseStatus, Extension, Implemented, Note, Participant, ParticipantRole, Person, Record,
+    Resolution, StageEntry, Withdrawal,
 };
 use super::nhs;
 use super::policy::{NoteWhen, Role, SameOrganisation, Trigger};
@@ -36,7 +36,14 @@ pub enum Command {
     },
     Resolve {
         outcome: String,
+        /// The agreed actions as written.
         agreed_actions: String,
+        /// The same, read one by one (owners, dates).
+        #[serde(default)]
+        actions: Vec<AgreedAction>,
+        /// How any outstanding issues will be pursued.
+        #[serde(default)]
+        outstanding: String,
         review_date: Option<NaiveDate>,
     },
     Extend {
@@ -545,6 +552,8 @@ pub fn apply(
         Command::Resolve {
             outcome,
             agreed_actions,
+            actions,
+            outstanding,
             review_date,
         } => {
             require_open(case)?;
@@ -561,10 +570,13 @@ pub fn apply(
                     )));
                 }
             }
+            let review = review_on(rules, *review_date, actions, agreed_actions, today);
             let resolution = Resolution {
                 outcome: outcome.trim().to_string(),
                 agreed_actions: agreed_actions.trim().to_string(),
-                review_date: *review_date,
+                actions: actions.clone(),
+                outstanding: outstanding.trim().to_string(),
+                review_date: review,
                 at_stage: case.stage,
                 resolved_at: now,
                 resolved_on: today,
@@ -574,6 +586,21 @@ pub fn apply(
             };
             next.status = CaseStatus::Resolved;
             next.resolution = Some(resolution.clone());
+            // The action owners join the case: they are asked on the review date and may answer
+            // IMPLEMENTED.
+            for a in actions {
+                if let Some(email) = a.owner_email.as_deref().filter(|e| looks_like_email(e)) {
+                    if !next.is_participant(email) {
+                        next.participants.push(Participant {
+                            email: email.to_lowercase(),
+                            name: a.owner.clone(),
+                            agency: None,
+                            role: ParticipantRole::ActionOwner,
+                            stage: case.stage,
+                        });
+                    }
+                }
+            }
             let stage = case.stage;
             let notifications = duties_for(rules, |t| matches!(t, Trigger::ResolvedAtOrAbove(n) if *n <= stage));
             let mut guidance = Vec::new();
@@ -767,6 +794,26 @@ pub fn apply(
             Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
         }
     }
+}
+
+/// The day agreed actions are reviewed: the review date given; else the last agreed action's date (a date
+/// already passed is one the action was done on, not due by); else,
+/// where the policy asks for agreed actions to be checked (Trafford), that many working days after
+/// resolution; else none.
+pub fn review_on(
+    rules: &BoardRules,
+    given: Option<NaiveDate>,
+    actions: &[AgreedAction],
+    agreed_actions: &str,
+    resolved_on: NaiveDate,
+) -> Option<NaiveDate> {
+    given
+        .or_else(|| actions.iter().filter_map(|a| a.due).filter(|d| *d >= resolved_on).max())
+        .or_else(|| {
+            let any = !actions.is_empty() || !agreed_actions.trim().is_empty();
+            let after = rules.policy.reminders.check_actions_after_working_days?;
+            any.then(|| rules.calendar.add_working_days(resolved_on, after))
+        })
 }
 
 /// What a fired timer calls for.

@@ -13,10 +13,12 @@
 //! - [`timeline`]: the deadlines a case opened at a given moment would get.
 //! - [`nhs`]: NHS number validation.
 //! - [`intake`]: reading an escalation record out of an email's text (and HTML tables).
+//! - [`actions`]: the agreed actions of a resolution, with owners and dates.
 //! - [`reply`]: reading a command from the new text at the top of a reply.
 //! - [`digest`]: the board manager's digest, and when scheduled digests go.
 //! - [`report`]: the board's monitoring report for a period.
 
+pub mod actions;
 pub mod calendar;
 pub mod case;
 pub mod digest;

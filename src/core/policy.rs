@@ -131,6 +131,11 @@ pub struct Reminders {
     /// Whether the people who agreed actions are asked on the review date if they were implemented.
     #[serde(default = "yes")]
     pub review_date: bool,
+    /// Where the policy asks for agreed actions to be checked but sets no date (Trafford: "Check to
+    /// ensure agreed actions have been fully implemented"): with no review date and no action dates, the
+    /// action owners are asked this many working days after resolution.
+    #[serde(default)]
+    pub check_actions_after_working_days: Option<u32>,
 }
 
 fn yes() -> bool {

@@ -8,6 +8,7 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use super::actions::{find_date, parse_actions, strip_bullet};
 use super::case::Person;
 use super::intake::{find_emails, is_mobile_footer, normalise_label};
 use super::lifecycle::Command;
@@ -245,7 +246,9 @@ const WORDS: &[(&str, &str)] = &[
 
 /// How each command is written, for replies that get one wrong.
 pub const COMMAND_HELP: &str = "\
-RESOLVED — then the outcome, and optionally lines \"Actions: …\" and \"Review date: 2027-02-01\"
+RESOLVED — then the outcome; then \"Actions:\" one a line with who and by when
+           (\"- Sam Smith <sam.smith@example.org> to visit by 1 March 2027\"), \"Outstanding issues:\"
+           and how they will be pursued, and \"Review date: 2027-03-01\"
 ESCALATE — then the name and email of each person taking it on at the next stage (add \"stage 4\" and
            \"immediate risk\" to skip stages where the policy allows it)
 EXTEND 3 — the number of working days, then the reason the timescale cannot be met
@@ -257,8 +260,25 @@ STATUS — where the case stands and what is due next
 HELP or FORM — this list, and the board's blank form
 CONFIRM — in reply to the service's request to confirm a command, to apply it";
 
-fn parse_date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim().trim_end_matches('.');
+/// A date as people write one: 2027-02-01, 01/02/2027, 1 February 2027, 1st Feb 2027, Monday 1 February 2027.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    parse_date_near(s, None)
+}
+
+/// [`parse_date`], and with `near` (the day the email was written) also a date without its year ("by
+/// Friday 15 January", "29 Jan"): the first such day from a week before `near` on.
+pub fn parse_date_near(s: &str, near: Option<NaiveDate>) -> Option<NaiveDate> {
+    use chrono::Datelike;
+    let s = s.trim().trim_end_matches(['.', ',']);
+    // Two-digit years ("5/2/27") first: chrono reads "27" as the year 27 with a four-digit pattern.
+    for f in ["%d/%m/%y", "%d.%m.%y", "%d-%m-%y"] {
+        let two_digit_year = s.rsplit(['/', '.', '-']).next().is_some_and(|y| y.len() == 2);
+        if two_digit_year {
+            if let Ok(d) = NaiveDate::parse_from_str(s, f) {
+                return Some(d);
+            }
+        }
+    }
     for f in [
         "%Y-%m-%d",
         "%d/%m/%Y",
@@ -268,9 +288,37 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
         "%d %b %Y",
         "%A %d %B %Y",
         "%a %d %b %Y",
+        "%B %d %Y",
+        "%b %d %Y",
     ] {
         if let Ok(d) = NaiveDate::parse_from_str(s, f) {
-            return Some(d);
+            return (d.year() >= 1900).then_some(d);
+        }
+    }
+    if let Some(near) = near {
+        // No year: try the written day and month in the year of writing and the next.
+        for year in [near.year(), near.year() + 1] {
+            for f in [
+                "%d %B %Y",
+                "%d %b %Y",
+                "%A %d %B %Y",
+                "%a %d %b %Y",
+                "%d/%m/%Y",
+                "%B %d %Y",
+            ] {
+                if let Ok(d) = NaiveDate::parse_from_str(&format!("{s} {year}").replace("/ ", "/"), f) {
+                    if d >= near - chrono::Duration::days(7) {
+                        return Some(d);
+                    }
+                }
+            }
+            if s.contains('/') && s.matches('/').count() == 1 {
+                if let Ok(d) = NaiveDate::parse_from_str(&format!("{s}/{year}"), "%d/%m/%Y") {
+                    if d >= near - chrono::Duration::days(7) {
+                        return Some(d);
+                    }
+                }
+            }
         }
     }
     // "1st February 2027"
@@ -289,7 +337,7 @@ fn parse_date(s: &str) -> Option<NaiveDate> {
         .collect::<Vec<_>>()
         .join(" ");
     if cleaned != s {
-        return parse_date(&cleaned);
+        return parse_date_near(&cleaned, near);
     }
     None
 }
@@ -299,21 +347,50 @@ fn labelled(rest: &str, labels: &[(&str, &[&str])]) -> (Vec<(String, String)>, S
     let mut found: Vec<(String, String)> = Vec::new();
     let mut free = Vec::new();
     let mut current: Option<usize> = None;
+    let mut after_blank = false;
     for line in rest.lines() {
-        let hit = line.split_once(':').and_then(|(l, v)| {
-            let n = normalise_label(l);
-            labels
-                .iter()
-                .find(|(_, names)| names.contains(&n.as_str()))
-                .map(|(key, _)| (key.to_string(), v.trim().to_string()))
-        });
+        let hit = line
+            .split_once(':')
+            .and_then(|(l, v)| {
+                let n = normalise_label(l);
+                labels
+                    .iter()
+                    .find(|(_, names)| names.contains(&n.as_str()))
+                    .map(|(key, _)| {
+                        (
+                            key.to_string(),
+                            v.trim().trim_start_matches(['*', '_']).trim().to_string(),
+                        )
+                    })
+            })
+            .or_else(|| {
+                // A heading on a line of its own, without the colon ("Agreed actions").
+                let n = normalise_label(line);
+                labels
+                    .iter()
+                    .find(|(_, names)| names.contains(&n.as_str()))
+                    .map(|(key, _)| (key.to_string(), String::new()))
+            });
+        // A blank line ends a labelled value, unless a list item follows it (a list spaced out by blank
+        // lines is still one list).
+        let so_far = current
+            .and_then(|i| found.get(i))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        // The next row of a table (cells as tabs) continues it too.
+        let next_row = line.contains('\t') && so_far.lines().last().is_some_and(|l| l.contains('\t'));
+        if after_blank && !so_far.is_empty() && !line.trim().is_empty() && strip_bullet(line).is_none() && !next_row {
+            current = None;
+        }
+        after_blank = line.trim().is_empty();
         match hit {
             Some(kv) => {
                 found.push(kv);
                 current = Some(found.len() - 1);
             }
             None => match current {
-                Some(i) if !line.trim().is_empty() => {
+                Some(_) if line.trim().is_empty() => {}
+                Some(i) => {
                     let v = &mut found[i].1;
                     if !v.is_empty() {
                         v.push('\n');
@@ -367,6 +444,12 @@ fn is_word_end(c: char) -> bool {
 
 /// Read the command at the top of a reply body.
 pub fn parse_reply(body: &str) -> ReplyIntent {
+    parse_reply_on(body, None)
+}
+
+/// [`parse_reply`] for a reply written on `written_on` (its Date header): dates without a year ("by
+/// Friday 15 January") are read as the next such day.
+pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent {
     let text = new_text(body);
     let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
     let first_word: String = first_line
@@ -419,13 +502,54 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
                 &rest,
                 &[
                     ("outcome", &["outcome", "agreed outcome", "outcomes", "agreed"]),
-                    ("actions", &["actions", "agreed actions", "action", "next steps"]),
-                    ("review", &["review date", "review", "review by"]),
+                    (
+                        "actions",
+                        &[
+                            "actions",
+                            "agreed actions",
+                            "action",
+                            "next steps",
+                            "actions agreed",
+                            "agreed actions (who, what, by when)",
+                            "action plan",
+                        ],
+                    ),
+                    (
+                        "outstanding",
+                        &[
+                            "outstanding",
+                            "outstanding issues",
+                            "outstanding issue",
+                            "how outstanding issues will be pursued",
+                            "how any outstanding issues will be pursued",
+                            "how outstanding issues will be progressed",
+                            "how any outstanding issues will be progressed",
+                            "outstanding issues will be pursued by",
+                            "outstanding issues and how they will be pursued",
+                            "any outstanding issues",
+                            "unresolved issues",
+                        ],
+                    ),
+                    (
+                        "review",
+                        &["review date", "review", "review by", "date of review", "review on"],
+                    ),
                 ],
             );
             let get = |k: &str| found.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
             let outcome = get("outcome").filter(|s| !s.is_empty()).unwrap_or_else(|| free.clone());
-            match get("review").map(|r| (parse_date(&r), r)) {
+            // "Review date: none" / "n/a" / "not needed": no review.
+            let no_review = |r: &str| {
+                let r = r.trim().to_lowercase();
+                r.is_empty()
+                    || ["none", "n/a", "na", "no", "not ", "nil", "-"]
+                        .iter()
+                        .any(|w| r == w.trim() || r.starts_with(w))
+            };
+            match get("review")
+                .filter(|r| !no_review(r))
+                .map(|r| (parse_date_near(&r, written_on).or_else(|| find_date(&r, written_on)), r))
+            {
                 Some((None, r)) => Err(format!(
                     "The review date {r:?} is not a date I can read: write it as 2027-02-01 or 1 February 2027."
                 )),
@@ -433,9 +557,12 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
                     if outcome.trim().is_empty() {
                         Err("RESOLVED needs the outcome: write what was agreed under the word RESOLVED.".to_string())
                     } else {
+                        let agreed_actions = get("actions").unwrap_or_default();
                         apply(Command::Resolve {
                             outcome,
-                            agreed_actions: get("actions").unwrap_or_default(),
+                            actions: parse_actions(&agreed_actions, written_on),
+                            agreed_actions,
+                            outstanding: get("outstanding").unwrap_or_default(),
                             review_date: review.and_then(|(d, _)| d),
                         })
                     }
@@ -540,6 +667,7 @@ mod tests {
                     outcome,
                     agreed_actions,
                     review_date,
+                    ..
                 },
         }) = r.command
         else {
@@ -548,6 +676,31 @@ mod tests {
         assert_eq!(outcome, "joint visit agreed");
         assert_eq!(agreed_actions, "visit by Friday");
         assert_eq!(review_date.map(|d| d.to_string()).as_deref(), Some("2027-02-01"));
+    }
+
+    #[test]
+    fn resolved_with_actions_owners_and_outstanding_issues() {
+        let r = parse_reply(
+            "RESOLVED – joint visit agreed\n\n**Actions:**\n- Dr Priya Nair <priya.nair@nhs.net> to review the medication by 12/02/2027\n\n- Tom Reeve (tom.reeve@trafford.gov.uk) to start four calls a day\nOutstanding issues: the housing question goes to the\nMARM meeting on 3 March 2027\n\nKind regards\nSam",
+        );
+        let Ok(ReplyCommand::Apply {
+            command:
+                Command::Resolve {
+                    outcome,
+                    actions,
+                    outstanding,
+                    ..
+                },
+        }) = r.command
+        else {
+            panic!("{:?}", r.command)
+        };
+        assert!(outcome.starts_with("joint visit agreed"), "{outcome}");
+        assert!(!outcome.contains("Tom Reeve"), "{outcome}");
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert_eq!(actions[0].owner_email.as_deref(), Some("priya.nair@nhs.net"));
+        assert_eq!(actions[1].owner.as_deref(), Some("Tom Reeve"));
+        assert!(outstanding.contains("MARM meeting on 3 March 2027"), "{outstanding}");
     }
 
     #[test]

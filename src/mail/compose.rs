@@ -226,6 +226,47 @@ pub fn is_placeholder(address: &str) -> bool {
     address.trim().to_lowercase().ends_with(".invalid")
 }
 
+/// Who is asked on a review date: the owners of the agreed actions who gave an address; the people at the
+/// stage it was resolved at when no owner did.
+pub fn review_recipients(case: &Case) -> Vec<String> {
+    let mut owners: Vec<String> = case
+        .resolution
+        .iter()
+        .flat_map(|r| r.actions.iter())
+        .filter_map(|a| a.owner_email.clone())
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    owners.retain(|e| seen.insert(e.to_lowercase()));
+    if owners.is_empty() {
+        people_at_stage(case)
+    } else {
+        owners
+    }
+}
+
+/// Each agreed action in one line: "Joint visit — Sam Smith <sam@x> — by Monday 1 March 2027".
+pub fn action_lines(r: &crate::core::case::Resolution) -> Vec<String> {
+    r.actions
+        .iter()
+        .map(|a| {
+            let mut line = a.text.clone();
+            let owner = match (&a.owner, &a.owner_email) {
+                (Some(n), Some(e)) if !a.text.contains(e.as_str()) => Some(format!("{n} <{e}>")),
+                (None, Some(e)) if !a.text.contains(e.as_str()) => Some(e.clone()),
+                (Some(n), None) if !a.text.contains(n.as_str()) => Some(n.clone()),
+                _ => None,
+            };
+            if let Some(o) = owner {
+                line.push_str(&format!(" — owner: {o}"));
+            }
+            if let Some(d) = a.due {
+                line.push_str(&format!(" — by {}", long_date(d)));
+            }
+            line
+        })
+        .collect()
+}
+
 /// The people at the case's current stage: those who joined at it (the managers who took it on at an
 /// escalation, or both parties where the case opened there); everyone on the case if nobody did.
 pub fn people_at_stage(case: &Case) -> Vec<String> {
@@ -511,7 +552,11 @@ impl Composer<'_> {
             )
         });
         if outcome.tell_participants {
-            let to = people_at_stage(case);
+            let to = if timer.kind == TimerKind::Review {
+                review_recipients(case)
+            } else {
+                people_at_stage(case)
+            };
             if !to.is_empty() {
                 let kind = timer.kind.as_str();
                 let greeting = match case
@@ -525,7 +570,26 @@ impl Composer<'_> {
                     _ => "colleagues".into(),
                 };
                 let mut asks = Vec::new();
-                if let Some(st) = policy.stage(stage) {
+                if timer.kind == TimerKind::Review {
+                    // What was agreed, who owns it and by when; free text shown only as the notification
+                    // setting allows.
+                    let keep = self.board.settings.personal_data_in_notifications;
+                    let shown = |t: &str| if keep { t.to_string() } else { redact(t, &case.record) };
+                    if let Some(r) = &case.resolution {
+                        for a in action_lines(r) {
+                            asks.push(format!("Agreed action: {}", shown(&a)));
+                        }
+                        if r.actions.is_empty() && !r.agreed_actions.is_empty() {
+                            asks.push(format!("Agreed actions: {}", shown(&r.agreed_actions)));
+                        }
+                        if !r.outstanding.is_empty() {
+                            asks.push(format!(
+                                "Outstanding issues, to be pursued so: {}",
+                                shown(&r.outstanding)
+                            ));
+                        }
+                    }
+                } else if let Some(st) = policy.stage(stage) {
                     asks.push(format!("Who: {}", st.who));
                     asks.push(st.guidance.clone());
                     if let Some((k, w)) = agency_kind(&case.record).and_then(|k| st.involved.get(k).map(|w| (k, w))) {
@@ -852,6 +916,20 @@ impl Composer<'_> {
             CaseStatus::Resolved => "resolved".to_string(),
             CaseStatus::Withdrawn => "withdrawn".to_string(),
         };
+        let policy = self.board.policy();
+        // The written confirmation of the agreed outcome the seeds ask for (Trafford section 2,
+        // Buckinghamshire 1.7): outcome, actions with owners and dates, outstanding issues, review.
+        let resolution = case.resolution.as_ref().filter(|_| t.event.kind == "resolved").map(|r| {
+            json!({
+                "outcome": r.outcome,
+                "actions": action_lines(r),
+                "actions_text": (r.actions.is_empty() && !r.agreed_actions.is_empty()).then(|| r.agreed_actions.clone()),
+                "outstanding": (!r.outstanding.is_empty()).then(|| r.outstanding.clone()),
+                "review": r.review_date.map(long_date),
+                "stage_name": policy.stage_name(r.at_stage),
+                "working_days": r.working_days_taken,
+            })
+        });
         self.email(
             "confirmation",
             Some(&case.reference),
@@ -865,6 +943,7 @@ impl Composer<'_> {
                 "status_words": status_words,
                 "deadlines": deadlines_data(self.board, &t.deadlines),
                 "guidance": guidance_data(&t.guidance),
+                "resolution": resolution,
             }),
         )
     }

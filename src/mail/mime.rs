@@ -5,7 +5,7 @@
 //! signs of auto-generated mail (Auto-Submitted, an empty return path, Precedence bulk/list/junk, delivery
 //! reports, out-of-office replies) are recognised so that the bot never answers them.
 
-use mail_parser::{MessageParser, PartType};
+use mail_parser::{MessageParser, MimeHeaders, PartType};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -62,7 +62,22 @@ pub struct Inbound {
     pub html: Option<String>,
     /// Raw `Authentication-Results` header values.
     pub authentication_results: Vec<String>,
+    /// When its sender wrote it (the Date header): dates without a year in a reply are read from it.
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
+    /// Word documents attached (a board's form filled in), up to [`MAX_DOCUMENTS`] of them.
+    #[serde(skip)]
+    pub documents: Vec<Document>,
 }
+
+/// An attached `.docx`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Document {
+    pub filename: String,
+    pub bytes: Vec<u8>,
+}
+
+/// How many attached Word documents are read from one message.
+pub const MAX_DOCUMENTS: usize = 3;
 
 impl Inbound {
     /// The HTML body as text (tables as tabbed lines), if there is one.
@@ -359,6 +374,27 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             .headers_raw()
             .filter(|(n, _)| n.eq_ignore_ascii_case("Authentication-Results"))
             .map(|(_, v)| sanitise(v))
+            .collect(),
+        date: msg
+            .date()
+            .and_then(|d| chrono::DateTime::<chrono::Utc>::from_timestamp(d.to_timestamp(), 0)),
+        documents: msg
+            .attachments()
+            .filter_map(|part| {
+                let name = part.attachment_name().map(sanitise).unwrap_or_default();
+                let subtype = part
+                    .content_type()
+                    .and_then(|c| c.subtype())
+                    .unwrap_or_default()
+                    .to_lowercase();
+                let is_docx = name.to_lowercase().ends_with(".docx")
+                    || subtype == "vnd.openxmlformats-officedocument.wordprocessingml.document";
+                is_docx.then(|| Document {
+                    filename: name,
+                    bytes: part.contents().to_vec(),
+                })
+            })
+            .take(MAX_DOCUMENTS)
             .collect(),
     })
 }

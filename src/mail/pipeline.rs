@@ -24,7 +24,7 @@ use crate::core::case::Person;
 use crate::core::intake::{parse_record, Labels, ParsedRecord};
 use crate::core::lifecycle::{self, Event};
 use crate::core::nhs;
-use crate::core::reply::{parse_reply, ReplyCommand};
+use crate::core::reply::{parse_reply_on, ReplyCommand};
 use crate::store::{
     Batching, Change, HeldCommand, HeldRecord, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store,
     StoreError, Unit,
@@ -461,7 +461,7 @@ impl<'a> Pipeline<'a> {
 
     /// The command a reply carries, read from its new text (plain text, or the HTML where there is none).
     pub fn reply_intent(msg: &Inbound) -> crate::core::reply::ReplyIntent {
-        parse_reply(&Self::body_text(msg))
+        parse_reply_on(&Self::body_text(msg), msg.date.map(|d| d.date_naive()))
     }
 
     fn body_text(msg: &Inbound) -> String {
