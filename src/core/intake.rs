@@ -592,6 +592,11 @@ impl Labels {
         }
     }
 
+    /// Whether `text` is a label and nothing more (a table cell holding a label).
+    pub fn is_label(&self, text: &str) -> bool {
+        matches!(self.match_line(text), Some((_, v)) if v.trim().is_empty())
+    }
+
     /// The key of the label `line` starts with, and the value after it, when the line is a labelled line:
     /// the label followed by a separator (`:`, a tab, `|`, ` - ` or an en or em dash between spaces, `=`,
     /// `?`, `. `) and the value, or the label alone. The value is as the sender wrote it (dashes and all). Where several prefixes are labels, the longest wins ("Summary of reason for dispute –
@@ -770,7 +775,8 @@ pub fn find_emails(text: &str) -> Vec<String> {
 
 /// A UK-looking telephone number in `text` (at least 10 digits, spaces allowed).
 fn find_phone(text: &str) -> Option<String> {
-    for part in text.split([',', ';', '/', '\n', '(', ')']) {
+    // "Tel:" and the like after an address on one line: ':' separates too.
+    for part in text.split([',', ';', '/', '\n', '(', ')', ':']) {
         let p = part
             .trim()
             .trim_start_matches(|c: char| c.is_alphabetic() || c == ':' || c == '.')

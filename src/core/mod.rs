@@ -11,6 +11,7 @@
 //! - [`lifecycle`]: the transitions (open, escalate, resolve, …) and what a fired timer means.
 //! - [`schedule`]: deadlines and timers as a function of case state.
 //! - [`timeline`]: the deadlines a case opened at a given moment would get.
+//! - [`paperwork`]: the board's own record form, filled in from the case.
 //! - [`nhs`]: NHS number validation.
 //! - [`intake`]: reading an escalation record out of an email's text (and HTML tables).
 //! - [`actions`]: the agreed actions of a resolution, with owners and dates.
@@ -25,6 +26,7 @@ pub mod digest;
 pub mod intake;
 pub mod lifecycle;
 pub mod nhs;
+pub mod paperwork;
 pub mod policy;
 pub mod reply;
 pub mod report;

@@ -223,6 +223,51 @@ pub struct Form {
     pub fields: Vec<FormField>,
 }
 
+/// The board's own record of the case as its seed lays it out (Bradford's Record of Escalation, Rotherham's
+/// and Buckinghamshire's Appendix B, South Gloucestershire's Monitoring Form, Trafford's Escalation
+/// Record): each row a label of the seed's form and where its value comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordDocument {
+    pub title: String,
+    /// Where the seed has it ("Appendix 2").
+    pub source: String,
+    /// The seed's words above the form.
+    #[serde(default)]
+    pub intro: Vec<String>,
+    /// The seed's words below the form ("Action Note: …").
+    #[serde(default)]
+    pub action_note: Vec<String>,
+    pub rows: Vec<DocumentRow>,
+    /// The people on the case get the record so far with the confirmation of each escalation ("If
+    /// escalating to next stage use as basis of report to manager at next stage").
+    #[serde(default = "yes")]
+    pub with_escalation: bool,
+    /// Everyone involved gets the final record with the written confirmation of the outcome.
+    #[serde(default = "yes")]
+    pub with_resolution: bool,
+    /// The board roles' notifications that carry it, by what happened: `opened`, `escalated`, `resolved`,
+    /// `withdrawn`.
+    #[serde(default)]
+    pub to_roles_on: Vec<String>,
+}
+
+/// One row of a record document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentRow {
+    /// A heading over several rows ("Signature of challenger manager").
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The seed's label.
+    pub label: String,
+    /// Where the value comes from: a record field key, or one of [`super::paperwork::COMPUTED`].
+    pub value: String,
+}
+
+/// The events whose board-role notifications may carry the record document.
+pub const DOCUMENT_EVENTS: [&str; 4] = ["opened", "escalated", "resolved", "withdrawn"];
+
 /// Where a note is surfaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -278,6 +323,10 @@ pub struct Policy {
     pub immediate_risk: ImmediateRisk,
     pub extensions: Extensions,
     pub form: Form,
+    /// The board's own record form, filled in from the case and carried with it (see
+    /// [`super::paperwork`]).
+    #[serde(default)]
+    pub record_document: Option<RecordDocument>,
     #[serde(default)]
     pub notes: Vec<PolicyNote>,
     /// Disagreement themes, for reporting.
@@ -453,6 +502,34 @@ impl Policy {
                     "form.fields",
                     format!("the form needs a {required:?} field"),
                 ));
+            }
+        }
+        if let Some(doc) = &self.record_document {
+            if doc.rows.is_empty() {
+                p.push(Problem::new("record_document.rows", "list the form's rows"));
+            }
+            for (i, r) in doc.rows.iter().enumerate() {
+                let known = super::paperwork::COMPUTED.contains(&r.value.as_str())
+                    || super::paperwork::RECORD_KEYS.contains(&r.value.as_str())
+                    || keys.contains(r.value.as_str());
+                if !known {
+                    p.push(Problem::new(
+                        format!("record_document.rows[{i}].value"),
+                        format!(
+                            "{:?} is neither a field of the form nor one of: {}",
+                            r.value,
+                            super::paperwork::COMPUTED.join(", ")
+                        ),
+                    ));
+                }
+            }
+            for (i, e) in doc.to_roles_on.iter().enumerate() {
+                if !DOCUMENT_EVENTS.contains(&e.as_str()) {
+                    p.push(Problem::new(
+                        format!("record_document.to_roles_on[{i}]"),
+                        format!("{e:?}: use one of {}", DOCUMENT_EVENTS.join(", ")),
+                    ));
+                }
             }
         }
         for (i, n) in self.notes.iter().enumerate() {

@@ -162,64 +162,7 @@ pub fn role_addresses(board: &Board, case: &Case, role: Role) -> Vec<String> {
     }
 }
 
-/// `text` for people outside the case (board roles): each part of the adult's name written out becomes
-/// "[name]" and any ten-digit number (an NHS number, however spaced) "[number]", so that free text someone
-/// wrote (an outcome) carries no personal data where the board has not turned it on.
-pub fn redact(text: &str, record: &Record) -> String {
-    let parts: Vec<String> = record
-        .adult_name
-        .as_deref()
-        .unwrap_or_default()
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|p| p.chars().count() >= 2)
-        .map(str::to_lowercase)
-        .collect();
-    let chars: Vec<char> = text.chars().collect();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_ascii_digit() {
-            // A run of digits, single spaces or hyphens between them.
-            let mut j = i;
-            let mut digits = 0;
-            let mut end = i;
-            while j < chars.len() {
-                if chars[j].is_ascii_digit() {
-                    digits += 1;
-                    j += 1;
-                    end = j;
-                } else if matches!(chars[j], ' ' | '-') && chars.get(j + 1).is_some_and(char::is_ascii_digit) {
-                    j += 1;
-                } else {
-                    break;
-                }
-            }
-            if digits == 10 {
-                out.push_str("[number]");
-            } else {
-                out.extend(&chars[i..end]); // byte-slice: a slice of chars, within the run just found
-            }
-            i = end;
-        } else if c.is_alphanumeric() {
-            let mut j = i;
-            while j < chars.len() && chars[j].is_alphanumeric() {
-                j += 1;
-            }
-            let word: String = chars[i..j].iter().collect(); // byte-slice: a slice of chars, within the word just found
-            if parts.contains(&word.to_lowercase()) {
-                out.push_str("[name]");
-            } else {
-                out.push_str(&word);
-            }
-            i = j;
-        } else {
-            out.push(c);
-            i += 1;
-        }
-    }
-    out
-}
+pub use crate::core::paperwork::redact;
 
 /// Whether an address is a placeholder to be replaced before going live (`.invalid`, RFC 2606).
 pub fn is_placeholder(address: &str) -> bool {

@@ -4,12 +4,14 @@
 //! - [`mime`]: raw bytes to [`mime::Inbound`], within limits; auto-generated mail recognised.
 //! - [`token`]: signed Message-IDs that tie a reply to the bot's own email about a case.
 //! - [`render`]: handlebars templates (built in, overridable by the operator).
+//! - [`docx`]: the board's record form as a Word document, HTML and text; a Word document read as text.
 //! - [`compose`]: the emails that follow from a transition, with their recipients and headers.
 //! - [`pipeline`]: one message in, one outcome out, committed with everything it causes.
 //! - [`source`]: mailbox sources (Maildir; IMAP) feeding the daemon, acknowledged after commit.
 //! - [`send`]: the sender task delivering the outbox (SMTP, or a Maildir folder) with retry.
 
 pub mod compose;
+pub mod docx;
 pub mod imap;
 pub mod limits;
 pub mod mime;
