@@ -45,6 +45,10 @@ pub enum Step {
         at: DateTime<Utc>,
         from: String,
         reply: String,
+        /// A file to attach (the board's form filled in, as a Word document), relative to the scenario
+        /// file.
+        #[serde(default)]
+        attach: Option<PathBuf>,
     },
 }
 
@@ -75,6 +79,11 @@ pub struct SimEmail {
     /// Its Message-ID (for tests that reply to a particular email).
     #[serde(skip)]
     pub message_id: String,
+    /// Its HTML part and the files themselves (for tests that open them).
+    #[serde(skip)]
+    pub html: Option<String>,
+    #[serde(skip)]
+    pub files: Vec<crate::store::Attachment>,
 }
 
 /// What happened to each step, for the reader.
@@ -154,10 +163,27 @@ pub async fn run(mut config: Config, scenario: &Scenario, path: &Path) -> anyhow
                         .with_context(|| format!("step {}: cannot read {}", i + 1, file.display()))?;
                     (raw, file.display().to_string())
                 }
-                Step::Reply { from, reply, .. } => (
-                    reply_message(&store, &config, scenario, i, from, reply, at).await?,
-                    format!("reply from {from}"),
-                ),
+                Step::Reply {
+                    from, reply, attach, ..
+                } => {
+                    let file = match attach {
+                        Some(path) => {
+                            let path = base.join(path);
+                            let bytes = std::fs::read(&path)
+                                .with_context(|| format!("step {}: cannot read {}", i + 1, path.display()))?;
+                            let name = path
+                                .file_name()
+                                .map(|n| n.to_string_lossy().to_string())
+                                .unwrap_or_default();
+                            Some((name, bytes))
+                        }
+                        None => None,
+                    };
+                    (
+                        reply_message(&store, &config, scenario, i, from, reply, file, at).await?,
+                        format!("reply from {from}"),
+                    )
+                }
             };
             let source = Source {
                 mailbox: format!("simulate:{name}"),
@@ -189,6 +215,7 @@ pub async fn run(mut config: Config, scenario: &Scenario, path: &Path) -> anyhow
 
 /// The raw email of a reply step: from `from` to the board's mailbox, in reply to the latest email the bot
 /// had sent to that address about a case (so that it carries the proof a real reply carries).
+#[allow(clippy::too_many_arguments)]
 async fn reply_message<S: Store>(
     store: &S,
     config: &Config,
@@ -196,6 +223,7 @@ async fn reply_message<S: Store>(
     i: usize,
     from: &str,
     text: &str,
+    attach: Option<(String, Vec<u8>)>,
     at: DateTime<Utc>,
 ) -> anyhow::Result<Vec<u8>> {
     let board = config.board_or_err(&scenario.board)?;
@@ -209,9 +237,14 @@ async fn reply_message<S: Store>(
         .into_iter()
         .rev()
         .find(|r| r.email.case_reference.is_some() && r.email.to.iter().any(|t| t.eq_ignore_ascii_case(from)));
+    let boundary = format!("sim-{}", nonce_of(&format!("{from}{at}")));
+    let content_type = match &attach {
+        Some(_) => format!("multipart/mixed; boundary=\"{boundary}\""),
+        None => "text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit".to_string(),
+    };
     let mut head = format!(
         "From: {from}\r\nTo: {}\r\nDate: {}\r\nMessage-ID: <sim-{}-{}@simulate.invalid>\r\nMIME-Version: 1.0\r\n\
-         Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n",
+         Content-Type: {content_type}\r\n",
         board.settings.mailbox,
         at.to_rfc2822(),
         i + 1,
@@ -226,7 +259,25 @@ async fn reply_message<S: Store>(
         None => head.push_str("Subject: Re: escalation\r\n"),
     }
     let body = text.replace("\r\n", "\n").replace('\n', "\r\n");
-    Ok(format!("{head}\r\n{body}\r\n").into_bytes())
+    let Some((name, bytes)) = attach else {
+        return Ok(format!("{head}\r\n{body}\r\n").into_bytes());
+    };
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    let name = name.replace(['"', '\r', '\n'], "");
+    Ok(format!(
+        "{head}\r\n--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n\
+         --{boundary}\r\nContent-Type: {}; name=\"{name}\"\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--{boundary}--\r\n",
+        crate::mail::docx::DOCX_TYPE,
+        lines.join("\r\n")
+    )
+    .into_bytes())
 }
 
 /// The outbox as emails: one copy per recipient of an email to several is shown once, with the To and Cc
@@ -271,10 +322,12 @@ pub fn merge_copies(rows: Vec<OutboxRecord>) -> Vec<SimEmail> {
             cc,
             subject: e.subject.clone(),
             text: e.text.clone(),
-            attachments: Vec::new(),
+            attachments: e.attachments.iter().map(|a| a.filename.clone()).collect(),
             late: e.headers.contains_key("X-Escalation-Late"),
             held: e.hold.as_ref().map(|h| h.reason.clone()),
             message_id: e.message_id.clone(),
+            html: e.html.clone(),
+            files: e.attachments.clone(),
         });
     }
     out

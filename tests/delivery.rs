@@ -29,6 +29,7 @@ fn email(n: usize, to: &[&str], cc: &[&str]) -> OutboundEmail {
         html: None,
         headers,
         hold: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -83,3 +83,468 @@ fn filled_in_word_documents_from_real_word_processors_are_read() {
     assert!(n >= 8, "the corpus is there");
     assert!(misses.is_empty(), "{} misses:\n{}", misses.len(), misses.join("\n"));
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Each board's form through a case's life.
+
+use escalation_bot::simulate::{self, SimEmail, Simulation};
+use std::io::Read;
+
+async fn simulate_file(path: &Path) -> Simulation {
+    let scenario = simulate::load(path).expect("scenario reads");
+    simulate::run(config(), &scenario, path).await.expect("simulation runs")
+}
+
+/// The parts of a `.docx`, by name, after checking that each XML part is well-formed.
+fn open_docx(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip archive");
+    let mut parts = std::collections::BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).expect("entry");
+        let mut s = String::new();
+        f.read_to_string(&mut s).expect("UTF-8 XML");
+        let mut reader = quick_xml::Reader::from_str(&s);
+        loop {
+            match reader.read_event() {
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{} is not well-formed: {e}", f.name()),
+            }
+        }
+        parts.insert(f.name().to_string(), s);
+    }
+    for needed in [
+        "[Content_Types].xml",
+        "_rels/.rels",
+        "word/document.xml",
+        "word/_rels/document.xml.rels",
+        "word/styles.xml",
+    ] {
+        assert!(
+            parts.contains_key(needed),
+            "{needed} in the package: {:?}",
+            parts.keys()
+        );
+    }
+    parts
+}
+
+/// The text a reader of the Word document sees.
+fn docx_text(bytes: &[u8]) -> String {
+    docx::read_text(bytes, &|_| false)
+        .expect("reads")
+        .replace('\u{2028}', "\n")
+}
+
+struct Life {
+    board: &'static str,
+    /// Replies that escalate, each from someone at the stage before.
+    escalations: Vec<(&'static str, &'static str)>,
+    resolver: &'static str,
+    /// The board roles told of the resolution (they get the board's copy).
+    roles_at_resolution: Vec<&'static str>,
+    /// Board roles told on entering a stage who get the record so far.
+    roles_at_escalation: Vec<&'static str>,
+}
+
+fn escalation(stage: u8) -> &'static str {
+    match stage {
+        2 => "ESCALATE\nLine manager: Lee Lead <lee.lead@nhs.net>\nTeam manager: Tess Team <tess.team@westshire.gov.uk>\nReason: we could not agree.",
+        3 => "ESCALATE\nSenior manager: Sara Senior <sara.senior@nhs.net>\nService manager: Sid Service <sid.service@westshire.gov.uk>\nReason: line managers still disagree.",
+        _ => "ESCALATE\nHead of safeguarding: Hana Head <hana.head@nhs.net>\nDirector: Dev Director <dev.director@westshire.gov.uk>\nReason: no agreement between senior managers.",
+    }
+}
+
+const RESOLVED: &str = "RESOLVED – the section 42 enquiry is re-opened and a joint visit agreed\n\nActions:\n- Sam Social <sam.social@westshire.gov.uk> to re-open the enquiry by 10 March 2027\n- Nia Nurse (nia.nurse@nhs.net) to arrange the joint visit by 12/03/2027\n\nOutstanding issues: the funding of night calls goes to the panel on 17 March 2027.";
+
+const NEW_NOTES: &str = "Lee Lead: the team manager is on leave until Thursday, cover arranged with Tess.";
+
+fn lives() -> Vec<Life> {
+    vec![
+        Life {
+            board: "bradford",
+            escalations: vec![
+                ("nia.nurse@nhs.net", escalation(2)),
+                ("lee.lead@nhs.net", escalation(3)),
+            ],
+            resolver: "sara.senior@nhs.net",
+            roles_at_resolution: vec!["BSAB@bradford.gov.uk", "independent-chair@bradford-sab.invalid"],
+            roles_at_escalation: vec![],
+        },
+        Life {
+            board: "rotherham",
+            escalations: vec![
+                ("nia.nurse@nhs.net", escalation(2)),
+                ("lee.lead@nhs.net", escalation(3)),
+            ],
+            resolver: "sara.senior@nhs.net",
+            roles_at_resolution: vec!["board-manager@rotherham-sab.invalid"],
+            roles_at_escalation: vec!["board-manager@rotherham-sab.invalid"],
+        },
+        Life {
+            board: "buckinghamshire",
+            escalations: vec![
+                ("nia.nurse@nhs.net", escalation(2)),
+                ("lee.lead@nhs.net", escalation(3)),
+                ("sara.senior@nhs.net", escalation(4)),
+            ],
+            resolver: "hana.head@nhs.net",
+            roles_at_resolution: vec![],
+            roles_at_escalation: vec!["independent-chair@buckinghamshire-sab.invalid"],
+        },
+        Life {
+            board: "south-gloucestershire",
+            escalations: vec![
+                ("nia.nurse@nhs.net", escalation(2)),
+                ("lee.lead@nhs.net", escalation(3)),
+            ],
+            resolver: "sara.senior@nhs.net",
+            // The Monitoring Form is "submitted to the Strategic Safeguarding Service Manager".
+            roles_at_resolution: vec!["SGSAB@southglos.gov.uk"],
+            roles_at_escalation: vec![],
+        },
+        Life {
+            board: "trafford",
+            escalations: vec![
+                ("nia.nurse@nhs.net", escalation(2)),
+                ("lee.lead@nhs.net", escalation(3)),
+            ],
+            resolver: "sara.senior@nhs.net",
+            // "Business Office to retain a copy of the agreement reached."
+            roles_at_resolution: vec!["TSSP@trafford.gov.uk"],
+            roles_at_escalation: vec![],
+        },
+    ]
+}
+
+/// Write the scenario of a life: the board's plain record on Monday 1 March 2027, an escalation each
+/// working day, an update with the form attached (when `update` is given), the resolution.
+fn write_life(dir: &Path, life: &Life, update: Option<&[u8]>) -> std::path::PathBuf {
+    std::fs::copy(
+        format!("tests/fixtures/forms/{}-plain.eml", life.board),
+        dir.join("record.eml"),
+    )
+    .expect("copy");
+    let mut steps = vec![serde_json::json!({"at": "2027-03-01T09:30:00Z", "email": "record.eml"})];
+    for (i, (from, text)) in life.escalations.iter().enumerate() {
+        steps.push(serde_json::json!({"at": format!("2027-03-0{}T10:00:00Z", i + 2), "from": from, "reply": text}));
+        if i == 0 {
+            if let Some(bytes) = update {
+                std::fs::write(dir.join("returned.docx"), bytes).expect("write");
+                steps.push(
+                    serde_json::json!({"at": "2027-03-02T15:00:00Z", "from": "lee.lead@nhs.net",
+                    "reply": "Please see the record attached, with my note added.\n\nLee", "attach": "returned.docx"}),
+                );
+            }
+        }
+    }
+    steps.push(serde_json::json!({"at": "2027-03-08T11:00:00Z", "from": life.resolver, "reply": RESOLVED}));
+    let path = dir.join("scenario.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": life.board, "until": "2027-03-09T12:00:00Z", "steps": steps}).to_string(),
+    )
+    .expect("write");
+    path
+}
+
+fn with_doc(emails: &[SimEmail], pred: impl Fn(&SimEmail) -> bool) -> Vec<&SimEmail> {
+    emails.iter().filter(|e| pred(e)).collect()
+}
+
+/// The document's `.docx` of an email that must carry one.
+fn doc_of(e: &SimEmail) -> Vec<u8> {
+    assert_eq!(
+        e.files.len(),
+        1,
+        "{} to {:?} carries the record: {:?}",
+        e.kind,
+        e.to,
+        e.attachments
+    );
+    let f = &e.files[0];
+    assert!(f.filename.ends_with(".docx"), "{}", f.filename);
+    assert_eq!(
+        f.content_type,
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    );
+    f.bytes().expect("base64")
+}
+
+/// Put `text` into the value cell of the row labelled `label` of a generated record document, as a
+/// practitioner typing into it in Word would.
+fn type_into(bytes: &[u8], label: &str, text: &str) -> Vec<u8> {
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("zip");
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).expect("entry");
+        let mut s = String::new();
+        f.read_to_string(&mut s).expect("read");
+        if f.name() == "word/document.xml" {
+            let at = s.find(&format!(">{label}<")).expect("label in the document");
+            let cell = at + s[at..].find("</w:tc>").expect("label cell ends");
+            let value_start = cell + s[cell..].find("<w:t xml:space=\"preserve\">").expect("value run") + 26;
+            let value_end = value_start + s[value_start..].find("</w:t>").expect("end");
+            s.replace_range(value_start..value_end, text);
+        }
+        out.start_file(f.name(), zip::write::SimpleFileOptions::default())
+            .expect("start");
+        std::io::Write::write_all(&mut out, s.as_bytes()).expect("write");
+    }
+    out.finish().expect("finish").into_inner()
+}
+
+#[tokio::test]
+async fn each_boards_form_goes_with_the_case_filled_in_and_comes_back_updated() {
+    let c = config();
+    for life in lives() {
+        let board = c.board(life.board).expect("board");
+        let doc = board
+            .policy()
+            .record_document
+            .clone()
+            .expect("each board has its record document");
+        // First the life without the update, to get the record the managers at stage 2 received.
+        let dir = tempfile::tempdir().expect("dir");
+        let sim = simulate_file(&write_life(dir.path(), &life, None)).await;
+        assert!(
+            sim.steps
+                .iter()
+                .all(|s| s.outcome == "case_opened" || s.outcome == "command_applied"),
+            "{}: {:?}",
+            life.board,
+            sim.steps
+        );
+        let first_escalation = with_doc(&sim.emails, |e| {
+            e.kind == "confirmation" && e.text.contains("escalated from stage 1")
+        });
+        assert_eq!(
+            first_escalation.len(),
+            1,
+            "{}: one confirmation of the first escalation",
+            life.board
+        );
+        let e = first_escalation[0];
+        for m in ["lee.lead@nhs.net", "tess.team@westshire.gov.uk"] {
+            assert!(
+                e.to.iter().chain(&e.cc).any(|a| a == m),
+                "{}: {m} takes it on and has the record",
+                life.board
+            );
+        }
+        let bytes = doc_of(e);
+        let parts = open_docx(&bytes);
+        assert!(parts["[Content_Types].xml"].contains("wordprocessingml.document.main+xml"));
+        let text = docx_text(&bytes);
+        // Every field label of the seed's form, and its headings.
+        for row in &doc.rows {
+            assert!(
+                text.contains(&row.label),
+                "{}: label {:?} in\n{text}",
+                life.board,
+                row.label
+            );
+            if let Some(g) = &row.group {
+                assert!(text.contains(g.as_str()), "{}: heading {g:?}", life.board);
+            }
+        }
+        let reference = sim.steps[0].case.clone().expect("reference");
+        for value in [
+            reference.as_str(),
+            "Not yet resolved",
+            "Record of stages",
+            "Lee Lead",
+            "Tess Team",
+            "we could not agree",
+        ] {
+            // The reason for escalating is in the audit log, not the form; the rest are filled in.
+            if value == "we could not agree" {
+                continue;
+            }
+            assert!(text.contains(value), "{}: {value:?} filled in:\n{text}", life.board);
+        }
+        // The record so far goes to the people on the case with the adult's details where the form has
+        // them.
+        if doc.rows.iter().any(|r| r.value == "adult_name") {
+            assert!(
+                text.contains("Zoë Testperson") || text.contains("Testperson"),
+                "{}: the adult in the case's copy",
+                life.board
+            );
+        }
+        // The same in the HTML part.
+        let html = e.html.clone().unwrap_or_default();
+        for row in &doc.rows {
+            assert!(html.contains(&row.label), "{}: {:?} in the HTML part", life.board, row.label);
+        }
+        assert!(
+            html.contains("Record of stages"),
+            "{}: the form in the HTML part",
+            life.board
+        );
+
+        // Lee Lead types a note into the Additional notes cell and sends the document back.
+        let notes_label = doc
+            .rows
+            .iter()
+            .find(|r| r.value == "notes")
+            .expect("notes row")
+            .label
+            .clone();
+        let returned = type_into(&bytes, &notes_label, NEW_NOTES);
+        let dir = tempfile::tempdir().expect("dir");
+        let sim = simulate_file(&write_life(dir.path(), &life, Some(&returned))).await;
+        let update_step = &sim.steps[2];
+        assert_eq!(
+            update_step.outcome, "command_applied",
+            "{}: the returned form updates the record: {:?}",
+            life.board, update_step
+        );
+        let updated = with_doc(&sim.emails, |e| {
+            e.kind == "confirmation" && e.text.contains("was updated from the attached")
+        });
+        assert_eq!(updated.len(), 1, "{}: the update is confirmed", life.board);
+        assert!(
+            updated[0].text.contains("Additional notes") || updated[0].text.contains("notes"),
+            "{}",
+            updated[0].text
+        );
+        assert!(
+            docx_text(&doc_of(updated[0])).contains(NEW_NOTES),
+            "{}: the updated record goes back",
+            life.board
+        );
+
+        // The resolution: everyone gets the final record; it says the stage, the time taken and the actions.
+        let resolution = with_doc(&sim.emails, |e| {
+            e.kind == "confirmation" && e.text.contains("This is the written confirmation of what was agreed")
+        });
+        assert_eq!(resolution.len(), 1, "{}", life.board);
+        let final_text = docx_text(&doc_of(resolution[0]));
+        for value in [
+            "Resolved at",
+            "working day(s)",
+            "re-open the enquiry",
+            "Sam Social",
+            "panel on 17 March 2027",
+            NEW_NOTES,
+        ] {
+            assert!(
+                final_text.contains(value),
+                "{}: {value:?} in the final record:\n{final_text}",
+                life.board
+            );
+        }
+        for who in ["nia.nurse@nhs.net", "sam.social@westshire.gov.uk", life.resolver] {
+            assert!(
+                resolution[0].to.iter().chain(&resolution[0].cc).any(|a| a == who),
+                "{}: {who} has the final record",
+                life.board
+            );
+        }
+        // The board roles the policy names get the board's copy: no adult's name or NHS number anywhere.
+        let expect_roles: Vec<(&str, &str)> = life
+            .roles_at_resolution
+            .iter()
+            .map(|r| (*r, "resolved"))
+            .chain(life.roles_at_escalation.iter().map(|r| (*r, "escalated")))
+            .collect();
+        for (role, when) in expect_roles {
+            let notices = with_doc(&sim.emails, |e| {
+                e.kind == "notification" && e.to.iter().any(|a| a == role) && e.text.contains(when)
+            });
+            assert!(!notices.is_empty(), "{}: {role} told when {when}", life.board);
+            for n in notices {
+                let t = docx_text(&doc_of(n));
+                assert!(
+                    t.contains("left blank"),
+                    "{}: the board's copy says why the adult's details are blank",
+                    life.board
+                );
+                for secret in ["Testperson", "Zoë", "9990000018", "999 000 0018"] {
+                    assert!(!t.contains(secret), "{}: {secret:?} in the board's copy", life.board);
+                    assert!(
+                        !n.text.contains(secret),
+                        "{}: {secret:?} in the board's email",
+                        life.board
+                    );
+                    assert!(
+                        !n.html.clone().unwrap_or_default().contains(secret),
+                        "{}: {secret:?} in its HTML",
+                        life.board
+                    );
+                }
+            }
+        }
+        // Reminders carry no form.
+        assert!(sim
+            .emails
+            .iter()
+            .filter(|e| e.kind == "reminder")
+            .all(|e| e.files.is_empty()));
+    }
+}
+
+#[tokio::test]
+async fn the_record_is_updated_from_text_and_a_document_that_is_not_the_form_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy("tests/fixtures/forms/trafford-plain.eml", dir.path().join("record.eml")).expect("copy");
+    std::fs::copy(
+        "tests/fixtures/docx/letter-not-a-form.docx",
+        dir.path().join("letter.docx"),
+    )
+    .expect("copy");
+    std::fs::write(dir.path().join("garbage.docx"), b"this is not a zip archive").expect("write");
+    let path = dir.path().join("scenario.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "trafford", "until": "2027-03-03T12:00:00Z", "steps": [
+            {"at": "2027-03-01T09:30:00Z", "email": "record.eml"},
+            {"at": "2027-03-01T11:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "UPDATE\nViews of the adult at risk: she wants to stay at home with support.\nNHS number: 999 000 0019"},
+            {"at": "2027-03-01T12:00:00Z", "from": "nia.nurse@nhs.net", "reply": "Here is the letter.", "attach": "letter.docx"},
+            {"at": "2027-03-01T13:00:00Z", "from": "nia.nurse@nhs.net", "reply": "Here it is, attached.", "attach": "garbage.docx"},
+            {"at": "2027-03-01T14:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "UPDATE\nViews of the adult at risk: she wants to stay at home with support."},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    let outcomes: Vec<&str> = sim.steps.iter().map(|s| s.outcome.as_str()).collect();
+    assert_eq!(outcomes[..2], ["case_opened", "command_applied"], "{:?}", sim.steps);
+    // The views are updated; the NHS number that fails its check digit is not, and the confirmation says so.
+    let confirmation = sim
+        .emails
+        .iter()
+        .find(|e| e.kind == "confirmation" && e.text.contains("was updated from the text of the email"))
+        .expect("confirmation");
+    assert!(
+        confirmation.text.contains("Not used from the form"),
+        "{}",
+        confirmation.text
+    );
+    assert!(confirmation.text.contains("999 000 0019"), "{}", confirmation.text);
+    let record = docx_text(&doc_of(confirmation));
+    assert!(record.contains("she wants to stay at home with support"), "{record}");
+    assert!(
+        record.contains("999 000 0018"),
+        "the record keeps its NHS number: {record}"
+    );
+    // A letter and a file that is no Word document get answers that say why, and change nothing.
+    for (step, why) in [(2, "does not hold the board's form"), (3, "could not be read")] {
+        assert_ne!(sim.steps[step].outcome, "command_applied", "{:?}", sim.steps[step]);
+        let answer = sim
+            .emails
+            .iter()
+            .filter(|e| e.to.iter().any(|a| a == "nia.nurse@nhs.net"))
+            .any(|e| e.text.contains(why));
+        assert!(answer, "step {step}: the sender is told {why:?}");
+    }
+    // The same change again changes nothing, and says so.
+    assert_ne!(sim.steps[4].outcome, "command_applied", "{:?}", sim.steps[4]);
+    assert!(sim
+        .emails
+        .iter()
+        .any(|e| e.text.contains("changes nothing in the record")));
+}

@@ -25,6 +25,7 @@ fn email(id: &str, reference: &str) -> OutboundEmail {
         html: Some("<p>The disagreement was resolved.</p>".into()),
         headers: [("Auto-Submitted".to_string(), "auto-generated".to_string())].into(),
         hold: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -64,6 +64,13 @@ pub enum Command {
     ActionsImplemented {
         text: String,
     },
+    /// The record's fields as a practitioner sent them back (the board's form filled in, as a Word
+    /// document or as text): those that differ from the record are updated.
+    UpdateRecord {
+        fields: std::collections::BTreeMap<String, String>,
+        /// What they came in: "the attached TRAF-2027-0007 Escalation Record.docx", "the text".
+        from: String,
+    },
 }
 
 impl Command {
@@ -76,6 +83,7 @@ impl Command {
             Command::Note { .. } => "note",
             Command::Add { .. } => "add",
             Command::ActionsImplemented { .. } => "actions_implemented",
+            Command::UpdateRecord { .. } => "update_record",
         }
     }
 }
@@ -767,6 +775,59 @@ pub fn apply(
             };
             Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
         }
+        Command::UpdateRecord { fields, from } => {
+            if case.status == CaseStatus::Withdrawn {
+                return Err(TransitionError(format!(
+                    "Case {reference} was withdrawn: its record is no longer updated."
+                )));
+            }
+            let (changes, problems) = record_changes(rules, case, fields, today);
+            if changes.is_empty() {
+                let mut why = format!(
+                    "The form in {from} changes nothing in the record of case {reference}: every field it has is as the record already holds it."
+                );
+                for p in &problems {
+                    why.push(' ');
+                    why.push_str(p);
+                }
+                return Err(TransitionError(why));
+            }
+            let keys: Vec<String> = changes.iter().map(|(k, _)| k.clone()).collect();
+            for (key, value) in changes {
+                set_record_field(&mut next.record, &key, value);
+            }
+            let labels: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    policy
+                        .form
+                        .fields
+                        .iter()
+                        .find(|f| f.key == *k)
+                        .map(|f| f.label.clone())
+                        .unwrap_or_else(|| k.replace('_', " "))
+                })
+                .collect();
+            let event = Event {
+                kind: "record_updated".into(),
+                at: now,
+                actor: by,
+                summary: format!(
+                    "The record of {reference} was updated from {from}: {}",
+                    labels.join("; ")
+                ),
+                // The fields changed, not their values: the audit log names what changed.
+                detail: serde_json::json!({ "fields": keys, "from": from, "problems": problems }),
+            };
+            let mut t = transition(rules, Some(case), next, event, Vec::new(), Vec::new());
+            if !problems.is_empty() {
+                t.guidance.push(Guidance {
+                    title: "Not used from the form".into(),
+                    items: problems,
+                });
+            }
+            Ok(t)
+        }
         Command::ActionsImplemented { text } => {
             if case.status != CaseStatus::Resolved {
                 return Err(TransitionError(format!(
@@ -796,6 +857,30 @@ pub fn apply(
     }
 }
 
+/// Set one record field from a returned form.
+fn set_record_field(record: &mut Record, key: &str, value: String) {
+    let slot = match key {
+        "adult_name" => &mut record.adult_name,
+        "nhs_number" => &mut record.nhs_number,
+        "escalating_name" => &mut record.escalating_name,
+        "escalating_agency" => &mut record.escalating_agency,
+        "escalating_phone" => &mut record.escalating_phone,
+        "other_name" => &mut record.other_name,
+        "other_agency" => &mut record.other_agency,
+        "summary" => &mut record.summary,
+        "adult_views" => &mut record.adult_views,
+        "evidence" => &mut record.evidence,
+        "outcome" => &mut record.outcome,
+        "copied_to" => &mut record.copied_to,
+        "notes" => &mut record.notes,
+        other => {
+            record.extra.insert(other.to_string(), value);
+            return;
+        }
+    };
+    *slot = Some(value);
+}
+
 /// The day agreed actions are reviewed: the review date given; else the last agreed action's date (a date
 /// already passed is one the action was done on, not due by); else,
 /// where the policy asks for agreed actions to be checked (Trafford), that many working days after
@@ -814,6 +899,111 @@ pub fn review_on(
             let after = rules.policy.reminders.check_actions_after_working_days?;
             any.then(|| rules.calendar.add_working_days(resolved_on, after))
         })
+}
+
+/// The record fields a returned form may change: what the practitioners know and write, never the
+/// parties' addresses (who may act on the case), the stage or the immediate-risk flag (commands do that).
+const UPDATABLE: [&str; 13] = [
+    "adult_name",
+    "nhs_number",
+    "escalating_name",
+    "escalating_agency",
+    "escalating_phone",
+    "other_name",
+    "other_agency",
+    "summary",
+    "adult_views",
+    "evidence",
+    "outcome",
+    "copied_to",
+    "notes",
+];
+
+/// Fields a returned form never sets: the bot fills them in from the case.
+const NEVER_FROM_FORM: [&str; 6] = [
+    "stage",
+    "immediate_risk",
+    "time_taken",
+    "date",
+    "signature",
+    "stage_reached",
+];
+
+fn same_text(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        s.replace(['\u{2019}', '\u{2018}'], "'")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    norm(a) == norm(b)
+}
+
+/// The changes a returned form makes: the fields that differ from the record and from what the bot itself
+/// filled in (a form sent back unchanged changes nothing), with the problems of those that cannot be used.
+fn record_changes(
+    rules: &BoardRules,
+    case: &Case,
+    fields: &std::collections::BTreeMap<String, String>,
+    today: NaiveDate,
+) -> (Vec<(String, String)>, Vec<String>) {
+    let filled = rules
+        .policy
+        .record_document
+        .as_ref()
+        .map(|doc| super::paperwork::fill(rules, doc, case, super::paperwork::Audience::Case, today));
+    let form_keys: BTreeSet<&str> = rules.policy.form.fields.iter().map(|f| f.key.as_str()).collect();
+    let mut changes = Vec::new();
+    let mut problems = Vec::new();
+    for (key, value) in fields {
+        let value = value.trim();
+        // The bot's own notes in brackets ("[Not given yet.]") are no value.
+        if value.is_empty() || (value.starts_with('[') && value.ends_with(']')) {
+            continue;
+        }
+        let known = UPDATABLE.contains(&key.as_str())
+            || (form_keys.contains(key.as_str())
+                && !key.ends_with("_email")
+                && key != "stage"
+                && key != "immediate_risk");
+        if !known {
+            continue;
+        }
+        // Anything the bot wrote in the form itself, sent back as it was (a challenger manager's name under
+        // "Signature of challenger manager", the time taken), changes nothing.
+        let as_filled = filled
+            .as_ref()
+            .is_some_and(|f| f.rows.iter().any(|shown| same_text(&shown.value, value)));
+        if NEVER_FROM_FORM.contains(&key.as_str()) {
+            continue;
+        }
+        if as_filled || case.record.get(key).is_some_and(|v| same_text(&v, value)) {
+            continue;
+        }
+        if key == "nhs_number" {
+            let digits = match nhs::normalise(value) {
+                Ok(d) => d,
+                Err(why) => {
+                    problems.push(format!(
+                        "{why}; the record keeps {}.",
+                        case.record
+                            .nhs_number
+                            .as_deref()
+                            .map(nhs::spaced)
+                            .unwrap_or_else(|| "none".into())
+                    ));
+                    continue;
+                }
+            };
+            if case.record.nhs_number.as_deref() != Some(digits.as_str()) {
+                changes.push((key.clone(), digits));
+            }
+            continue;
+        }
+        changes.push((key.clone(), value.to_string()));
+    }
+    (changes, problems)
 }
 
 /// What a fired timer calls for.

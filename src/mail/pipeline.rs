@@ -25,6 +25,7 @@ use crate::core::intake::{parse_record, Labels, ParsedRecord};
 use crate::core::lifecycle::{self, Event};
 use crate::core::nhs;
 use crate::core::reply::{parse_reply_on, ReplyCommand};
+use crate::mail::docx;
 use crate::store::{
     Batching, Change, HeldCommand, HeldRecord, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store,
     StoreError, Unit,
@@ -462,6 +463,86 @@ impl<'a> Pipeline<'a> {
     /// The command a reply carries, read from its new text (plain text, or the HTML where there is none).
     pub fn reply_intent(msg: &Inbound) -> crate::core::reply::ReplyIntent {
         parse_reply_on(&Self::body_text(msg), msg.date.map(|d| d.date_naive()))
+    }
+
+    /// A reply that sends the board's form back filled in — a Word document attached, `UPDATE` and the
+    /// form's lines, or the form's lines with no command word — becomes an update of the record. A reply
+    /// with another command is that command (a document attached to it is not read).
+    pub fn record_update(
+        &self,
+        msg: &Inbound,
+        mut intent: crate::core::reply::ReplyIntent,
+    ) -> crate::core::reply::ReplyIntent {
+        let asked = matches!(intent.command, Ok(ReplyCommand::Update));
+        let no_command = intent.command.is_err();
+        if !(asked || no_command) {
+            return intent;
+        }
+        let fields_of = |record: &crate::core::case::Record| {
+            let mut fields = std::collections::BTreeMap::new();
+            for key in crate::core::paperwork::RECORD_KEYS
+                .iter()
+                .map(|k| k.to_string())
+                .chain(record.extra.keys().cloned())
+            {
+                if let Some(v) = record.get(&key) {
+                    fields.insert(key, v);
+                }
+            }
+            fields
+        };
+        let mut found = None;
+        for doc in &msg.documents {
+            let name = if doc.filename.is_empty() {
+                "the attached document".to_string()
+            } else {
+                format!("the attached {}", doc.filename)
+            };
+            match docx::read_record(&doc.bytes, &self.reader.labels) {
+                Ok(parsed) if parsed.fields_found >= 2 => {
+                    found = Some(Ok((fields_of(&parsed.record), name)));
+                    break;
+                }
+                Ok(_) => {
+                    found.get_or_insert(Err(format!(
+                        "{name} does not hold the board's form: none of its labels (\"Summary of reason for dispute\", \"Name of adult at risk\"…) were found in it."
+                    )));
+                }
+                Err(e) => {
+                    found.get_or_insert(Err(format!("{name} could not be read: {}. Please attach the form as a Word document (.docx), or write the changed lines in the email.", e.0)));
+                }
+            }
+        }
+        if found.is_none() {
+            let below_word = if asked {
+                intent
+                    .reply_text
+                    .lines()
+                    .skip_while(|l| l.trim().is_empty())
+                    .skip(1)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            } else {
+                intent.reply_text.clone()
+            };
+            let parsed = parse_record(&below_word, &self.reader.labels);
+            if parsed.fields_found >= 2 || (asked && parsed.fields_found >= 1) {
+                found = Some(Ok((fields_of(&parsed.record), "the text of the email".to_string())));
+            } else if asked {
+                found = Some(Err("UPDATE needs the form's lines you change below it (\"Views of the adult at risk: …\"), or the record document attached after editing it.".to_string()));
+            }
+        }
+        match found {
+            Some(Ok((fields, from))) => {
+                intent.command_word = Some("UPDATE".into());
+                intent.command = Ok(ReplyCommand::Apply {
+                    command: crate::core::lifecycle::Command::UpdateRecord { fields, from },
+                });
+            }
+            Some(Err(problem)) if asked || !msg.documents.is_empty() => intent.command = Err(problem),
+            _ => {}
+        }
+        intent
     }
 
     fn body_text(msg: &Inbound) -> String {
@@ -1763,7 +1844,7 @@ impl<'a> Pipeline<'a> {
         dry_run: bool,
     ) -> Result<Acted, StoreError> {
         let board = composer.board;
-        let intent = Self::reply_intent(msg);
+        let intent = self.record_update(msg, Self::reply_intent(msg));
         let mut report = Report::for_reply(board, &intent);
         let reference = located.reference.clone();
         report.case = Some(reference.clone());

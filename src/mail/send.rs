@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -148,7 +149,23 @@ pub fn build_message(email: &OutboundEmail, date: DateTime<Utc>) -> Result<Messa
         .html
         .clone()
         .unwrap_or_else(|| format!("<pre>{}</pre>", email.text));
-    b.multipart(MultiPart::alternative_plain_html(email.text.clone(), html))
+    let body = MultiPart::alternative_plain_html(email.text.clone(), html);
+    let body = if email.attachments.is_empty() {
+        body
+    } else {
+        // multipart/mixed: the text and HTML alternatives, then each file.
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for a in &email.attachments {
+            let bytes = a
+                .bytes()
+                .ok_or_else(|| permanent(format!("the attachment {:?} is not valid base64", a.filename)))?;
+            let content_type = ContentType::parse(&a.content_type)
+                .map_err(|e| permanent(format!("the attachment's type {:?}: {e}", a.content_type)))?;
+            mixed = mixed.singlepart(LettreAttachment::new(a.filename.clone()).body(bytes, content_type));
+        }
+        mixed
+    };
+    b.multipart(body)
         .map_err(|e| permanent(format!("the message could not be built: {e}")))
 }
 

@@ -63,6 +63,34 @@ pub struct OutboundEmail {
     /// Not to be sent yet: it is for a board role whose address is still a placeholder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hold: Option<Hold>,
+    /// Files it carries (the board's record form).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file an outgoing email carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    /// The bytes, base64 (standard alphabet, padded).
+    pub data_base64: String,
+}
+
+impl Attachment {
+    pub fn new(filename: &str, content_type: &str, bytes: &[u8]) -> Self {
+        use base64::Engine;
+        Attachment {
+            filename: filename.to_string(),
+            content_type: content_type.to_string(),
+            data_base64: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
+
+    pub fn bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.decode(&self.data_base64).ok()
+    }
 }
 
 /// Why an email waits in the outbox instead of going out.

@@ -82,7 +82,7 @@ pub(crate) const TIMER_COLUMNS: &str =
 
 pub(crate) const OUTBOX_COLUMNS: &str =
     "id, message_id, board_id, case_reference, kind, envelope, subject, body_text, body_html, headers, \
-     attempts, created_at, sent_at, failed_at, last_error, delivered_to, refused, retried_at, held_role, held_reason";
+     attempts, created_at, sent_at, failed_at, last_error, delivered_to, refused, retried_at, held_role, held_reason, attachments";
 
 /// Implements [`super::Store`] for `$store`, which provides `async fn conn(&self)` giving a connection
 /// (from the pool, or the open transaction of a unit of work) and `async fn run_migrations(&self)`.
@@ -203,6 +203,7 @@ macro_rules! impl_store {
                         (Some(role), Some(reason)) => Some($crate::store::Hold { role, reason }),
                         _ => None,
                     },
+                    attachments: from_json(&row.try_get::<String, _>("attachments")?)?,
                 },
                 attempts: row.try_get("attempts")?,
                 created_at: from_ms(row.try_get("created_at")?)?,
@@ -254,13 +255,20 @@ macro_rules! impl_store {
             for chunk in emails.chunks(sql::ROWS_PER_STATEMENT) {
                 let mut rows = Vec::with_capacity(chunk.len());
                 for (case_id, e, now) in chunk {
-                    rows.push((*case_id, *e, *now, json(&serde_json::json!({ "to": e.to, "cc": e.cc }))?, json(&e.headers)?));
+                    rows.push((
+                        *case_id,
+                        *e,
+                        *now,
+                        json(&serde_json::json!({ "to": e.to, "cc": e.cc }))?,
+                        json(&e.headers)?,
+                        json(&e.attachments)?,
+                    ));
                 }
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO outbox (message_id, board_id, case_id, case_reference, kind, envelope, subject, \
-                     body_text, body_html, headers, created_at, next_attempt_at, held_role, held_reason) ",
+                     body_text, body_html, headers, created_at, next_attempt_at, held_role, held_reason, attachments) ",
                 );
-                q.push_values(rows, |mut b, (case_id, e, now, envelope, headers)| {
+                q.push_values(rows, |mut b, (case_id, e, now, envelope, headers, attachments)| {
                     b.push_bind(&e.message_id)
                         .push_bind(&e.board_id)
                         .push_bind(case_id)
@@ -274,7 +282,8 @@ macro_rules! impl_store {
                         .push_bind(now)
                         .push_bind(now)
                         .push_bind(e.hold.as_ref().map(|h| h.role.clone()))
-                        .push_bind(e.hold.as_ref().map(|h| h.reason.clone()));
+                        .push_bind(e.hold.as_ref().map(|h| h.reason.clone()))
+                        .push_bind(attachments);
                 });
                 // No ON CONFLICT: every email's Message-ID is unique to it, so a second email with the same
                 // id is a fault to report, never one to drop silently.
