@@ -204,6 +204,11 @@ pub struct BoardSettings {
     /// whose address is the board mailbox): a folder of that mailbox, for the person who reads it.
     #[serde(default = "default_notifications_folder")]
     pub notifications_folder: String,
+    /// The board's directory of named people (a CSV with the columns role, agency, name, email and
+    /// optionally stage), relative to the board file: reminders and acknowledgements name them as whom to
+    /// approach next, and ESCALATE may name a role instead of a person.
+    #[serde(default)]
+    pub directory: Option<PathBuf>,
     /// The board's IMAP mailbox; without one, the local folder `MAILBOX_DIR/ID` is watched.
     #[serde(default)]
     pub imap: Option<ImapSettings>,
@@ -957,6 +962,38 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         rules.working_day_starts = start;
         rules.working_day_ends = end;
         rules.shared_domains = b.shared_domains.clone();
+        if let Some(dir_file) = &b.directory {
+            let path = f.parent().map(|p| p.join(dir_file)).unwrap_or_else(|| dir_file.clone());
+            match std::fs::read(&path) {
+                Err(e) => {
+                    errors.push(issue(
+                        &f,
+                        "directory",
+                        format!("{} cannot be read: {e}", path.display()),
+                    ));
+                    continue;
+                }
+                Ok(bytes) => match String::from_utf8(bytes) {
+                    Err(_) => {
+                        errors.push(issue(
+                            &f,
+                            "directory",
+                            format!("{} is not UTF-8 text: save it as \"CSV UTF-8\"", path.display()),
+                        ));
+                        continue;
+                    }
+                    Ok(text) => match crate::core::directory::parse_csv(&text) {
+                        Ok(entries) => rules.directory = entries,
+                        Err(problems) => {
+                            for p in problems {
+                                errors.push(issue(&f, "directory", format!("{}: {p}", path.display())));
+                            }
+                            continue;
+                        }
+                    },
+                },
+            }
+        }
         let digest_schedule = match cron::Schedule::from_str(&b.digest.schedule) {
             Ok(s) => s,
             Err(e) => {

@@ -375,7 +375,12 @@ async fn each_boards_form_goes_with_the_case_filled_in_and_comes_back_updated() 
         // The same in the HTML part.
         let html = e.html.clone().unwrap_or_default();
         for row in &doc.rows {
-            assert!(html.contains(&row.label), "{}: {:?} in the HTML part", life.board, row.label);
+            assert!(
+                html.contains(&row.label),
+                "{}: {:?} in the HTML part",
+                life.board,
+                row.label
+            );
         }
         assert!(
             html.contains("Record of stages"),

@@ -503,15 +503,30 @@ pub fn apply(
                     )));
                 }
             }
+            // People named by role ("Head of Safeguarding") are found in the board's directory.
+            let mut people = people.clone();
+            for p in super::directory::people_for_roles(rules, case, reason.as_deref().unwrap_or_default(), target) {
+                if !people.iter().any(|q| q.email.eq_ignore_ascii_case(&p.email)) {
+                    people.push(p);
+                }
+            }
             // Below the last stage, people take the case on: the escalation names them, so that the bot can
             // tell them and remind them. The last stage belongs to the board (its chair or panel).
             if people.is_empty() && target < last {
                 return Err(TransitionError(format!(
-                    "ESCALATE needs the name and email address of each person taking case {reference} on at {}, one per line under the word ESCALATE (for example \"Lee Lead <lee.lead@nhs.net>\"), so that they are told and reminded.",
-                    policy.stage_name(target)
+                    "ESCALATE needs the name and email address of each person taking case {reference} on at {}, one per line under the word ESCALATE (for example \"Lee Lead <lee.lead@nhs.net>\"){}, so that they are told and reminded.",
+                    policy.stage_name(target),
+                    if rules.directory.is_empty() {
+                        String::new()
+                    } else {
+                        let mut roles: Vec<&str> = rules.directory.iter().map(|d| d.role.as_str()).collect();
+                        roles.sort_unstable();
+                        roles.dedup();
+                        format!(", or a role from the board's directory ({})", roles.join(", "))
+                    }
                 )));
             }
-            for p in people {
+            for p in &people {
                 if !looks_like_email(&p.email) {
                     return Err(TransitionError(format!(
                         "{:?} does not look like an email address.",

@@ -12,6 +12,7 @@
 //! - [`schedule`]: deadlines and timers as a function of case state.
 //! - [`timeline`]: the deadlines a case opened at a given moment would get.
 //! - [`paperwork`]: the board's own record form, filled in from the case.
+//! - [`directory`]: whom to involve at the next stage, and the board's directory of people by role.
 //! - [`nhs`]: NHS number validation.
 //! - [`intake`]: reading an escalation record out of an email's text (and HTML tables).
 //! - [`actions`]: the agreed actions of a resolution, with owners and dates.
@@ -23,6 +24,7 @@ pub mod actions;
 pub mod calendar;
 pub mod case;
 pub mod digest;
+pub mod directory;
 pub mod intake;
 pub mod lifecycle;
 pub mod nhs;

@@ -265,6 +265,22 @@ pub struct DocumentRow {
     pub value: String,
 }
 
+/// A key contact of the partnership for one organisation, as the policy publishes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyContact {
+    /// "Airedale NHS Foundation Trust (ANHSFT)".
+    pub organisation: String,
+    /// Other names the organisation goes by on a record ("ANHSFT", "Airedale").
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The job role to approach ("Head of Safeguarding").
+    pub role: String,
+    /// A team mailbox, where the policy publishes one.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
 /// The events whose board-role notifications may carry the record document.
 pub const DOCUMENT_EVENTS: [&str; 4] = ["opened", "escalated", "resolved", "withdrawn"];
 
@@ -323,6 +339,9 @@ pub struct Policy {
     pub immediate_risk: ImmediateRisk,
     pub extensions: Extensions,
     pub form: Form,
+    /// The board's key contacts for each organisation (Bradford's Appendix 3): whom to approach.
+    #[serde(default)]
+    pub key_contacts: Vec<KeyContact>,
     /// The board's own record form, filled in from the case and carried with it (see
     /// [`super::paperwork`]).
     #[serde(default)]

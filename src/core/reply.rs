@@ -254,8 +254,9 @@ pub const COMMAND_HELP: &str = "\
 RESOLVED — then the outcome; then \"Actions:\" one a line with who and by when
            (\"- Sam Smith <sam.smith@example.org> to visit by 1 March 2027\"), \"Outstanding issues:\"
            and how they will be pursued, and \"Review date: 2027-03-01\"
-ESCALATE — then the name and email of each person taking it on at the next stage (add \"stage 4\" and
-           \"immediate risk\" to skip stages where the policy allows it)
+ESCALATE — then the name and email of each person taking it on at the next stage, or their role where
+           the board keeps a directory (\"Head of Safeguarding\"); add \"stage 4\" and \"immediate risk\" to skip
+           stages where the policy allows it
 EXTEND 3 — the number of working days, then the reason the timescale cannot be met
 WITHDRAW — then the reason
 NOTE — then the note to add to the case record

@@ -20,6 +20,8 @@ pub struct BoardRules {
     /// Email domains many organisations share (nhs.net): the same domain there says nothing about being
     /// in the same organisation.
     pub shared_domains: Vec<String>,
+    /// The board's directory of named people by role and agency (its `directory` CSV).
+    pub directory: Vec<super::directory::DirectoryEntry>,
 }
 
 impl BoardRules {
@@ -33,6 +35,7 @@ impl BoardRules {
             working_day_starts: NaiveTime::from_hms_opt(9, 0, 0).unwrap_or(NaiveTime::MIN),
             working_day_ends: NaiveTime::from_hms_opt(17, 0, 0).unwrap_or(NaiveTime::MIN),
             shared_domains: vec!["nhs.net".to_string()],
+            directory: Vec::new(),
         }
     }
 

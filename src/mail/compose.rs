@@ -82,44 +82,15 @@ pub fn guidance_data(g: &[Guidance]) -> Vec<Value> {
 /// The kind of agency a record's escalating party works for, for the policies that say who is involved
 /// at each stage by kind of agency (South Gloucestershire's Appendix 2).
 pub fn agency_kind(record: &Record) -> Option<&'static str> {
-    let given = record
-        .extra
-        .get("escalating_agency_type")
-        .map(|s| s.to_lowercase())
-        .unwrap_or_default();
-    let agency = record.escalating_agency.clone().unwrap_or_default().to_lowercase();
-    let email = record.escalating_email.clone().unwrap_or_default().to_lowercase();
-    let all = format!("{given} {agency} {email}");
-    let has = |words: &[&str]| words.iter().any(|w| all.contains(w));
-    if has(&["police"]) {
-        Some("police")
-    } else if has(&[
-        "gp",
-        "surgery",
-        "practice",
-        "primary care",
-        "medical centre",
-        "health centre",
-    ]) {
-        Some("primary-care")
-    } else if has(&[
-        "hospital",
-        "nhs",
-        "trust",
-        "mental health",
-        "community health",
-        "secondary care",
-    ]) {
-        Some("secondary-care")
-    } else if has(&["council", "local authority", "gov.uk", "social care", "social services"]) {
-        Some("local-authority")
-    } else if has(&["care home", "care provider", "nursing home", "home care", "domiciliary"]) {
-        Some("care-provider")
-    } else if has(&["charity", "voluntary", "trust for", "association", "society"]) {
-        Some("voluntary-sector")
-    } else {
-        None
-    }
+    crate::core::directory::agency_kind(
+        record
+            .extra
+            .get("escalating_agency_type")
+            .map(String::as_str)
+            .unwrap_or_default(),
+        record.escalating_agency.as_deref().unwrap_or_default(),
+        record.escalating_email.as_deref().unwrap_or_default(),
+    )
 }
 
 /// The board's form as text to fill in: one "Label:" line per field.
@@ -611,6 +582,14 @@ impl Composer<'_> {
                     for form in &st.forms {
                         asks.push(format!("Complete the {form}."));
                     }
+                    if stage < policy.last_stage() {
+                        for line in crate::core::directory::whom_at(rules, case, stage + 1) {
+                            asks.push(format!(
+                                "To approach at {} if it is not resolved: {line}",
+                                policy.stage_name(stage + 1)
+                            ));
+                        }
+                    }
                 }
                 if stage == policy.last_stage() && !policy.final_stage_note.is_empty() {
                     asks.push(policy.final_stage_note.clone());
@@ -784,8 +763,17 @@ impl Composer<'_> {
             policy
                 .stage(case.stage)
                 .and_then(|s| s.involved.get(k))
-                .map(|w| format!("{w} ({k})"))
+                .map(|w| format!("{w} ({})", k.replace('-', " ")))
         });
+        // Whom each side approaches if it cannot be resolved at this stage.
+        let next_stage = (case.stage < policy.last_stage()).then_some(case.stage + 1);
+        let whom_next = next_stage.map(|n| {
+            json!({
+                "stage_name": policy.stage_name(n),
+                "lines": crate::core::directory::whom_at(&self.board.rules, case, n),
+            })
+        });
+        let whom_next = whom_next.filter(|w| w["lines"].as_array().is_some_and(|l| !l.is_empty()));
         let to = vec![sender.to_string()];
         let cc: Vec<String> = case
             .referrer()
@@ -813,6 +801,7 @@ impl Composer<'_> {
                 "immediate_risk": case.immediate_risk,
                 "risk_guidance": policy.immediate_risk.guidance,
                 "involved": involved,
+                "whom_next": whom_next,
                 "other_not_copied": case.other_party().is_none().then(|| {
                     case.record.other_name.clone().unwrap_or_else(|| "the professional the disagreement is with".into())
                 }),
