@@ -703,7 +703,16 @@ async fn agreed_actions_with_owners_and_dates_are_reviewed_with_their_owners() {
         .collect();
     assert_eq!(
         reviews,
-        vec![("2027-01-29 09:00".to_string(), vec!["priya.nair@nhs.net".to_string()])]
+        // The owner with an address, and (for the district nurse's action, which has none) the people
+        // who resolved it.
+        vec![(
+            "2027-01-29 09:00".to_string(),
+            vec![
+                "priya.nair@nhs.net".to_string(),
+                "nia.nurse@nhs.net".to_string(),
+                "sam.social@westshire.gov.uk".to_string()
+            ]
+        )]
     );
     let review = sim.emails.iter().find(|e| e.kind == "review").expect("review");
     assert!(review.text.contains("Agreed action: Dr Priya Nair"), "{}", review.text);

@@ -145,6 +145,9 @@ struct Life {
     roles_at_resolution: Vec<&'static str>,
     /// Board roles told on entering a stage who get the record so far.
     roles_at_escalation: Vec<&'static str>,
+    /// The first escalation that carries the record (0: the first; South Gloucestershire's form is for
+    /// stages 3 and 4).
+    first_with_record: usize,
 }
 
 fn escalation(stage: u8) -> &'static str {
@@ -170,6 +173,7 @@ fn lives() -> Vec<Life> {
             resolver: "sara.senior@nhs.net",
             roles_at_resolution: vec!["BSAB@bradford.gov.uk", "independent-chair@bradford-sab.invalid"],
             roles_at_escalation: vec![],
+            first_with_record: 0,
         },
         Life {
             board: "rotherham",
@@ -180,6 +184,7 @@ fn lives() -> Vec<Life> {
             resolver: "sara.senior@nhs.net",
             roles_at_resolution: vec!["board-manager@rotherham-sab.invalid"],
             roles_at_escalation: vec!["board-manager@rotherham-sab.invalid"],
+            first_with_record: 0,
         },
         Life {
             board: "buckinghamshire",
@@ -191,6 +196,7 @@ fn lives() -> Vec<Life> {
             resolver: "hana.head@nhs.net",
             roles_at_resolution: vec![],
             roles_at_escalation: vec!["independent-chair@buckinghamshire-sab.invalid"],
+            first_with_record: 0,
         },
         Life {
             board: "south-gloucestershire",
@@ -202,6 +208,7 @@ fn lives() -> Vec<Life> {
             // The Monitoring Form is "submitted to the Strategic Safeguarding Service Manager".
             roles_at_resolution: vec!["SGSAB@southglos.gov.uk"],
             roles_at_escalation: vec![],
+            first_with_record: 1,
         },
         Life {
             board: "trafford",
@@ -213,6 +220,7 @@ fn lives() -> Vec<Life> {
             // "Business Office to retain a copy of the agreement reached."
             roles_at_resolution: vec!["TSSP@trafford.gov.uk"],
             roles_at_escalation: vec![],
+            first_with_record: 0,
         },
     ]
 }
@@ -228,11 +236,11 @@ fn write_life(dir: &Path, life: &Life, update: Option<&[u8]>) -> std::path::Path
     let mut steps = vec![serde_json::json!({"at": "2027-03-01T09:30:00Z", "email": "record.eml"})];
     for (i, (from, text)) in life.escalations.iter().enumerate() {
         steps.push(serde_json::json!({"at": format!("2027-03-0{}T10:00:00Z", i + 2), "from": from, "reply": text}));
-        if i == 0 {
+        if i == life.first_with_record {
             if let Some(bytes) = update {
                 std::fs::write(dir.join("returned.docx"), bytes).expect("write");
                 steps.push(
-                    serde_json::json!({"at": "2027-03-02T15:00:00Z", "from": "lee.lead@nhs.net",
+                    serde_json::json!({"at": format!("2027-03-0{}T15:00:00Z", i + 2), "from": "lee.lead@nhs.net",
                     "reply": "Please see the record attached, with my note added.\n\nLee", "attach": "returned.docx"}),
                 );
             }
@@ -315,17 +323,32 @@ async fn each_boards_form_goes_with_the_case_filled_in_and_comes_back_updated() 
             life.board,
             sim.steps
         );
-        let first_escalation = with_doc(&sim.emails, |e| {
-            e.kind == "confirmation" && e.text.contains("escalated from stage 1")
+        let escalations = with_doc(&sim.emails, |e| {
+            e.kind == "confirmation" && e.text.contains(" escalated from stage ")
         });
         assert_eq!(
-            first_escalation.len(),
-            1,
-            "{}: one confirmation of the first escalation",
+            escalations.len(),
+            life.escalations.len(),
+            "{}: each escalation confirmed",
             life.board
         );
-        let e = first_escalation[0];
-        for m in ["lee.lead@nhs.net", "tess.team@westshire.gov.uk"] {
+        for (i, e) in escalations.iter().enumerate() {
+            assert_eq!(
+                e.files.is_empty(),
+                i < life.first_with_record,
+                "{}: escalation {} carries the record: {:?}",
+                life.board,
+                i + 1,
+                e.attachments
+            );
+        }
+        let e = escalations[life.first_with_record];
+        let (lead, team) = if life.first_with_record == 0 {
+            ("lee.lead@nhs.net", "tess.team@westshire.gov.uk")
+        } else {
+            ("sara.senior@nhs.net", "sid.service@westshire.gov.uk")
+        };
+        for m in [lead, team] {
             assert!(
                 e.to.iter().chain(&e.cc).any(|a| a == m),
                 "{}: {m} takes it on and has the record",
@@ -399,7 +422,7 @@ async fn each_boards_form_goes_with_the_case_filled_in_and_comes_back_updated() 
         let returned = type_into(&bytes, &notes_label, NEW_NOTES);
         let dir = tempfile::tempdir().expect("dir");
         let sim = simulate_file(&write_life(dir.path(), &life, Some(&returned))).await;
-        let update_step = &sim.steps[2];
+        let update_step = &sim.steps[2 + life.first_with_record];
         assert_eq!(
             update_step.outcome, "command_applied",
             "{}: the returned form updates the record: {:?}",
@@ -552,4 +575,98 @@ async fn the_record_is_updated_from_text_and_a_document_that_is_not_the_form_is_
         .emails
         .iter()
         .any(|e| e.text.contains("changes nothing in the record")));
+}
+
+#[tokio::test]
+async fn board_addresses_on_a_case_get_the_boards_copy_and_misdirected_updates_change_nothing() {
+    // Trafford, resolved at stage 1 with an action for the Business Office (a board role address), then
+    // replies that must not update the record: a RESOLVED with a bad review date, another case's record,
+    // and an UPDATE from the Business Office, which is on the case only as an action owner.
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::copy("tests/fixtures/forms/trafford-plain.eml", dir.path().join("record.eml")).expect("copy");
+    let first = tempfile::tempdir().expect("dir");
+    std::fs::copy(
+        "tests/fixtures/forms/trafford-plain.eml",
+        first.path().join("record.eml"),
+    )
+    .expect("copy");
+    std::fs::write(
+        first.path().join("scenario.json"),
+        serde_json::json!({"board": "trafford", "until": "2027-03-01T12:00:00Z", "steps": [
+            {"at": "2027-03-01T09:30:00Z", "email": "record.eml"},
+            {"at": "2027-03-01T09:40:00Z", "email": "record.eml"},
+            {"at": "2027-03-01T10:00:00Z", "from": "nia.nurse@nhs.net", "reply": "UPDATE\nAdditional notes: a note."},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    // A record document of TRAF-2027-0001, to send to another case.
+    let sim = simulate_file(&first.path().join("scenario.json")).await;
+    let foreign = sim
+        .emails
+        .iter()
+        .find(|e| !e.files.is_empty() && e.case.as_deref() == Some("TRAF-2027-0001"))
+        .map(doc_of)
+        .expect("a record of the first case");
+    std::fs::write(
+        dir.path().join("foreign.docx"),
+        type_into(&foreign, "Additional notes", "Wrong case."),
+    )
+    .expect("write");
+
+    let second = std::fs::read_to_string(dir.path().join("record.eml"))
+        .expect("read")
+        .replace("Message-ID: <trafford-plain@", "Message-ID: <trafford-plain-second@");
+    std::fs::write(dir.path().join("second.eml"), second).expect("write");
+    let path = dir.path().join("scenario.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "trafford", "until": "2027-03-02T12:00:00Z", "steps": [
+            {"at": "2027-03-01T09:00:00Z", "email": "record.eml"},
+            // A second case, TRAF-2027-0002, is the one replied to below (the reply goes to the latest).
+            {"at": "2027-03-01T09:30:00Z", "email": "second.eml"},
+            {"at": "2027-03-01T10:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "RESOLVED\nReview date: after the panel\nAdditional notes: something\nSummary of the disagreement: else"},
+            {"at": "2027-03-01T10:30:00Z", "from": "nia.nurse@nhs.net", "reply": "Attached.", "attach": "foreign.docx"},
+            {"at": "2027-03-01T11:00:00Z", "from": "nia.nurse@nhs.net",
+             "reply": "RESOLVED – joint visit agreed\nActions:\n- Business Office (TSSP@trafford.gov.uk) to retain a copy of the agreement by 5 March 2027"},
+            {"at": "2027-03-01T11:30:00Z", "from": "TSSP@trafford.gov.uk", "reply": "UPDATE\nAdditional notes: filed."},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    let outcomes: Vec<&str> = sim.steps.iter().map(|s| s.outcome.as_str()).collect();
+    assert_eq!(outcomes[4], "command_applied", "{:?}", sim.steps);
+    for step in [2, 3, 5] {
+        assert_ne!(
+            sim.steps[step].outcome, "command_applied",
+            "step {step}: {:?}",
+            sim.steps[step]
+        );
+    }
+    let told = |phrase: &str| sim.emails.iter().any(|e| e.text.contains(phrase));
+    assert!(
+        told("is not a date I can read"),
+        "the mistyped RESOLVED is answered as a RESOLVED"
+    );
+    assert!(told("is the record of case TRAF-2027-0001, not of case TRAF-2027-0002"));
+    assert!(told("As the owner of an agreed action"));
+    // The Business Office's copy of the written confirmation carries the board's copy of the record.
+    let office: Vec<&SimEmail> = sim
+        .emails
+        .iter()
+        .filter(|e| e.to.iter().any(|a| a.eq_ignore_ascii_case("TSSP@trafford.gov.uk")) && !e.files.is_empty())
+        .collect();
+    assert!(!office.is_empty(), "the Business Office has the record");
+    for e in office {
+        let t = docx_text(&doc_of(e));
+        assert!(t.contains("left blank"), "{t}");
+        for secret in ["Testperson", "9990000018", "999 000 0018"] {
+            assert!(
+                !t.contains(secret) && !e.text.contains(secret),
+                "{secret} to the Business Office"
+            );
+        }
+    }
 }

@@ -791,6 +791,19 @@ pub fn apply(
             Ok(transition(rules, Some(case), next, event, Vec::new(), Vec::new()))
         }
         Command::UpdateRecord { fields, from } => {
+            // Someone on the case only to carry out an agreed action confirms it; the record is the
+            // practitioners' and managers'.
+            let only_owner = case.is_participant(&by)
+                && case
+                    .participants
+                    .iter()
+                    .filter(|p| p.email.eq_ignore_ascii_case(&by))
+                    .all(|p| p.role == ParticipantRole::ActionOwner);
+            if only_owner {
+                return Err(TransitionError(format!(
+                    "As the owner of an agreed action on case {reference} you can reply IMPLEMENTED once it is done, or NOTE to add to the record; the record itself is updated by the people who took the case on."
+                )));
+            }
             if case.status == CaseStatus::Withdrawn {
                 return Err(TransitionError(format!(
                     "Case {reference} was withdrawn: its record is no longer updated."
@@ -918,14 +931,12 @@ pub fn review_on(
 
 /// The record fields a returned form may change: what the practitioners know and write, never the
 /// parties' addresses (who may act on the case), the stage or the immediate-risk flag (commands do that).
-const UPDATABLE: [&str; 13] = [
+/// The parties' names and agencies are not among them: the forms' signature blocks name the senior
+/// managers, whom the reader takes for the parties.
+const UPDATABLE: [&str; 9] = [
     "adult_name",
     "nhs_number",
-    "escalating_name",
-    "escalating_agency",
     "escalating_phone",
-    "other_name",
-    "other_agency",
     "summary",
     "adult_views",
     "evidence",
@@ -935,14 +946,40 @@ const UPDATABLE: [&str; 13] = [
 ];
 
 /// Fields a returned form never sets: the bot fills them in from the case.
-const NEVER_FROM_FORM: [&str; 6] = [
+const NEVER_FROM_FORM: [&str; 12] = [
     "stage",
     "immediate_risk",
     "time_taken",
     "date",
     "signature",
     "stage_reached",
+    "escalating_name",
+    "escalating_agency",
+    "escalating_job_title",
+    "other_name",
+    "other_agency",
+    "other_job_title",
 ];
+
+/// Lines the bot itself writes into the form's cells (the stages passed, who it went to, notes with their
+/// dates): a returned form's value keeps only what a person wrote.
+fn bot_line(line: &str) -> bool {
+    let l = line.trim();
+    l.is_empty()
+        || (l.starts_with('[') && l.ends_with(']'))
+        || [
+            "Not yet resolved",
+            "Escalated to ",
+            "Withdrawn: ",
+            "The people on the case:",
+            "The board's ",
+            "Agreed actions confirmed as implemented",
+            "Views of the adult: ",
+            "Evidence: ",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
+}
 
 fn same_text(a: &str, b: &str) -> bool {
     let norm = |s: &str| {
@@ -971,10 +1008,29 @@ fn record_changes(
     let form_keys: BTreeSet<&str> = rules.policy.form.fields.iter().map(|f| f.key.as_str()).collect();
     let mut changes = Vec::new();
     let mut problems = Vec::new();
+    // Every line the bot filled in today, to take out of what comes back.
+    let filled_lines: Vec<String> = filled
+        .iter()
+        .flat_map(|f| f.rows.iter())
+        .flat_map(|r| r.value.lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     for (key, value) in fields {
-        let value = value.trim();
-        // The bot's own notes in brackets ("[Not given yet.]") are no value.
-        if value.is_empty() || (value.starts_with('[') && value.ends_with(']')) {
+        // What a person wrote: the bot's own lines (and notes such as "[Not given yet.]") taken out.
+        let kept: Vec<&str> = value
+            .lines()
+            .filter(|l| !bot_line(l) && !filled_lines.iter().any(|f| same_text(f, l)))
+            .collect();
+        let kept = kept.join("\n");
+        let value = kept.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if key == "outcome" && case.status == CaseStatus::Resolved {
+            problems.push(
+                "The agreed outcome of a resolved case stays as it was confirmed: add anything further with NOTE."
+                    .into(),
+            );
             continue;
         }
         let known = UPDATABLE.contains(&key.as_str())

@@ -294,7 +294,7 @@ pub fn fill(rules: &BoardRules, doc: &RecordDocument, case: &Case, audience: Aud
             parts.push(free(c));
         }
         if !people.is_empty() {
-            parts.push(format!("The people on the case: {}.", people.join("; ")));
+            parts.push(free(&format!("The people on the case: {}.", people.join("; "))));
         }
         if !roles.is_empty() && !doc.to_roles_on.is_empty() {
             parts.push(format!(
@@ -521,7 +521,7 @@ pub fn fill(rules: &BoardRules, doc: &RecordDocument, case: &Case, audience: Aud
                 .iter()
                 .map(|a| ActionLine {
                     action: free(&a.text),
-                    owner: joined(&[a.owner.clone(), a.owner_email.clone()], ", "),
+                    owner: free(&joined(&[a.owner.clone(), a.owner_email.clone()], ", ")),
                     by: a.due.map(long).unwrap_or_default(),
                 })
                 .collect()
@@ -576,6 +576,7 @@ pub fn fill(rules: &BoardRules, doc: &RecordDocument, case: &Case, audience: Aud
 /// "[name]" and any ten-digit number (an NHS number, however spaced) "[number]", so that free text someone
 /// wrote (an outcome) carries no personal data where the board has not turned it on.
 pub fn redact(text: &str, record: &Record) -> String {
+    let text = &without_digits(text, record.nhs_number.as_deref().unwrap_or_default());
     let parts: Vec<String> = record
         .adult_name
         .as_deref()
@@ -629,4 +630,69 @@ pub fn redact(text: &str, record: &Record) -> String {
         }
     }
     out
+}
+
+/// `text` with every writing of the ten `digits` (the record's NHS number) — spaced, dotted, hyphenated,
+/// run into letters or other numbers — as "[number]".
+fn without_digits(text: &str, digits: &str) -> String {
+    let want: Vec<char> = digits.chars().filter(char::is_ascii_digit).collect();
+    if want.len() != 10 {
+        return text.to_string();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        // Match the digits from here, allowing separators between them.
+        let mut j = i;
+        let mut k = 0;
+        while k < want.len() && j < chars.len() {
+            if chars[j] == want[k] {
+                k += 1;
+                j += 1;
+            } else if k > 0 && matches!(chars[j], ' ' | '.' | '-' | '\u{a0}' | '/' | '_') {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        if k == want.len() {
+            out.push_str("[number]");
+            i = j;
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_records_nhs_number_is_taken_out_however_it_is_written() {
+        let record = Record {
+            adult_name: Some("Zoë Testperson".into()),
+            nhs_number: Some("9990000018".into()),
+            ..Record::default()
+        };
+        for written in [
+            "NHS9990000018 on file",
+            "999.000.0018",
+            "999-000-0018 12/03/2027",
+            "9990000018123",
+            "999  000  0018",
+        ] {
+            let r = redact(written, &record);
+            assert!(r.contains("[number]"), "{written:?} became {r:?}");
+            assert!(!r.contains("0018"), "{written:?} became {r:?}");
+        }
+        assert_eq!(redact("Zoë said so", &record), "[name] said so");
+        assert_eq!(
+            redact("a 12 digit ref 123456789012", &record),
+            "a 12 digit ref 123456789012"
+        );
+    }
 }

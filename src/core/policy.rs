@@ -142,6 +142,10 @@ fn yes() -> bool {
     true
 }
 
+fn first_stage() -> u8 {
+    1
+}
+
 /// The event a duty follows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
@@ -243,6 +247,10 @@ pub struct RecordDocument {
     /// escalating to next stage use as basis of report to manager at next stage").
     #[serde(default = "yes")]
     pub with_escalation: bool,
+    /// The first stage whose escalation carries it (South Gloucestershire's Monitoring Form is "to be
+    /// used at stage three and stage four").
+    #[serde(default = "first_stage")]
+    pub escalation_from_stage: u8,
     /// Everyone involved gets the final record with the written confirmation of the outcome.
     #[serde(default = "yes")]
     pub with_resolution: bool,

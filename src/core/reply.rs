@@ -300,7 +300,8 @@ pub fn parse_date_near(s: &str, near: Option<NaiveDate>) -> Option<NaiveDate> {
         "%b %d %Y",
     ] {
         if let Ok(d) = NaiveDate::parse_from_str(s, f) {
-            return (d.year() >= 1900).then_some(d);
+            // A date people write about a case: not "+262142-12-31".
+            return (1900..=2200).contains(&d.year()).then_some(d);
         }
     }
     if let Some(near) = near {

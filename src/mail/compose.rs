@@ -143,8 +143,8 @@ pub fn is_placeholder(address: &str) -> bool {
     address.trim().to_lowercase().ends_with(".invalid")
 }
 
-/// Who is asked on a review date: the owners of the agreed actions who gave an address; the people at the
-/// stage it was resolved at when no owner did.
+/// Who is asked on a review date: the owners of the agreed actions who gave an address, and the people at
+/// the stage it was resolved at when an action has no owner with an address.
 pub fn review_recipients(case: &Case) -> Vec<String> {
     let mut owners: Vec<String> = case
         .resolution
@@ -152,13 +152,18 @@ pub fn review_recipients(case: &Case) -> Vec<String> {
         .flat_map(|r| r.actions.iter())
         .filter_map(|a| a.owner_email.clone())
         .collect();
+    // An action whose owner gave no address is reviewed by the people who resolved it.
+    let unowned = case
+        .resolution
+        .iter()
+        .flat_map(|r| r.actions.iter())
+        .any(|a| a.owner_email.is_none());
+    if owners.is_empty() || unowned {
+        owners.extend(people_at_stage(case));
+    }
     let mut seen = std::collections::BTreeSet::new();
     owners.retain(|e| seen.insert(e.to_lowercase()));
-    if owners.is_empty() {
-        people_at_stage(case)
-    } else {
-        owners
-    }
+    owners
 }
 
 /// Each agreed action in one line: "Joint visit — Sam Smith <sam@x> — by Monday 1 March 2027".
@@ -892,14 +897,15 @@ impl Composer<'_> {
         )
     }
 
-    /// The confirmation of an applied command, to the sender and every other participant.
+    /// The confirmation of an applied command, to the sender and every other participant — with the
+    /// board's record where the policy sends it (board role addresses get the board's copy, apart).
     pub fn confirmation(
         &self,
         t: &Transition,
         sender: &str,
         in_reply_to: &str,
         headline: &str,
-    ) -> Result<OutboundEmail, String> {
+    ) -> Result<Vec<OutboundEmail>, String> {
         let case = &t.case;
         let others: Vec<String> = case
             .participants
@@ -948,19 +954,57 @@ impl Composer<'_> {
             .record_document
             .as_ref()
             .is_some_and(|d| match t.event.kind.as_str() {
-                "escalated" => d.with_escalation,
+                "escalated" => d.with_escalation && case.stage >= d.escalation_from_stage,
                 "resolved" => d.with_resolution,
                 "record_updated" => true,
                 _ => false,
             });
-        if carries {
-            self.attach_record(
-                &mut email,
-                case,
-                Audience::Case,
-                self.board.rules.local_date(t.event.at),
-            )?;
+        if !carries {
+            return Ok(vec![email]);
         }
-        Ok(email)
+        let today = self.board.rules.local_date(t.event.at);
+        // A board role's address on the case (its staff acting on it, or named at a late stage) gets the
+        // board's copy of the record, in an email of its own; the people on the case get theirs.
+        let is_role = |a: &String| {
+            a.eq_ignore_ascii_case(&self.board.settings.mailbox)
+                || self
+                    .board
+                    .settings
+                    .roles
+                    .values()
+                    .any(|c| c.email.eq_ignore_ascii_case(a))
+        };
+        let roles: Vec<String> = email
+            .to
+            .iter()
+            .chain(&email.cc)
+            .filter(|a| is_role(a))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        if !roles.is_empty() {
+            let mut copy = email.clone();
+            copy.message_id = self.signer.message_id(
+                &case.reference,
+                &format!("c-{}-board-{}", t.event.kind, nonce_of(in_reply_to)),
+            );
+            copy.to = roles.clone();
+            copy.cc = Vec::new();
+            let audience = Audience::Board {
+                personal_data: self.board.settings.personal_data_in_notifications,
+            };
+            self.attach_record(&mut copy, case, audience, today)?;
+            out.push(copy);
+            email.to.retain(|a| !is_role(a));
+            email.cc.retain(|a| !is_role(a));
+            if email.to.is_empty() && !email.cc.is_empty() {
+                email.to = vec![email.cc.remove(0)];
+            }
+        }
+        if !email.to.is_empty() {
+            self.attach_record(&mut email, case, Audience::Case, today)?;
+            out.insert(0, email);
+        }
+        Ok(out)
     }
 }

@@ -244,6 +244,14 @@ pub fn reference_in(subject: &str, prefixes: &[&str]) -> Option<String> {
         .map(str::to_ascii_uppercase)
 }
 
+/// Every case reference with `prefix` in a text.
+fn references_in(text: &str, prefix: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| reference_in(w, &[prefix]).is_some())
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
 /// What proves who sent a command (ARCHITECTURE.md, "Trust model").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proof {
@@ -471,10 +479,12 @@ impl<'a> Pipeline<'a> {
     pub fn record_update(
         &self,
         msg: &Inbound,
+        reference: &str,
         mut intent: crate::core::reply::ReplyIntent,
     ) -> crate::core::reply::ReplyIntent {
         let asked = matches!(intent.command, Ok(ReplyCommand::Update));
-        let no_command = intent.command.is_err();
+        // No command word at all (a known word that failed to parse is that command's error to tell).
+        let no_command = intent.command_word.is_none();
         if !(asked || no_command) {
             return intent;
         }
@@ -498,6 +508,22 @@ impl<'a> Pipeline<'a> {
             } else {
                 format!("the attached {}", doc.filename)
             };
+            // A document about another case (its reference in it) is not this case's form.
+            let other_case = docx::read_text(&doc.bytes, &|_| false)
+                .ok()
+                .map(|t| format!("{} {}", doc.filename, t))
+                .and_then(|t| {
+                    let prefix = reference.split('-').next().unwrap_or_default();
+                    references_in(&t, prefix)
+                        .into_iter()
+                        .find(|r| !r.eq_ignore_ascii_case(reference))
+                });
+            if let Some(other) = other_case {
+                found.get_or_insert(Err(format!(
+                    "{name} is the record of case {other}, not of case {reference}: nothing was changed. Please attach this case's record."
+                )));
+                continue;
+            }
             match docx::read_record(&doc.bytes, &self.reader.labels) {
                 Ok(parsed) if parsed.fields_found >= 2 => {
                     found = Some(Ok((fields_of(&parsed.record), name)));
@@ -526,7 +552,9 @@ impl<'a> Pipeline<'a> {
                 intent.reply_text.clone()
             };
             let parsed = parse_record(&below_word, &self.reader.labels);
-            if parsed.fields_found >= 2 || (asked && parsed.fields_found >= 1) {
+            // Text updates the record only under the word UPDATE: lines that happen to look like the
+            // form's in an ordinary reply are not an update.
+            if asked && parsed.fields_found >= 1 {
                 found = Some(Ok((fields_of(&parsed.record), "the text of the email".to_string())));
             } else if asked {
                 found = Some(Err("UPDATE needs the form's lines you change below it (\"Views of the adult at risk: …\"), or the record document attached after editing it.".to_string()));
@@ -1844,7 +1872,7 @@ impl<'a> Pipeline<'a> {
         dry_run: bool,
     ) -> Result<Acted, StoreError> {
         let board = composer.board;
-        let intent = self.record_update(msg, Self::reply_intent(msg));
+        let intent = self.record_update(msg, &located.reference, Self::reply_intent(msg));
         let mut report = Report::for_reply(board, &intent);
         let reference = located.reference.clone();
         report.case = Some(reference.clone());
@@ -2010,9 +2038,9 @@ impl<'a> Pipeline<'a> {
                 return Ok(Acted::Done(report));
             }
             let headline = report.command.clone().unwrap_or_default().to_lowercase();
-            let mut outbox = vec![composer
+            let mut outbox = composer
                 .confirmation(&t, &sender.email, &msg.message_id, &headline)
-                .map_err(StoreError::Data)?];
+                .map_err(StoreError::Data)?;
             outbox.extend(
                 composer
                     .notifications(&t, &t.notifications, &msg.message_id)
