@@ -534,6 +534,7 @@ async fn the_record_is_updated_from_text_and_a_document_that_is_not_the_form_is_
             {"at": "2027-03-01T13:00:00Z", "from": "nia.nurse@nhs.net", "reply": "Here it is, attached.", "attach": "garbage.docx"},
             {"at": "2027-03-01T14:00:00Z", "from": "nia.nurse@nhs.net",
              "reply": "UPDATE\nViews of the adult at risk: she wants to stay at home with support."},
+            {"at": "2027-03-01T15:00:00Z", "from": "nia.nurse@nhs.net", "reply": "FORM"},
         ]})
         .to_string(),
     )
@@ -569,6 +570,13 @@ async fn the_record_is_updated_from_text_and_a_document_that_is_not_the_form_is_
             .any(|e| e.text.contains(why));
         assert!(answer, "step {step}: the sender is told {why:?}");
     }
+    // FORM answers with the record so far attached, to fill in.
+    let answer = sim
+        .emails
+        .iter()
+        .find(|e| e.kind == "answer")
+        .expect("the answer to FORM");
+    assert!(docx_text(&doc_of(answer)).contains("she wants to stay at home with support"));
     // The same change again changes nothing, and says so.
     assert_ne!(sim.steps[4].outcome, "command_applied", "{:?}", sim.steps[4]);
     assert!(sim

@@ -251,3 +251,133 @@ fn mime_decoding_and_reading_never_panic() {
         }
     });
 }
+
+/// Text shaped like agreed actions and dates, with arbitrary Unicode between.
+fn action_text() -> impl Strategy<Value = String> {
+    let pieces = prop::sample::select(vec![
+        "- ",
+        "• ",
+        "1. ",
+        "a) ",
+        "(iv) ",
+        "Owner: ",
+        "Due: ",
+        " to ",
+        " by ",
+        "the end of ",
+        "January",
+        "Feb",
+        "29/02/2027",
+        "5/2/27",
+        "+262142-12-31",
+        "Friday 15th January",
+        "Sam Smith <sam@x.gov.uk>",
+        "(Paul Whitty)",
+        "Action\tOwner\tBy",
+        "\t",
+        "\n",
+        "; ",
+        "–",
+        "é",
+        "🙂",
+        "\u{0301}",
+    ]);
+    prop_oneof![
+        any::<String>(),
+        prop::collection::vec(prop_oneof![pieces.prop_map(str::to_string), any::<String>()], 0..30)
+            .prop_map(|v| v.concat())
+    ]
+}
+
+#[test]
+fn agreed_actions_dates_and_directories_never_panic() {
+    use escalation_bot::core::actions::{find_date, parse_actions};
+    use escalation_bot::core::reply::parse_date_near;
+    let near = chrono::NaiveDate::from_ymd_opt(2027, 1, 10);
+    fuzz("agreed actions", 3000, action_text(), |t| {
+        let _ = parse_actions(t, near);
+        let _ = parse_actions(t, None);
+        let _ = find_date(t, near);
+        let _ = parse_date_near(t, near);
+        let _ = parse_reply(&format!("RESOLVED – agreed\nActions:\n{t}\nOutstanding issues: {t}"));
+    });
+    fuzz("directory csv", 2000, any_text(), |t| {
+        let _ = escalation_bot::core::directory::parse_csv(&format!("role,agency,name,email,stage\n{t}"));
+        let _ = escalation_bot::core::directory::parse_csv(t);
+    });
+    fuzz("redaction", 2000, any_text(), |t| {
+        let record = escalation_bot::core::case::Record {
+            adult_name: Some("Zoë Testperson".into()),
+            nhs_number: Some("9990000018".into()),
+            ..Default::default()
+        };
+        let r = escalation_bot::core::paperwork::redact(t, &record);
+        assert!(!r.contains("9990000018"));
+    });
+}
+
+#[test]
+fn word_documents_never_panic() {
+    use escalation_bot::mail::docx::{document_text, read_text};
+    let labels = labels();
+    // Arbitrary bytes, and arbitrary text as document XML.
+    fuzz("docx bytes", 1000, prop::collection::vec(any::<u8>(), 0..400), |b| {
+        let _ = read_text(b, &|l| labels.is_label(l));
+    });
+    let xml = prop::collection::vec(
+        prop_oneof![
+            prop::sample::select(vec![
+                "<w:p>",
+                "</w:p>",
+                "<w:r>",
+                "</w:r>",
+                "<w:t>",
+                "</w:t>",
+                "<w:tbl>",
+                "</w:tbl>",
+                "<w:tr>",
+                "</w:tr>",
+                "<w:tc>",
+                "</w:tc>",
+                "<w:tc/>",
+                "<w:del>",
+                "</w:del>",
+                "<w:sdt>",
+                "<w:sdtContent>",
+                "</w:sdt>",
+                "<w:showingPlcHdr/>",
+                "<w:rPr><w:vanish/></w:rPr>",
+                "<w:tab/>",
+                "<w:br/>",
+                "&amp;",
+                "&#x1F642;",
+                "&bogus;",
+                "Name of adult at risk",
+                "Summary",
+                "\t",
+            ])
+            .prop_map(str::to_string),
+            any::<String>()
+        ],
+        0..60,
+    )
+    .prop_map(|v| v.concat());
+    fuzz("docx xml", 2000, xml, |x| {
+        let _ = document_text(x, &|l| labels.is_label(l));
+    });
+    // A real document with its bytes changed here and there.
+    let real = std::fs::read("tests/fixtures/docx/bradford-word365.docx").expect("fixture");
+    fuzz(
+        "docx mutated",
+        300,
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+        |changes| {
+            let mut bytes = real.clone();
+            for (i, b) in changes {
+                let at = i.index(bytes.len());
+                bytes[at] = *b;
+            }
+            let _ = escalation_bot::mail::docx::read_record(&bytes, &labels);
+        },
+    );
+}

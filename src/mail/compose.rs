@@ -814,7 +814,8 @@ impl Composer<'_> {
         )
     }
 
-    /// The answer to STATUS, HELP or FORM: where the case stands, the commands, and (for FORM) the blank form.
+    /// The answer to STATUS, HELP or FORM: where the case stands, the commands, and (for FORM) the blank
+    /// form and the board's record of the case so far.
     pub fn answer(
         &self,
         case: &Case,
@@ -822,6 +823,7 @@ impl Composer<'_> {
         asked: &crate::core::reply::ReplyCommand,
         sender: &str,
         in_reply_to: &str,
+        today: chrono::NaiveDate,
     ) -> Result<OutboundEmail, String> {
         use crate::core::reply::ReplyCommand;
         let policy = self.board.policy();
@@ -858,6 +860,25 @@ impl Composer<'_> {
         )?;
         // Written like a confirmation, known outside as an answer.
         email.headers.insert("X-Escalation-Kind".into(), "answer".into());
+        // FORM: the board's record of the case so far, to fill in and send back (the board's copy to a
+        // board address).
+        if matches!(asked, ReplyCommand::Form) {
+            let board_address = sender.eq_ignore_ascii_case(&self.board.settings.mailbox)
+                || self
+                    .board
+                    .settings
+                    .roles
+                    .values()
+                    .any(|c| c.email.eq_ignore_ascii_case(sender));
+            let audience = if board_address || !case.is_participant(sender) {
+                Audience::Board {
+                    personal_data: self.board.settings.personal_data_in_notifications,
+                }
+            } else {
+                Audience::Case
+            };
+            self.attach_record(&mut email, case, audience, today)?;
+        }
         Ok(email)
     }
 

@@ -2004,7 +2004,14 @@ impl<'a> Pipeline<'a> {
                     report.outcome = "command_applied".into();
                     let deadlines = crate::core::schedule::deadlines(&board.rules, case);
                     let email = composer
-                        .answer(case, &deadlines, other, &sender.email, &msg.message_id)
+                        .answer(
+                            case,
+                            &deadlines,
+                            other,
+                            &sender.email,
+                            &msg.message_id,
+                            board.rules.local_date(now),
+                        )
                         .map_err(StoreError::Data)?;
                     report.replies = 1;
                     let ev = Self::event(
