@@ -79,11 +79,16 @@ pub struct DigestArgs {
 
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
-    /// The scenario: {"board": ID, "until": RFC3339, "steps": [{"at", "email"} or {"at", "from", "reply"}]}.
+    /// The scenario: {"board": ID, "until": RFC3339, "steps": [{"at", "email"} or {"at", "from", "reply",
+    /// "attach"?}]}.
     pub scenario: PathBuf,
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write each email's HTML part and attached files (the board's forms) into this folder, to open
+    /// in a browser and in Word, and a copy of the simulation's store (store.sqlite3).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -503,7 +508,19 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate(a) => {
             let config = load_config(&cli)?;
             let scenario = crate::simulate::load(&a.scenario)?;
-            let sim = crate::simulate::run(config.clone(), &scenario, &a.scenario).await?;
+            let keep = a.save.as_ref().map(|d| d.join("store.sqlite3"));
+            if let Some(dir) = &a.save {
+                std::fs::create_dir_all(dir)?;
+            }
+            let sim = crate::simulate::run_keeping(config.clone(), &scenario, &a.scenario, keep.as_deref()).await?;
+            if let Some(dir) = &a.save {
+                let written = crate::simulate::save(&sim, dir)?;
+                eprintln!(
+                    "{written} file(s) written to {}, and the store as store.sqlite3 (for report and digest: ESCALATION_BOT_DATABASE_URL=sqlite:{})",
+                    dir.display(),
+                    dir.join("store.sqlite3").display()
+                );
+            }
             if a.json {
                 print_json(&crate::simulate::to_json(&sim))
             } else {

@@ -124,7 +124,18 @@ pub fn load(path: &Path) -> anyhow::Result<Scenario> {
 }
 
 /// Run `scenario` (read from `path`, whose folder email paths are relative to) on `config`.
-pub async fn run(mut config: Config, scenario: &Scenario, path: &Path) -> anyhow::Result<Simulation> {
+pub async fn run(config: Config, scenario: &Scenario, path: &Path) -> anyhow::Result<Simulation> {
+    run_keeping(config, scenario, path, None).await
+}
+
+/// [`run`], keeping a copy of the simulation's store at `keep` (an SQLite file the `report` and `digest`
+/// commands can read with `ESCALATION_BOT_DATABASE_URL=sqlite:FILE`).
+pub async fn run_keeping(
+    mut config: Config,
+    scenario: &Scenario,
+    path: &Path,
+    keep: Option<&Path>,
+) -> anyhow::Result<Simulation> {
     config.board_or_err(&scenario.board)?;
     // The scenario's board alone: the other boards' digests are not part of this case's life.
     config.boards.retain(|b| b.id() == scenario.board);
@@ -209,6 +220,10 @@ pub async fn run(mut config: Config, scenario: &Scenario, path: &Path) -> anyhow
     }
     .await;
     store.close().await;
+    if let (Some(keep), Ok(_)) = (keep, &result) {
+        std::fs::copy(dir.join("simulate.sqlite3"), keep)
+            .with_context(|| format!("cannot keep the store at {}", keep.display()))?;
+    }
     drop(scratch);
     result
 }
@@ -331,6 +346,37 @@ pub fn merge_copies(rows: Vec<OutboxRecord>) -> Vec<SimEmail> {
         });
     }
     out
+}
+
+/// Write each email's HTML part (`NN-kind.html`) and attached files (`NN-name`) into `dir`; the number of
+/// files written.
+pub fn save(sim: &Simulation, dir: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let safe = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_alphanumeric() || matches!(c, '-' | '.' | ' ') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let mut n = 0;
+    for (i, e) in sim.emails.iter().enumerate() {
+        if let Some(html) = &e.html {
+            std::fs::write(dir.join(format!("{:02}-{}.html", i + 1, safe(&e.kind))), html)?;
+            n += 1;
+        }
+        for f in &e.files {
+            if let Some(bytes) = f.bytes() {
+                std::fs::write(dir.join(format!("{:02}-{}", i + 1, safe(&f.filename))), bytes)?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// The simulation as `--json` prints it.

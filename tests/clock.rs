@@ -676,7 +676,7 @@ async fn agreed_actions_with_owners_and_dates_are_reviewed_with_their_owners() {
         .expect("confirmation of the resolution");
     for phrase in [
         "Outcome:      joint visit agreed",
-        "review the medication by 29/01/2027 — by Friday 29 January 2027",
+        "- Dr Priya Nair <priya.nair@nhs.net> to review the medication by 29/01/2027\n",
         "district nurse to book the joint visit",
         "Outstanding issues, and how they will be pursued: the housing question goes to the MARM meeting",
         "Review date:  Friday 29 January 2027",

@@ -678,3 +678,42 @@ async fn board_addresses_on_a_case_get_the_boards_copy_and_misdirected_updates_c
         }
     }
 }
+
+/// The README's example (docs/examples/rotherham-month) runs as the README says, and its pictures are of
+/// what it produces.
+#[tokio::test]
+async fn the_documented_example_runs() {
+    let sim = simulate_file(Path::new("docs/examples/rotherham-month/scenario.json")).await;
+    assert!(
+        sim.steps
+            .iter()
+            .all(|s| s.outcome == "case_opened" || s.outcome == "command_applied"),
+        "{:?}",
+        sim.steps
+    );
+    let out = tempfile::tempdir().expect("dir");
+    let written = simulate::save(&sim, out.path()).expect("saves");
+    assert!(written >= 10, "{written}");
+    let documents: Vec<_> = std::fs::read_dir(out.path())
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "docx"))
+        .collect();
+    assert!(
+        documents.len() >= 4,
+        "the record goes with each escalation, the resolution and the notices"
+    );
+    let digest = sim
+        .emails
+        .iter()
+        .rev()
+        .find(|e| e.kind == "digest")
+        .expect("Monday's digest");
+    assert!(digest.subject.contains("2 open"), "{}", digest.subject);
+    for f in ["record-1.png", "digest-1.png", "report-1.png"] {
+        assert!(
+            Path::new("docs/images").join(f).exists(),
+            "docs/images/{f} (scripts/render-docs.sh)"
+        );
+    }
+}

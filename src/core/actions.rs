@@ -34,6 +34,32 @@ const DUE_LABELS: &[&str] = &[
     "complete by",
 ];
 
+impl AgreedAction {
+    /// The action in one line, its owner and date added where its text does not already say them:
+    /// "Joint visit — owner: Sam Smith <sam@x> — by Monday 1 March 2027".
+    pub fn summary(&self) -> String {
+        let mut line = self.text.clone();
+        let says = |s: &Option<String>| s.as_deref().is_some_and(|s| self.text.contains(s));
+        if !says(&self.owner) && !says(&self.owner_email) {
+            let owner = match (&self.owner, &self.owner_email) {
+                (Some(n), Some(e)) => Some(format!("{n} <{e}>")),
+                (Some(n), None) => Some(n.clone()),
+                (None, Some(e)) => Some(e.clone()),
+                (None, None) => None,
+            };
+            if let Some(o) = owner {
+                line.push_str(&format!(" — owner: {o}"));
+            }
+        }
+        if let Some(d) = self.due {
+            if find_date(&self.text, Some(d)) != Some(d) {
+                line.push_str(&format!(" — by {}", d.format("%A %-d %B %Y")));
+            }
+        }
+        line
+    }
+}
+
 /// The bullet or number that opens a list item ("- ", "• ", "1. ", "2) ", "a) ", "(iii) "), if any, and
 /// the text after it.
 pub fn strip_bullet(line: &str) -> Option<&str> {

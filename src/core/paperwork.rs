@@ -234,23 +234,10 @@ pub fn fill(rules: &BoardRules, doc: &RecordDocument, case: &Case, audience: Aud
     let r = &case.record;
     let resolution = case.resolution.as_ref();
     let action_lines: Vec<String> = resolution
-        .map(|res| {
-            res.actions
-                .iter()
-                .map(|a| {
-                    let mut line = a.text.clone();
-                    let owner = joined(&[a.owner.clone(), a.owner_email.clone()], ", ");
-                    if !owner.is_empty() && !a.text.contains(owner.as_str()) {
-                        line.push_str(&format!(" (owner: {owner})"));
-                    }
-                    if let Some(d) = a.due {
-                        line.push_str(&format!(" — by {}", long(d)));
-                    }
-                    line
-                })
-                .collect()
-        })
+        .map(|res| res.actions.iter().map(|a| a.summary()).collect())
         .unwrap_or_default();
+    // A view or evidence with a row of its own is not repeated under the summary.
+    let has_row = |key: &str| doc.rows.iter().any(|r| r.value == key);
     let actions_text = resolution
         .map(|res| {
             if action_lines.is_empty() {
@@ -298,9 +285,8 @@ pub fn fill(rules: &BoardRules, doc: &RecordDocument, case: &Case, audience: Aud
         }
         if !roles.is_empty() && !doc.to_roles_on.is_empty() {
             parts.push(format!(
-                "The board's {} ({}).",
-                roles.join(" and "),
-                doc.to_roles_on.join(", ")
+                "The board's {}, at the points the procedure sets.",
+                roles.join(" and ")
             ));
         }
         parts.join("\n")
@@ -345,10 +331,18 @@ pub fn fill(rules: &BoardRules, doc: &RecordDocument, case: &Case, audience: Aud
             "other" => (joined(&[r.other_name.clone(), r.other_agency.clone()], ", "), None),
             "summary-and-views" => {
                 let mut v = free(r.summary.as_deref().unwrap_or_default());
-                if let Some(views) = r.adult_views.as_deref().filter(|v| !v.trim().is_empty()) {
+                if let Some(views) = r
+                    .adult_views
+                    .as_deref()
+                    .filter(|v| !v.trim().is_empty() && !has_row("adult_views"))
+                {
                     v.push_str(&format!("\n\nViews of the adult: {}", free(views)));
                 }
-                if let Some(e) = r.evidence.as_deref().filter(|v| !v.trim().is_empty()) {
+                if let Some(e) = r
+                    .evidence
+                    .as_deref()
+                    .filter(|v| !v.trim().is_empty() && !has_row("evidence"))
+                {
                     v.push_str(&format!("\n\nEvidence: {}", free(e)));
                 }
                 (v, None)

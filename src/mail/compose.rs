@@ -166,27 +166,9 @@ pub fn review_recipients(case: &Case) -> Vec<String> {
     owners
 }
 
-/// Each agreed action in one line: "Joint visit — Sam Smith <sam@x> — by Monday 1 March 2027".
+/// Each agreed action in one line: "Joint visit — owner: Sam Smith <sam@x> — by Monday 1 March 2027".
 pub fn action_lines(r: &crate::core::case::Resolution) -> Vec<String> {
-    r.actions
-        .iter()
-        .map(|a| {
-            let mut line = a.text.clone();
-            let owner = match (&a.owner, &a.owner_email) {
-                (Some(n), Some(e)) if !a.text.contains(e.as_str()) => Some(format!("{n} <{e}>")),
-                (None, Some(e)) if !a.text.contains(e.as_str()) => Some(e.clone()),
-                (Some(n), None) if !a.text.contains(n.as_str()) => Some(n.clone()),
-                _ => None,
-            };
-            if let Some(o) = owner {
-                line.push_str(&format!(" — owner: {o}"));
-            }
-            if let Some(d) = a.due {
-                line.push_str(&format!(" — by {}", long_date(d)));
-            }
-            line
-        })
-        .collect()
+    r.actions.iter().map(|a| a.summary()).collect()
 }
 
 /// The people at the case's current stage: those who joined at it (the managers who took it on at an

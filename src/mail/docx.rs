@@ -103,7 +103,8 @@ fn table(widths: &[u32], rows: &[String]) -> String {
 }
 
 fn row(cells: &[String]) -> String {
-    format!("<w:tr>{}</w:tr>", cells.concat())
+    // A row is not split across pages.
+    format!("<w:tr><w:trPr><w:cantSplit/></w:trPr>{}</w:tr>", cells.concat())
 }
 
 fn long(d: chrono::NaiveDate) -> String {
