@@ -717,3 +717,124 @@ async fn the_documented_example_runs() {
         );
     }
 }
+
+/// Each board's document has every label of the form in its seed, as the seed writes it (checked against
+/// the seeds' own words, not the policy files').
+#[test]
+fn every_label_of_each_seeds_form_is_in_the_document() {
+    let seeds: [(&str, &[&str]); 5] = [
+        (
+            "bradford",
+            &[
+                "Record of Escalation",
+                "Name of adult at risk",
+                "NHS number of adult at risk",
+                "Name and agency name of the person escalating the dispute",
+                "Email address and contact telephone number of person escalating the dispute",
+                "Name and agency name of the person dispute was escalated to",
+                "Summary of reason for dispute – include views of all agencies concerned and the views of the adult at risk",
+                "Agreed outcomes or actions if satisfactorily resolved or agreed next steps including escalation to next stage if unresolved",
+                "Stage at which resolution was achieved",
+                "Additional notes / information",
+                "Signature",
+                "Date",
+            ],
+        ),
+        (
+            "rotherham",
+            &[
+                "Record of Escalation, Challenge and Conflict Resolution between Practitioners or Agencies",
+                "Name of adult at risk",
+                "Summary of reason for dispute – include views of all agencies",
+                "Include evidence such as",
+                "Agreed outcomes or actions if satisfactory resolved / agreed next steps including escalation to the next stage if unresolved",
+                "Please indicate who this information is being copied to",
+                "Stage at which resolution agreed",
+                "Time taken to reach resolution",
+                "Additional notes",
+                "Referrer",
+                "Name",
+                "Job Title",
+                "Agency",
+                "Date",
+                "Action Note: Copy of this form to be held on the adult’s record",
+            ],
+        ),
+        (
+            "buckinghamshire",
+            &[
+                "Record of Escalation, Challenge and Conflict Resolution between Practitioners or Agencies",
+                "Name of adult at risk",
+                "Summary of reason for dispute – include views of all agencies concerned",
+                "Agreed outcomes or actions if satisfactorily resolved / agreed next steps including escalation to next stage if unresolved",
+                "Please indicate who this information is being copied to",
+                "Stage at which resolution achieved",
+                "Time taken to reach resolution",
+                "Additional Notes",
+                "Signature of challenger manager",
+                "Signature of challenged manager",
+                "Name",
+                "Job Title",
+                "Agency",
+                "Date",
+            ],
+        ),
+        (
+            "south-gloucestershire",
+            &[
+                "Monitoring Form",
+                "Summary of reason for dispute – include views of all agencies concerned.",
+                "Agreed outcomes or actions if satisfactorily resolved – includes escalation to next stage if unresolved",
+                "Signature of initiating manager",
+                "Signature of receiving manager",
+                "Designation",
+                "Agency",
+                "Date",
+                "Please complete for monitoring purposes",
+                "Stage at which Resolution achieved",
+                "Time taken to Resolution (number of days)",
+                "Please note how effective this policy was in resolving the issue",
+                "Please make suggestions as to how the policy can be improved",
+                "Additional Notes",
+                "Service User name",
+            ],
+        ),
+        // Trafford's protocol has no template: what its section 2 asks the Escalation Record to hold.
+        (
+            "trafford",
+            &[
+                "Escalation Record",
+                "Agreed outcome",
+                "Agreed actions",
+                "How outstanding issues will be pursued",
+                "Date to review",
+            ],
+        ),
+    ];
+    let c = config();
+    for (board, labels) in seeds {
+        let b = c.board(board).expect("board");
+        let doc = b.policy().record_document.clone().expect("document");
+        let case = escalation_bot::core::lifecycle::open(
+            &b.rules,
+            &common::new_case(),
+            "TEST-2027-0001",
+            common::at("2027-03-01T10:00:00Z"),
+        )
+        .expect("opens")
+        .case;
+        let today = chrono::NaiveDate::from_ymd_opt(2027, 3, 1).expect("date");
+        for audience in [
+            escalation_bot::core::paperwork::Audience::Case,
+            escalation_bot::core::paperwork::Audience::Board { personal_data: false },
+        ] {
+            let form = escalation_bot::core::paperwork::fill(&b.rules, &doc, &case, audience, today);
+            let bytes = docx::write(&form).expect("writes");
+            open_docx(&bytes);
+            let text = docx_text(&bytes);
+            for label in labels {
+                assert!(text.contains(label), "{board}: the seed's {label:?} in\n{text}");
+            }
+        }
+    }
+}
