@@ -8,7 +8,7 @@
 //! 3. with 100,000 open cases, the real daemon's resident memory (release build) after acting on the 1,000
 //!    due timers, and its wake-ups while idle.
 //!
-//! `ESCALATION_BOT_BENCH_OPEN=1000,10000` chooses the sizes; `ESCALATION_BOT_BENCH_ONLY=sqlite|postgres`
+//! `ESCALATION_BOT_BENCH_OPEN=1000,10000` chooses the sizes; `ESCALATION_BOT_BENCH_ONLY=sqlite|postgres|paperwork`
 //! one backend, `=daemon` the daemon alone.
 
 use std::path::{Path, PathBuf};
@@ -233,6 +233,88 @@ fn daemon_rss(db: &Path, dir: &Path) {
     );
 }
 
+/// The board's form for one email: filling it in and writing the Word document, and reading one back, per
+/// board, for a case resolved at stage 3 with agreed actions (the largest form a case makes).
+fn paperwork(c: &Config) {
+    use escalation_bot::core::paperwork::{fill, Audience};
+    use escalation_bot::mail::docx;
+    let labels = escalation_bot::core::intake::Labels::new(c.boards.iter().map(|b| b.policy()));
+    for b in &c.boards {
+        let Some(doc) = b.policy().record_document.clone() else {
+            continue;
+        };
+        let new = NewCase {
+            record: Record {
+                adult_name: Some("Zoë Testperson".into()),
+                nhs_number: Some("9990000018".into()),
+                escalating_name: Some("Nia Nurse".into()),
+                escalating_agency: Some("Northfield Community Health NHS Trust".into()),
+                escalating_email: Some("nia.nurse@nhs.net".into()),
+                other_name: Some("Sam Social".into()),
+                other_agency: Some("Westshire Council".into()),
+                other_email: Some("sam.social@westshire.gov.uk".into()),
+                summary: Some("The section 42 enquiry was closed while the risks of self-neglect remain. ".repeat(8)),
+                ..Record::default()
+            },
+            sender: Person::email("nia.nurse@nhs.net"),
+        };
+        let mut case = lifecycle::open(&b.rules, &new, "BENCH-2027-0001", at("2027-03-01T10:00:00Z"))
+            .expect("opens")
+            .case;
+        for (stage, who) in [(2u8, "lee.lead@nhs.net"), (3, "sara.senior@nhs.net")] {
+            let cmd = lifecycle::Command::Escalate {
+                to_stage: Some(stage),
+                people: vec![Person::email(who)],
+                reason: None,
+                immediate_risk: false,
+            };
+            if let Ok(t) = lifecycle::apply(
+                &b.rules,
+                &case,
+                &Person::email("nia.nurse@nhs.net"),
+                &cmd,
+                at("2027-03-02T10:00:00Z"),
+            ) {
+                case = t.case;
+            }
+        }
+        let resolve = escalation_bot::core::reply::parse_reply(
+            "RESOLVED – joint visit agreed\nActions:\n- Sam Social <sam.social@westshire.gov.uk> to re-open the enquiry by 10 March 2027\n- Nia Nurse (nia.nurse@nhs.net) to arrange the visit by 12/03/2027\nOutstanding issues: funding goes to the panel on 17 March 2027.",
+        );
+        if let Ok(escalation_bot::core::reply::ReplyCommand::Apply { command }) = resolve.command {
+            if let Ok(t) = lifecycle::apply(
+                &b.rules,
+                &case,
+                &Person::email("sara.senior@nhs.net"),
+                &command,
+                at("2027-03-04T10:00:00Z"),
+            ) {
+                case = t.case;
+            }
+        }
+        let today = chrono::NaiveDate::from_ymd_opt(2027, 3, 4).expect("date");
+        let n = 500;
+        let t = Instant::now();
+        let mut bytes = Vec::new();
+        for _ in 0..n {
+            let form = fill(&b.rules, &doc, &case, Audience::Board { personal_data: false }, today);
+            bytes = docx::write(&form).expect("writes");
+            let _ = docx::html(&form);
+        }
+        let write_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        let t = Instant::now();
+        for _ in 0..n {
+            let _ = docx::read_record(&bytes, &labels).expect("reads");
+        }
+        let read_us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        println!(
+            "{:>22}: form filled and written (.docx + HTML) in {write_us:.0} µs, {:.1} KB; read back in {read_us:.0} µs",
+            b.id(),
+            bytes.len() as f64 / 1024.0
+        );
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let c: Config = config::load(Path::new("config/default.toml")).expect("config");
@@ -241,6 +323,12 @@ async fn main() {
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1000, 10_000, 100_000]);
     let only = std::env::var("ESCALATION_BOT_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "paperwork" {
+        paperwork(&c);
+    }
+    if only == "paperwork" {
+        return;
+    }
     let sizes = if only == "daemon" { vec![100_000] } else { sizes };
     let dir = tempfile::tempdir().expect("dir");
     let mut last_sqlite: Option<PathBuf> = None;
