@@ -3,8 +3,7 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     // Everything the bot writes holds personal data of adults at risk: the SQLite database and its WAL,
     // the local mailbox and outbox folders, the signing secret. Created for the owner only.
     #[cfg(unix)]
@@ -12,6 +11,25 @@ async fn main() -> std::process::ExitCode {
     unsafe {
         libc::umask(0o077);
     }
+    // A long-running daemon with a small working set: glibc gives each thread that allocates an arena of
+    // its own (up to 8 per core) and keeps what they freed, which took the daemon with 100,000 open cases
+    // from 24 MB to 37 MB for no gain. Two arenas are plenty for its few busy threads. Set before any
+    // thread starts (the runtime is built below, not by an attribute).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("escalation-bot: the async runtime could not start: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("ESCALATION_BOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
