@@ -37,8 +37,25 @@ pub struct Cli {
         env = "ESCALATION_BOT_CONFIG"
     )]
     pub config: PathBuf,
+    /// How log lines are written (on standard error): `text` (coloured only on a terminal) or `json`
+    /// (one object a line, for a log collector).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "ESCALATION_BOT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -1,5 +1,7 @@
 //! The `escalation-bot` binary: parse the command line, set up logging, hand over to the library.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -30,11 +32,17 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("ESCALATION_BOT_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
     let cli = escalation_bot::cli::Cli::parse();
+    let filter = EnvFilter::try_from_env("ESCALATION_BOT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // One JSON object a line, for journald, Loki, Elasticsearch and the like.
+        escalation_bot::cli::LogFormat::Json => logs.json().init(),
+        // Colour only for a person at a terminal: a log file or journal gets plain text.
+        escalation_bot::cli::LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
     match escalation_bot::cli::dispatch(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A reader that stopped reading (`| head`) is not an error worth reporting.

@@ -401,3 +401,30 @@ fn the_embedded_default_turns_a_mailbox_file_into_a_case_and_an_acknowledgement_
         }
     }
 }
+
+/// Logs on standard error: plain text without terminal colour codes when it is not a terminal (a log file,
+/// journald), or one JSON object a line with `--log-format json`.
+#[test]
+fn logs_are_plain_when_not_a_terminal_and_json_when_asked() {
+    let scenario = "docs/examples/rotherham-month/scenario.json";
+    let out = run(&["simulate", scenario]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("digest queued"), "the run logs: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no escape sequences in a log that is not a terminal: {log:?}"
+    );
+
+    let out = run(&["--log-format", "json", "simulate", scenario]);
+    assert!(out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"));
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{v}");
+    }
+    let bad = run(&["--log-format", "xml", "policy", "list"]);
+    assert!(!bad.status.success(), "an unknown format is refused");
+}
