@@ -838,3 +838,47 @@ fn every_label_of_each_seeds_form_is_in_the_document() {
         }
     }
 }
+
+/// A practitioner who attaches the board's Word form to a new email, with a line of text in the body,
+/// opens a case from the form.
+#[tokio::test]
+async fn a_new_escalation_on_the_boards_word_form_attached_opens_a_case() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().expect("dir");
+    let form = std::fs::read("tests/fixtures/docx/bradford-word365.docx").expect("fixture");
+    let encoded = base64::engine::general_purpose::STANDARD.encode(form);
+    let lines: Vec<String> = encoded
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8_lossy(c).to_string())
+        .collect();
+    let eml = format!(
+        "From: Kwabena Asante-Mills <k.asante-mills@nhs.net>\r\nTo: BSAB@bradford.gov.uk\r\nSubject: Escalation - form attached\r\n\
+         Message-ID: <attached-form-1@nhs.net>\r\nDate: Mon, 1 Mar 2027 09:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         Hello, please find the Record of Escalation attached.\r\n\r\nKwabena\r\n--b1\r\n\
+         Content-Type: application/vnd.openxmlformats-officedocument.wordprocessingml.document; name=\"Record of Escalation.docx\"\r\n\
+         Content-Disposition: attachment; filename=\"Record of Escalation.docx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--b1--\r\n",
+        lines.join("\r\n")
+    );
+    std::fs::write(dir.path().join("record.eml"), eml).expect("write");
+    let path = dir.path().join("scenario.json");
+    std::fs::write(
+        &path,
+        serde_json::json!({"board": "bradford", "until": "2027-03-01T12:00:00Z", "steps": [
+            {"at": "2027-03-01T09:30:00Z", "email": "record.eml"},
+        ]})
+        .to_string(),
+    )
+    .expect("write");
+    let sim = simulate_file(&path).await;
+    assert_eq!(sim.steps[0].outcome, "case_opened", "{:?}", sim.steps[0]);
+    let ack = sim
+        .emails
+        .iter()
+        .find(|e| e.kind == "acknowledgement")
+        .expect("acknowledged");
+    assert!(ack.to.iter().any(|a| a == "k.asante-mills@nhs.net"));
+    // The form said stage 2: the case opens there.
+    assert!(ack.subject.contains("stage 2"), "{}", ack.subject);
+}

@@ -181,7 +181,8 @@ impl Reader {
         })
     }
 
-    /// The best reading of the record: the plain text or the HTML, whichever yields more fields. Where the
+    /// The best reading of the record: the plain text, the HTML or an attached Word document, whichever
+    /// yields more fields. Where the
     /// form gives no email for the person escalating, it is the sender's (as the case will have it).
     pub fn read_record(&self, msg: &Inbound) -> ParsedRecord {
         let mut parsed = self.read_form(msg);
@@ -199,9 +200,15 @@ impl Reader {
             other => other,
         };
         let html = msg.html_text().map(|t| parse_record(&t, &self.labels));
+        // The board's Word form attached ("please find the form attached"): read like the body.
+        let documents = msg
+            .documents
+            .iter()
+            .filter_map(|d| docx::read_record(&d.bytes, &self.labels).ok());
         [text, html]
             .into_iter()
             .flatten()
+            .chain(documents)
             .max_by_key(|p| p.fields_found)
             .unwrap_or_default()
     }
