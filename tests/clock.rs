@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use common::{at, config};
+use common::{at, config, simulate_file};
 use escalation_bot::simulate::{self, SimEmail, Simulation};
 use serde_json::Value;
 
@@ -16,11 +16,6 @@ fn london(e: &SimEmail) -> String {
     e.at.with_timezone(&chrono_tz::Europe::London)
         .format("%Y-%m-%d %H:%M")
         .to_string()
-}
-
-async fn simulate_file(path: &Path) -> Simulation {
-    let scenario = simulate::load(path).expect("scenario reads");
-    simulate::run(config(), &scenario, path).await.expect("simulation runs")
 }
 
 fn scenario_dirs() -> Vec<PathBuf> {

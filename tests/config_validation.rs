@@ -2,24 +2,13 @@
 //! each with its file and key and what to do; environment overrides apply; secrets stay out of `Debug`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use escalation_bot::config::{self, Database};
 
-/// A copy of the shipped configuration in a temporary folder, to break.
-fn copy_config() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("config");
-    for sub in ["policies", "boards"] {
-        fs::create_dir_all(root.join(sub)).expect("mkdir");
-        for entry in fs::read_dir(Path::new("config").join(sub)).expect("read config") {
-            let p = entry.expect("entry").path();
-            fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
-        }
-    }
-    fs::copy("config/default.toml", root.join("default.toml")).expect("copy");
-    (dir, root)
-}
+mod common;
+
+use common::copy_config;
 
 fn edit(path: &Path, from: &str, to: &str) {
     let s = fs::read_to_string(path).expect("read");

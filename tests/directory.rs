@@ -5,28 +5,14 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use escalation_bot::config;
 use escalation_bot::core::case::Person;
 use escalation_bot::core::lifecycle::{self, Command};
 use escalation_bot::simulate::{self, Simulation};
 
-use common::at;
-
-fn copy_config() -> (tempfile::TempDir, PathBuf) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("config");
-    for sub in ["policies", "boards"] {
-        fs::create_dir_all(root.join(sub)).expect("mkdir");
-        for entry in fs::read_dir(Path::new("config").join(sub)).expect("read config") {
-            let p = entry.expect("entry").path();
-            fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
-        }
-    }
-    fs::copy("config/default.toml", root.join("default.toml")).expect("copy");
-    (dir, root)
-}
+use common::{at, copy_config};
 
 /// The shipped configuration with a directory for Trafford and South Gloucestershire.
 fn with_directory(csv: &str) -> (tempfile::TempDir, config::Config) {

@@ -10,7 +10,7 @@ use escalation_bot::core::intake::Labels;
 use escalation_bot::mail::docx;
 use serde_json::Value;
 
-use common::config;
+use common::{config, simulate_file};
 
 fn tidy(s: &str) -> String {
     s.replace(['\u{2019}', '\u{2018}'], "'")
@@ -87,13 +87,8 @@ fn filled_in_word_documents_from_real_word_processors_are_read() {
 // ---------------------------------------------------------------------------------------------------------
 // Each board's form through a case's life.
 
-use escalation_bot::simulate::{self, SimEmail, Simulation};
+use escalation_bot::simulate::{self, SimEmail};
 use std::io::Read;
-
-async fn simulate_file(path: &Path) -> Simulation {
-    let scenario = simulate::load(path).expect("scenario reads");
-    simulate::run(config(), &scenario, path).await.expect("simulation runs")
-}
 
 /// The parts of a `.docx`, by name, after checking that each XML part is well-formed.
 fn open_docx(bytes: &[u8]) -> std::collections::BTreeMap<String, String> {

@@ -465,6 +465,18 @@ impl Composer<'_> {
         Ok(())
     }
 
+    /// Whether `address` is the board's own: its mailbox or one of its roles' addresses (which get the
+    /// board's copy of the record, never the case's).
+    fn is_board_address(&self, address: &str) -> bool {
+        address.eq_ignore_ascii_case(&self.board.settings.mailbox)
+            || self
+                .board
+                .settings
+                .roles
+                .values()
+                .any(|c| c.email.eq_ignore_ascii_case(address))
+    }
+
     /// The adult's name, where the board has turned personal data in notifications on.
     fn adult(&self, case: &Case) -> Option<String> {
         self.board
@@ -845,14 +857,7 @@ impl Composer<'_> {
         // FORM: the board's record of the case so far, to fill in and send back (the board's copy to a
         // board address).
         if matches!(asked, ReplyCommand::Form) {
-            let board_address = sender.eq_ignore_ascii_case(&self.board.settings.mailbox)
-                || self
-                    .board
-                    .settings
-                    .roles
-                    .values()
-                    .any(|c| c.email.eq_ignore_ascii_case(sender));
-            let audience = if board_address || !case.is_participant(sender) {
+            let audience = if self.is_board_address(sender) || !case.is_participant(sender) {
                 Audience::Board {
                     personal_data: self.board.settings.personal_data_in_notifications,
                 }
@@ -968,15 +973,7 @@ impl Composer<'_> {
         let today = self.board.rules.local_date(t.event.at);
         // A board role's address on the case (its staff acting on it, or named at a late stage) gets the
         // board's copy of the record, in an email of its own; the people on the case get theirs.
-        let is_role = |a: &String| {
-            a.eq_ignore_ascii_case(&self.board.settings.mailbox)
-                || self
-                    .board
-                    .settings
-                    .roles
-                    .values()
-                    .any(|c| c.email.eq_ignore_ascii_case(a))
-        };
+        let is_role = |a: &String| self.is_board_address(a);
         let roles: Vec<String> = email
             .to
             .iter()

@@ -157,3 +157,26 @@ pub async fn open_case<S: Store>(store: &S, c: &Config, board: &str, when: &str)
         .expect("store works")
         .expect("case opens")
 }
+
+/// A copy of the shipped configuration in a temporary folder, to change.
+pub fn copy_config() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("config");
+    for sub in ["policies", "boards"] {
+        std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(Path::new("config").join(sub)).expect("read config") {
+            let p = entry.expect("entry").path();
+            std::fs::copy(&p, root.join(sub).join(p.file_name().expect("name"))).expect("copy");
+        }
+    }
+    std::fs::copy("config/default.toml", root.join("default.toml")).expect("copy");
+    (dir, root)
+}
+
+/// Run a `simulate` scenario file on the shipped configuration.
+pub async fn simulate_file(path: &Path) -> escalation_bot::simulate::Simulation {
+    let scenario = escalation_bot::simulate::load(path).expect("scenario reads");
+    escalation_bot::simulate::run(config(), &scenario, path)
+        .await
+        .expect("simulation runs")
+}
