@@ -193,3 +193,42 @@ async fn an_email_the_server_fails_for_the_whole_retry_period_is_given_up_then_r
     store.close().await;
     db.cleanup().await;
 }
+
+/// The board's form travels intact: an email carrying a Word document, sent through the real SMTP server
+/// into Dovecot, arrives as multipart/mixed with the document byte for byte, and reads back as the form.
+#[tokio::test]
+async fn a_record_document_arrives_attached_byte_for_byte() {
+    let servers = MailServers::start();
+    let (store, db) = TestDb::sqlite().await;
+    store.migrate().await.expect("migrate");
+    let transport = smtp(&servers, 168);
+    let form = std::fs::read("tests/fixtures/docx/bradford-word365.docx").expect("fixture");
+    let mut e = email(20, &["nia.nurse@nhs.net"], &[]);
+    e.html = Some("<html><body><p>The record so far.</p></body></html>".into());
+    e.attachments = vec![escalation_bot::store::Attachment::new(
+        "BRAD-2027-0001 Record of Escalation.docx",
+        escalation_bot::mail::docx::DOCX_TYPE,
+        &form,
+    )];
+    store
+        .enqueue(std::slice::from_ref(&e), at("2027-01-04T09:00:00Z"))
+        .await
+        .expect("enqueue");
+    let mut health = Health::default();
+    assert_eq!(
+        deliver_at(&store, &transport, &mut health, "2027-01-04T09:00:00Z").await,
+        1
+    );
+    let received = servers.messages("nia.nurse", "INBOX").await;
+    assert_eq!(received.len(), 1);
+    let msg = escalation_bot::mail::mime::decode(&received[0], &Default::default()).expect("decodes");
+    assert!(msg.text.as_deref().is_some_and(|t| t.contains("Delivery test 20")));
+    assert!(msg.html.as_deref().is_some_and(|h| h.contains("The record so far")));
+    assert_eq!(msg.documents.len(), 1, "the document is attached");
+    assert_eq!(msg.documents[0].filename, "BRAD-2027-0001 Record of Escalation.docx");
+    assert_eq!(msg.documents[0].bytes, form, "byte for byte");
+    let text = escalation_bot::mail::docx::read_text(&msg.documents[0].bytes, &|_| false).expect("reads");
+    assert!(text.contains("Name of adult at risk"), "{text}");
+    store.close().await;
+    db.cleanup().await;
+}

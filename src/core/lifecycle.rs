@@ -961,26 +961,6 @@ const NEVER_FROM_FORM: [&str; 12] = [
     "other_job_title",
 ];
 
-/// Lines the bot itself writes into the form's cells (the stages passed, who it went to, notes with their
-/// dates): a returned form's value keeps only what a person wrote.
-fn bot_line(line: &str) -> bool {
-    let l = line.trim();
-    l.is_empty()
-        || (l.starts_with('[') && l.ends_with(']'))
-        || [
-            "Not yet resolved",
-            "Escalated to ",
-            "Withdrawn: ",
-            "The people on the case:",
-            "The board's ",
-            "Agreed actions confirmed as implemented",
-            "Views of the adult: ",
-            "Evidence: ",
-        ]
-        .iter()
-        .any(|p| l.starts_with(p))
-}
-
 fn same_text(a: &str, b: &str) -> bool {
     let norm = |s: &str| {
         s.replace(['\u{2019}', '\u{2018}'], "'")
@@ -1019,7 +999,7 @@ fn record_changes(
         // What a person wrote: the bot's own lines (and notes such as "[Not given yet.]") taken out.
         let kept: Vec<&str> = value
             .lines()
-            .filter(|l| !bot_line(l) && !filled_lines.iter().any(|f| same_text(f, l)))
+            .filter(|l| !super::paperwork::bot_line(l) && !filled_lines.iter().any(|f| same_text(f, l)))
             .collect();
         let kept = kept.join("\n");
         let value = kept.trim();

@@ -217,6 +217,27 @@ fn sides(case: &Case) -> [Side; 2] {
     out
 }
 
+/// Lines the bot itself writes into the form's cells (the stages passed, who it went to, notes with their
+/// dates), as [`fill`] writes them: a returned form's value keeps only what a person wrote. Keep in step
+/// with the texts `fill` writes.
+pub fn bot_line(line: &str) -> bool {
+    let l = line.trim();
+    l.is_empty()
+        || (l.starts_with('[') && l.ends_with(']'))
+        || [
+            "Not yet resolved",
+            "Escalated to ",
+            "Withdrawn: ",
+            "The people on the case:",
+            "The board's ",
+            "Agreed actions confirmed as implemented",
+            "Views of the adult: ",
+            "Evidence: ",
+        ]
+        .iter()
+        .any(|p| l.starts_with(p))
+}
+
 /// Fill in the board's record document for `case`, for `audience`, on `today`.
 pub fn fill(rules: &BoardRules, doc: &RecordDocument, case: &Case, audience: Audience, today: NaiveDate) -> FilledForm {
     let policy = &rules.policy;
