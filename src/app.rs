@@ -200,6 +200,11 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
     }
 }
 
+/// How long the daemon waits, once told to stop, for its tasks to finish what they hold: within this (and
+/// the batch being processed when the signal came, which finishes first), it exits. systemd's and Docker's
+/// stop timeouts should be longer (the shipped unit: 30 s).
+pub const STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Run the daemon on `config` until `shutdown` resolves. `start` sets the clock (`--now`).
 pub async fn run(
     config: Config,
@@ -294,7 +299,7 @@ pub async fn prepare_store<S: Store>(config: &Config, store: &S, now: DateTime<U
     Ok(())
 }
 
-async fn serve<S: Batching + Clone>(
+async fn serve<S: Batching + Clone + Send + Sync + 'static>(
     config: &Config,
     store: &S,
     clock: Clock,
@@ -311,6 +316,20 @@ async fn serve<S: Batching + Clone>(
         None => Transport::Maildir(config.settings.outbox_dir.clone()),
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Bound before anything else starts, so that a port in use stops the daemon at once with the reason.
+    let http = match &config.settings.http {
+        Some(h) => {
+            let listener = crate::http::bind(h).await?;
+            Some(tokio::spawn(crate::http::serve(
+                listener,
+                h.clone(),
+                store.clone(),
+                clock,
+                stop_rx.clone(),
+            )))
+        }
+        None => None,
+    };
     let (tx, mut rx) = mpsc::channel::<Incoming>(256);
     let mut sources = Vec::new();
     for b in &config.boards {
@@ -353,6 +372,21 @@ async fn serve<S: Batching + Clone>(
             run_sender(store.clone(), transport.clone(), clock, wake.clone(), stop.clone())
         }))
     };
+    // Retention: on start, and once a day after.
+    let retention = {
+        let (store, config, mut stop) = (store.clone(), config.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = crate::retention::run(&config, &store, clock.now(), false).await {
+                    tracing::error!(error = %e, "retention failed; trying again in a day");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    };
     tokio::pin!(shutdown);
     loop {
         let until_timer = next_timer.map(|at| (at - clock.now()).to_std().unwrap_or_default());
@@ -387,6 +421,7 @@ async fn serve<S: Batching + Clone>(
                             wake.notify_one();
                         }
                         if f.late > 0 {
+                            crate::monitor::monitor().timers_late(f.late as u64);
                             tracing::warn!(timers = f.late, "timers whose moment passed while the daemon was down were acted on now, their emails marked late");
                         }
                         next_timer = next_wake(&pipeline, store, clock.now()).await;
@@ -405,6 +440,7 @@ async fn serve<S: Batching + Clone>(
             Some(incoming) = rx.recv() => {
                 let started = std::time::Instant::now();
                 let ack = pipeline.process_batch(store, &incoming.board, &incoming.messages, clock.now()).await;
+                crate::monitor::monitor().batch_processed(started.elapsed());
                 tracing::debug!(
                     board = %incoming.board,
                     messages = incoming.messages.len(),
@@ -418,11 +454,28 @@ async fn serve<S: Batching + Clone>(
             }
         }
     }
+    // The batch in hand has finished (and its effects committed); what was fetched and not processed stays
+    // in the mailbox, unacknowledged, for next time. The tasks stop at their next step: the sender after the
+    // email in hand, each source at its next exchange (each bounded by its timeout). Whatever has not stopped
+    // within STOP_WITHIN is left: nothing it holds is lost, only not yet acknowledged.
     let _ = stop_tx.send(true);
-    let _ = sender.await;
-    let _ = store_watch.await;
-    for s in sources {
-        let _ = s.await;
+    let stopped = tokio::time::timeout(STOP_WITHIN, async {
+        let _ = sender.await;
+        let _ = store_watch.await;
+        let _ = retention.await;
+        for s in sources {
+            let _ = s.await;
+        }
+        if let Some(h) = http {
+            let _ = h.await;
+        }
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!(
+            seconds = STOP_WITHIN.as_secs(),
+            "some tasks had not stopped in time; stopping anyway (unacknowledged mail is read again next start)"
+        );
     }
     tracing::info!("escalation-bot stopped");
     Ok(())

@@ -123,8 +123,16 @@ pub enum Command {
     /// Cases in the store.
     #[command(subcommand)]
     Cases(CasesCommand),
-    /// Load and validate the whole configuration, listing every problem.
-    CheckConfig(JsonArg),
+    /// Load and validate the whole configuration, listing every problem; `--connect` also logs in to each
+    /// board's mailbox, the SMTP server and the store.
+    CheckConfig(CheckConfigArgs),
+    /// Ask the running daemon's `/healthz` (`[http] listen`): exit 0 when healthy (for Docker's HEALTHCHECK).
+    Health,
+    /// Mail the bot could not use (refused, quarantined, ignored): list, show, process again.
+    #[command(subcommand)]
+    Inbound(InboundCommand),
+    /// Remove personal data past each board's retention period (the daemon does this once a day).
+    Retention(RetentionArgs),
     /// Process messages from files as if they had arrived.
     Ingest(IngestArgs),
     /// Outgoing email: what is queued, sent or failed, and sending failed email again.
@@ -139,6 +147,64 @@ pub enum Command {
     /// Deliver an email file into a board's local mailbox folder (the embedded default), as a mail
     /// delivery agent does: written to tmp/ and renamed into new/, so the daemon never reads half a file.
     Deliver(DeliverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also log in to each board's mailbox (listing its folders, creating the processed, quarantine and
+    /// notifications folders if missing), to the SMTP server (EHLO and AUTH, no mail sent) and to the store.
+    #[arg(long)]
+    pub connect: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// Only say what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// As at this instant (RFC 3339) rather than now.
+    #[arg(long)]
+    pub now: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboundCommand {
+    /// Kept messages, newest first: by default those that could not be used (refused, quarantined, ignored).
+    List {
+        #[arg(long)]
+        board: Option<String>,
+        /// refused, quarantined, ignored, held, case_opened, command_applied; or all.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// Received on or after this day (YYYY-MM-DD) or instant (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message: who sent it, when, why it was not used, and the reply they got.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+        /// Print the raw message as it arrived.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Process a message again (after a configuration fix): it is acted on as if it had just arrived.
+    Retry {
+        id: i64,
+        /// As at this instant (RFC 3339) rather than now.
+        #[arg(long)]
+        now: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -424,7 +490,46 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&cli)?;
             policy_cmd(&config, p)
         }
-        Command::CheckConfig(a) => check_config(&cli, a.json),
+        Command::CheckConfig(a) => {
+            check_config(&cli, a.json && !a.connect)?;
+            if a.connect {
+                let config = load_config(&cli)?;
+                connect_checks(&config, a.json).await
+            } else {
+                Ok(())
+            }
+        }
+        Command::Health => {
+            let config = load_config(&cli)?;
+            let Some(h) = &config.settings.http else {
+                anyhow::bail!(
+                    "no [http] listen in {}: the daemon has no health endpoint",
+                    cli.config.display()
+                );
+            };
+            let (status, body) = crate::http::probe(&h.listen).await?;
+            print!("{body}");
+            if status == 200 {
+                Ok(())
+            } else {
+                anyhow::bail!("unhealthy (HTTP {status})")
+            }
+        }
+        Command::Inbound(c) => {
+            let config = load_config(&cli)?;
+            with_store!(&config.settings.database, store => inbound_cmd(&config, &store, c).await)
+        }
+        Command::Retention(a) => {
+            let config = load_config(&cli)?;
+            let now = match &a.now {
+                Some(s) => parse_instant(s, "--now")?,
+                None => app::Clock::system().now(),
+            };
+            with_store!(&config.settings.database, store => {
+                app::prepare_store(&config, &store, now).await?;
+                retention_cmd(&config, &store, a, now).await
+            })
+        }
         Command::Cases(c) => {
             let config = load_config(&cli)?;
             with_store!(&config.settings.database, store => cases_cmd(&store, c).await)
@@ -800,6 +905,373 @@ fn check_config(cli: &Cli, as_json: bool) -> anyhow::Result<()> {
             Err(anyhow::anyhow!("{e}"))
         }
     }
+}
+
+/// `check-config --connect`: each board's mailbox, the SMTP server and the store, each said OK or what is
+/// wrong in plain words. Fails when anything does.
+async fn connect_checks(config: &Config, as_json: bool) -> anyhow::Result<()> {
+    let mut results: Vec<(String, Result<String, String>)> = Vec::new();
+    for b in &config.boards {
+        let what = format!("board {} mailbox", b.id());
+        match &b.settings.imap {
+            None => {
+                let dir = config.settings.mailbox_dir.join(b.id());
+                let ok = std::fs::create_dir_all(dir.join("new"))
+                    .and_then(|_| std::fs::create_dir_all(dir.join("cur")))
+                    .and_then(|_| std::fs::create_dir_all(dir.join("tmp")));
+                results.push((
+                    what,
+                    ok.map(|_| format!("local folder {}", dir.display()))
+                        .map_err(|e| format!("local folder {} cannot be made: {e}", dir.display())),
+                ));
+            }
+            Some(imap) => {
+                let r = crate::mail::imap::check(imap).await.map(|c| {
+                    let mut s = format!(
+                        "IMAP {}:{} as {} ({}); folders: {}",
+                        imap.host,
+                        imap.port,
+                        imap.username,
+                        if imap.auth == "oauth2" { "OAuth2" } else { "password" },
+                        c.folders.join(", ")
+                    );
+                    if !c.created.is_empty() {
+                        s.push_str(&format!("; created: {}", c.created.join(", ")));
+                    }
+                    s
+                });
+                results.push((what, r));
+            }
+        }
+    }
+    results.push((
+        "SMTP".into(),
+        match &config.settings.smtp {
+            None => Ok(format!(
+                "none: mail is written to {}",
+                config.settings.outbox_dir.display()
+            )),
+            Some(s) => crate::mail::send::check(s).await,
+        },
+    ));
+    let store = match &config.settings.database {
+        crate::config::Database::Sqlite(path) => match crate::store::sqlite::SqliteStore::open(path).await {
+            Ok(store) => {
+                let r = store_reachable(&store).await;
+                store.close().await;
+                r
+            }
+            Err(e) => Err(format!("cannot open {}: {e}", path.display())),
+        },
+        crate::config::Database::Postgres(url) => match crate::store::postgres::PgStore::connect(&url.0).await {
+            Ok(store) => {
+                let r = store_reachable(&store).await;
+                store.close().await;
+                r
+            }
+            Err(e) => Err(format!("cannot connect to PostgreSQL: {e}")),
+        },
+    };
+    results.push((format!("store ({})", config.settings.database.describe()), store));
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    if as_json {
+        print_json(&json!({
+            "ok": failed == 0,
+            "checks": results.iter().map(|(what, r)| match r {
+                Ok(m) => json!({"check": what, "ok": true, "message": m}),
+                Err(m) => json!({"check": what, "ok": false, "message": m}),
+            }).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        println!();
+        for (what, r) in &results {
+            match r {
+                Ok(m) => println!("OK    {what}: {m}"),
+                Err(m) => println!("FAIL  {what}: {m}"),
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} connection checks failed", results.len());
+    }
+    Ok(())
+}
+
+/// Whether the store answers, and whether its tables exist yet.
+async fn store_reachable<S: Store>(store: &S) -> Result<String, String> {
+    match store.pending_figures(Utc::now()).await {
+        Ok((queued, _, _)) => Ok(format!("reachable; {queued} emails waiting in the outbox")),
+        Err(e) => {
+            let text = e.to_string();
+            if text.contains("no such table") || text.contains("does not exist") {
+                Ok("reachable; not set up yet (the daemon creates its tables on first start)".into())
+            } else {
+                Err(text)
+            }
+        }
+    }
+}
+
+/// Who sent a kept message and its subject, read from its headers.
+fn sender_and_subject(raw: &[u8]) -> (String, String) {
+    if raw.is_empty() {
+        return ("(removed under retention)".into(), String::new());
+    }
+    match crate::mail::mime::decode(raw, &crate::mail::mime::Limits::default()) {
+        Ok(m) => (m.from.map(|p| p.email).unwrap_or_else(|| "(no From)".into()), m.subject),
+        Err(e) => ("(unreadable)".into(), e.0),
+    }
+}
+
+async fn inbound_cmd<S: Store>(config: &Config, store: &S, c: &InboundCommand) -> anyhow::Result<()> {
+    match c {
+        InboundCommand::List {
+            board,
+            outcome,
+            since,
+            limit,
+            json: as_json,
+        } => {
+            if let Some(b) = board {
+                config.board_or_err(b)?;
+            }
+            let outcomes: Vec<String> = match outcome.as_deref() {
+                None => ["refused", "quarantined", "ignored"].map(String::from).to_vec(),
+                Some("all") => Vec::new(),
+                Some(o) => {
+                    let known = [
+                        "refused",
+                        "quarantined",
+                        "ignored",
+                        "held",
+                        "case_opened",
+                        "command_applied",
+                    ];
+                    if !known.contains(&o) {
+                        anyhow::bail!("--outcome {o:?}: use one of {}, or all", known.join(", "));
+                    }
+                    vec![o.to_string()]
+                }
+            };
+            let since = match since {
+                None => None,
+                Some(s) => Some(match NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+                    Ok(d) => d.and_hms_opt(0, 0, 0).map(|t| t.and_utc()).unwrap_or_default(),
+                    Err(_) => parse_instant(s, "--since")?,
+                }),
+            };
+            let rows = store
+                .inbound_list(&crate::store::InboundQuery {
+                    board: board.clone(),
+                    outcomes,
+                    since,
+                    limit: *limit,
+                })
+                .await?;
+            if *as_json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|r| {
+                        let (from, subject) = sender_and_subject(&r.raw);
+                        let mut v = serde_json::to_value(r).unwrap_or_default();
+                        v["from"] = json!(from);
+                        v["subject"] = json!(subject);
+                        v
+                    })
+                    .collect();
+                return print_json(&json!(v));
+            }
+            if rows.is_empty() {
+                println!("No message matches.");
+                return Ok(());
+            }
+            let table_rows: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let (from, subject) = sender_and_subject(&r.raw);
+                    vec![
+                        r.id.to_string(),
+                        r.received_at.format("%Y-%m-%d %H:%M").to_string(),
+                        r.board.clone().unwrap_or_else(|| "-".into()),
+                        r.outcome.clone().unwrap_or_else(|| "unfinished".into()),
+                        from,
+                        subject.chars().take(50).collect(),
+                        r.problems
+                            .first()
+                            .map(|p| p.chars().take(80).collect())
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["ID", "RECEIVED", "BOARD", "OUTCOME", "FROM", "SUBJECT", "WHY"],
+                    &table_rows
+                )
+            );
+            println!(
+                "
+`inbound show ID` for one message in full; `inbound retry ID` processes it again."
+            );
+            Ok(())
+        }
+        InboundCommand::Show { id, json: as_json, raw } => {
+            let Some(r) = store.inbound_row(*id).await? else {
+                anyhow::bail!("no inbound message {id}: `inbound list --outcome all` lists them");
+            };
+            if *raw {
+                use std::io::Write;
+                std::io::stdout().write_all(&r.raw)?;
+                return Ok(());
+            }
+            let (from, subject) = sender_and_subject(&r.raw);
+            let replies = store.replies_to(&r.message_id).await?;
+            if *as_json {
+                let mut v = serde_json::to_value(&r)?;
+                v["from"] = json!(from);
+                v["subject"] = json!(subject);
+                v["replies"] = json!(replies
+                    .iter()
+                    .map(
+                        |o| json!({"to": o.email.to, "subject": o.email.subject, "kind": o.email.kind,
+                        "sent_at": o.sent_at, "text": o.email.text})
+                    )
+                    .collect::<Vec<_>>());
+                return print_json(&v);
+            }
+            println!("Message {}", r.id);
+            println!("From:        {from}");
+            println!("Subject:     {subject}");
+            println!(
+                "Received:    {} ({})",
+                r.received_at.format("%Y-%m-%d %H:%M UTC"),
+                r.mailbox
+            );
+            println!("Board:       {}", r.board.as_deref().unwrap_or("none"));
+            println!("Message-ID:  <{}>", r.message_id.trim_matches(['<', '>']));
+            println!(
+                "Outcome:     {}{}",
+                r.outcome.as_deref().unwrap_or("unfinished"),
+                r.case_reference
+                    .as_deref()
+                    .map(|c| format!(" (case {c})"))
+                    .unwrap_or_default()
+            );
+            if !r.problems.is_empty() {
+                println!("Why it was not used:");
+                for p in &r.problems {
+                    println!("  - {p}");
+                }
+            }
+            if replies.is_empty() {
+                println!("Reply: none was sent.");
+            }
+            for o in &replies {
+                let state = match (o.sent_at, o.failed_at) {
+                    (Some(t), _) => format!("sent {}", t.format("%Y-%m-%d %H:%M UTC")),
+                    (None, Some(_)) => "FAILED".into(),
+                    (None, None) => "queued".into(),
+                };
+                println!("\nReply to {} ({state}): {}\n", o.email.to.join(", "), o.email.subject);
+                for line in o.email.text.lines() {
+                    println!("  | {line}");
+                }
+            }
+            Ok(())
+        }
+        InboundCommand::Retry { id, now } => {
+            let now = match now {
+                Some(s) => parse_instant(s, "--now")?,
+                None => app::Clock::system().now(),
+            };
+            let Some(r) = store.inbound_row(*id).await? else {
+                anyhow::bail!("no inbound message {id}: `inbound list --outcome all` lists them");
+            };
+            if r.raw.is_empty() {
+                anyhow::bail!("message {id} was removed under the board's retention period: nothing to process");
+            }
+            let source = crate::mail::pipeline::Source {
+                mailbox: r.mailbox.clone(),
+                uidvalidity: r.uidvalidity,
+                uid: r.uid,
+            };
+            app::prepare_store(config, store, now).await?;
+            let key = app::load_secret(&config.settings, store).await?;
+            let pipeline = crate::mail::pipeline::Pipeline::new(config, key).map_err(anyhow::Error::msg)?;
+            let attempt_key = crate::mail::pipeline::attempt_key(&source, &r.raw);
+            if !store.reopen_inbound(*id, &attempt_key).await? {
+                anyhow::bail!("message {id} could not be reopened");
+            }
+            let before = r.outcome.clone().unwrap_or_else(|| "unfinished".into());
+            let report = pipeline
+                .process_isolated(store, &source, &r.raw, r.board.as_deref(), now, false)
+                .await?;
+            store
+                .record_event(
+                    r.board.as_deref().unwrap_or("-"),
+                    report.case.as_deref(),
+                    &crate::core::lifecycle::Event {
+                        kind: "inbound_retried".into(),
+                        at: now,
+                        actor: "operator".into(),
+                        summary: format!(
+                            "Inbound message {id} processed again (was {before}, now {})",
+                            report.outcome
+                        ),
+                        detail: json!({"inbound_id": id, "before": before, "after": report.outcome}),
+                    },
+                )
+                .await?;
+            println!(
+                "Message {id}: was {before}, now {}{}",
+                report.outcome,
+                report
+                    .case
+                    .as_deref()
+                    .map(|c| format!(" (case {c})"))
+                    .unwrap_or_default()
+            );
+            for p in &report.problems {
+                println!("  - {p}");
+            }
+            if report.replies > 0 {
+                println!(
+                    "{} email(s) queued in answer; the running daemon sends them.",
+                    report.replies
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn retention_cmd<S: Store>(
+    config: &Config,
+    store: &S,
+    a: &RetentionArgs,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let done = crate::retention::run(config, store, now, a.dry_run).await?;
+    if a.json {
+        return print_json(&json!({"dry_run": a.dry_run, "now": now, "boards": done}));
+    }
+    let verb = if a.dry_run { "would remove" } else { "removed" };
+    for r in &done {
+        println!(
+            "{:<24} retention {} days (closed before {}): {verb} the personal data of {} case(s){}; {} raw message(s) tied to no case",
+            r.board,
+            r.retention_days,
+            r.cutoff.format("%Y-%m-%d"),
+            r.cases.len(),
+            if r.cases.is_empty() { String::new() } else { format!(" ({})", r.cases.join(", ")) },
+            r.unlinked_raw_messages
+        );
+    }
+    if a.dry_run {
+        println!("\nNothing was removed (--dry-run).");
+    }
+    Ok(())
 }
 
 async fn ingest_cmd<S: Store>(

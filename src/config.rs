@@ -89,6 +89,22 @@ struct SettingsFile {
     templates_dir: Option<String>,
     secret_file: Option<String>,
     smtp: Option<crate::mail::send::SmtpSettings>,
+    http: Option<HttpSettings>,
+}
+
+/// The optional health and metrics listener (`[http]`): off unless `listen` is given.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address and port, e.g. `127.0.0.1:9187`: `/healthz` and `/metrics`.
+    pub listen: String,
+    /// `/healthz` answers 503 once a mailbox has been reconnecting, or the mail server failing, this long.
+    #[serde(default = "default_unhealthy_after")]
+    pub unhealthy_after_seconds: u64,
+}
+
+fn default_unhealthy_after() -> u64 {
+    300
 }
 
 /// Where the store lives.
@@ -145,6 +161,8 @@ pub struct Settings {
     pub secret_file: PathBuf,
     /// The SMTP server outgoing mail goes through; without one, mail is written to `outbox_dir`.
     pub smtp: Option<crate::mail::send::SmtpSettings>,
+    /// The health and metrics listener, if any.
+    pub http: Option<HttpSettings>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -267,6 +285,12 @@ pub struct ImapSettings {
     pub username: String,
     #[serde(default)]
     pub password: Option<Secret>,
+    /// `password` (default) or `oauth2` (SASL XOAUTH2 with `[imap.oauth2]`, for Microsoft 365 and NHSmail,
+    /// which refuse passwords).
+    #[serde(default = "default_auth")]
+    pub auth: String,
+    #[serde(default)]
+    pub oauth2: Option<OAuth2Settings>,
     #[serde(default = "default_imap_folder")]
     pub folder: String,
     #[serde(default = "default_imap_processed")]
@@ -283,6 +307,97 @@ pub struct ImapSettings {
     /// The board's `notifications_folder`, set when the board file is loaded (not written in `[imap]`).
     #[serde(skip)]
     pub notifications_folder: String,
+}
+
+/// An app registration's client-credentials login (`[imap.oauth2]`, `[smtp.oauth2]`); `mail::oauth` uses it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Settings {
+    /// The organisation's tenant: its domain (`westshire.gov.uk`) or directory id.
+    pub tenant: String,
+    /// The app registration's application (client) id.
+    pub client_id: String,
+    /// A file holding the client secret (relative to the file that names it), read at every token fetch.
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Or the environment variable holding it.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Default: Microsoft's identity platform for the tenant.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// Default: `https://outlook.office365.com/.default`.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+pub fn default_auth() -> String {
+    "password".into()
+}
+
+/// The problems of an `auth`/`oauth2` pair, as (key, message); `prefix` is `imap` or `smtp`.
+pub fn check_auth(prefix: &str, auth: &str, oauth2: Option<&OAuth2Settings>) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match (auth, oauth2) {
+        ("password", None) => {}
+        ("password", Some(_)) => out.push((
+            format!("{prefix}.auth"),
+            format!("is \"password\" but [{prefix}.oauth2] is given: set auth = \"oauth2\" to use it"),
+        )),
+        ("oauth2", None) => out.push((
+            format!("{prefix}.oauth2"),
+            "auth = \"oauth2\" needs tenant, client_id and client_secret_file (or client_secret_env)".into(),
+        )),
+        ("oauth2", Some(o)) => {
+            let key = |k: &str| format!("{prefix}.oauth2.{k}");
+            if o.tenant.trim().is_empty() {
+                out.push((
+                    key("tenant"),
+                    "give the tenant: the organisation's domain or directory id".into(),
+                ));
+            }
+            if o.client_id.trim().is_empty() {
+                out.push((
+                    key("client_id"),
+                    "give the app registration's application (client) id".into(),
+                ));
+            }
+            match (&o.client_secret_file, &o.client_secret_env) {
+                (None, None) => out.push((
+                    key("client_secret_file"),
+                    "give client_secret_file (a file holding the secret) or client_secret_env".into(),
+                )),
+                (Some(_), Some(_)) => out.push((
+                    key("client_secret_env"),
+                    "give client_secret_file or client_secret_env, not both".into(),
+                )),
+                (Some(f), None) if !f.is_file() => {
+                    out.push((key("client_secret_file"), format!("{} does not exist", f.display())))
+                }
+                _ => {}
+            }
+            if let Some(url) = &o.token_url {
+                let host = url
+                    .split("//")
+                    .nth(1)
+                    .and_then(|r| r.split(['/', ':']).next())
+                    .unwrap_or_default();
+                if url.starts_with("http://") && !is_loopback_host(host) {
+                    out.push((
+                        key("token_url"),
+                        "must be https:// (http:// only for a server on this machine): the client secret would cross the network unencrypted".into(),
+                    ));
+                } else if !url.starts_with("https://") && !url.starts_with("http://") {
+                    out.push((key("token_url"), format!("{url:?} is not an https:// URL")));
+                }
+            }
+        }
+        (other, _) => out.push((
+            format!("{prefix}.auth"),
+            format!("{other:?} is not a choice: use \"password\" (the default) or \"oauth2\""),
+        )),
+    }
+    out
 }
 
 /// A duty's trigger in words, for `check-config`.
@@ -397,6 +512,9 @@ fn check_imap(f: &Path, imap: &ImapSettings, errors: &mut Vec<Issue>) {
     }
     if imap.username.trim().is_empty() {
         errors.push(issue(f, "imap.username", "give the mailbox's user name"));
+    }
+    for (key, message) in check_auth("imap", &imap.auth, imap.oauth2.as_ref()) {
+        errors.push(issue(f, key, message));
     }
     for (key, name) in [
         ("imap.folder", &imap.folder),
@@ -643,6 +761,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         templates_dir: None,
         secret_file: None,
         smtp: None,
+        http: None,
     });
 
     let mut url = file
@@ -695,9 +814,37 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
             if let Some(p) = env("ESCALATION_BOT_SMTP_PASSWORD") {
                 s.password = Some(Secret(p));
             }
+            if let Some(o) = s.oauth2.as_mut() {
+                o.client_secret_file = o.client_secret_file.as_deref().map(|f| tidy(&base.join(f)));
+            }
             s
         }),
+        http: file.http,
     };
+    if let Some(h) = &settings.http {
+        if h.listen.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(issue(
+                path,
+                "http.listen",
+                format!("{:?} is not an address and port: use e.g. \"127.0.0.1:9187\"", h.listen),
+            ));
+        }
+        if h.unhealthy_after_seconds == 0 {
+            errors.push(issue(path, "http.unhealthy_after_seconds", "must be at least 1"));
+        }
+    }
+    if let Some(s) = &settings.smtp {
+        for (key, message) in check_auth("smtp", &s.auth, s.oauth2.as_ref()) {
+            errors.push(issue(path, key, message));
+        }
+        if s.auth == "oauth2" && s.username.as_deref().unwrap_or_default().trim().is_empty() {
+            errors.push(issue(
+                path,
+                "smtp.username",
+                "auth = \"oauth2\" logs in as a mailbox: give the address mail is sent as",
+            ));
+        }
+    }
 
     // Policies, keyed by id.
     let mut policies: BTreeMap<String, (Policy, PathBuf)> = BTreeMap::new();
@@ -738,6 +885,10 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         let var = format!("ESCALATION_BOT_IMAP_PASSWORD_{}", b.id.to_uppercase().replace('-', "_"));
         if let Some(imap) = b.imap.as_mut() {
             imap.notifications_folder = b.notifications_folder.clone();
+            let dir = f.parent().unwrap_or(Path::new("."));
+            if let Some(o) = imap.oauth2.as_mut() {
+                o.client_secret_file = o.client_secret_file.as_deref().map(|p| tidy(&dir.join(p)));
+            }
         }
         if let (Some(imap), Some(p)) = (b.imap.as_mut(), env(&var)) {
             imap.password = Some(Secret(p));

@@ -32,6 +32,7 @@ pub mod paperwork;
 pub mod policy;
 pub mod reply;
 pub mod report;
+pub mod retention;
 pub mod rules;
 pub mod schedule;
 pub mod timeline;

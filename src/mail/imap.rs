@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::mime::Limits;
+use super::oauth::{TokenSource, XOAuth2Imap};
 use super::pipeline::Source;
 use super::source::{Ack, Incoming, BATCH};
 pub use crate::config::ImapSettings;
@@ -131,7 +132,40 @@ fn plain_refused(s: &ImapSettings) -> Option<String> {
     })
 }
 
-async fn connect(s: &ImapSettings) -> anyhow::Result<ImapSession> {
+/// A connection error in plain words: what an operator should look at.
+pub fn explain_connect(s: &ImapSettings, e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    let lower = text.to_lowercase();
+    let at = format!("{}:{}", s.host, s.port);
+    if lower.contains("lookup address")
+        || lower.contains("name or service not known")
+        || lower.contains("no address associated")
+        || lower.contains("nodename nor servname")
+    {
+        format!(
+            "the IMAP server's name {} is not found in DNS: check imap.host ({text})",
+            s.host
+        )
+    } else if lower.contains("connection refused") {
+        format!("nothing answers at {at} (connection refused): check imap.host and imap.port")
+    } else if lower.contains("imap connect: no answer") {
+        format!(
+            "no answer from {at} within {} s: a firewall, or the wrong host or port",
+            s.timeout_seconds
+        )
+    } else if lower.contains("certificate") || lower.contains("imap tls") {
+        format!(
+            "the TLS connection to {at} failed: the server's certificate is not trusted or does not name {} ({text})",
+            s.host
+        )
+    } else {
+        text
+    }
+}
+
+/// Connect and log in: with the password, or with an OAuth2 token from `oauth` (XOAUTH2). A refused token
+/// is dropped from the cache, so that the next attempt fetches a new one.
+async fn connect(s: &ImapSettings, oauth: Option<&TokenSource>) -> anyhow::Result<ImapSession> {
     if let Some(why) = plain_refused(s) {
         anyhow::bail!("{why}");
     }
@@ -170,13 +204,107 @@ async fn connect(s: &ImapSettings) -> anyhow::Result<ImapSession> {
     if greeting.is_none() {
         anyhow::bail!("IMAP server closed the connection before its greeting");
     }
+    let wait = Duration::from_secs(s.timeout_seconds);
+    if let Some(source) = oauth {
+        let token = source
+            .token()
+            .await
+            .map_err(|e| anyhow::anyhow!("OAuth2 token for IMAP: {e}"))?;
+        let login = client.authenticate("XOAUTH2", XOAuth2Imap::new(&s.username, &token.0));
+        return match tokio::time::timeout(wait, login).await {
+            Ok(Ok(session)) => Ok(session),
+            Ok(Err((e, _))) => {
+                source.invalidate();
+                Err(anyhow::anyhow!(
+                    "the mailbox refused the OAuth2 token for {} ({e}): the app registration may have no permission \
+                     on this mailbox (Exchange Online: New-ServicePrincipal and Add-MailboxPermission), or the token \
+                     expired early or was revoked; a new token is fetched for the next try",
+                    s.username
+                ))
+            }
+            Err(_) => Err(anyhow::anyhow!(
+                "IMAP AUTHENTICATE: no answer within {} s",
+                s.timeout_seconds
+            )),
+        };
+    }
     let password = s.password.as_ref().map(|p| p.0.clone()).unwrap_or_default();
     let login = client.login(&s.username, &password);
-    match tokio::time::timeout(Duration::from_secs(s.timeout_seconds), login).await {
+    match tokio::time::timeout(wait, login).await {
         Ok(Ok(session)) => Ok(session),
-        Ok(Err((e, _))) => Err(anyhow::anyhow!("IMAP login as {}: {e}", s.username)),
+        Ok(Err((e, _))) => Err(anyhow::anyhow!(
+            "the mailbox refused the user name or password for {} ({e}): check imap.username and the password; \
+             Microsoft 365 and NHSmail refuse passwords: use auth = \"oauth2\"",
+            s.username
+        )),
         Err(_) => Err(anyhow::anyhow!("IMAP login: no answer within {} s", s.timeout_seconds)),
     }
+}
+
+/// Every folder of the mailbox.
+async fn list_folders(session: &mut ImapSession, secs: u64) -> anyhow::Result<Vec<String>> {
+    within(secs, "LIST", async {
+        let names: Vec<_> = session.list(Some(""), Some("*")).await?.try_collect().await?;
+        Ok::<_, async_imap::error::Error>(names.iter().map(|n| n.name().to_string()).collect::<Vec<String>>())
+    })
+    .await
+}
+
+/// The token source for a mailbox that logs in with OAuth2.
+pub fn token_source(s: &ImapSettings) -> Option<TokenSource> {
+    match (s.auth.as_str(), &s.oauth2) {
+        ("oauth2", Some(o)) => Some(TokenSource::new(o.clone())),
+        _ => None,
+    }
+}
+
+/// What `check-config --connect` found in a board's mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The folders the mailbox has, after any were created.
+    pub folders: Vec<String>,
+    /// The folders the bot needed and created.
+    pub created: Vec<String>,
+}
+
+/// Log in to the mailbox, list its folders and create the processed, quarantine and notifications folders
+/// if missing: `check-config --connect`. The watched folder must exist already (it is where mail arrives).
+pub async fn check(s: &ImapSettings) -> Result<Checked, String> {
+    let oauth = token_source(s);
+    let mut session = connect(s, oauth.as_ref()).await.map_err(|e| explain_connect(s, &e))?;
+    let secs = s.timeout_seconds;
+    let mut folders = list_folders(&mut session, secs).await.map_err(|e| e.to_string())?;
+    let has = |folders: &[String], f: &str| {
+        folders
+            .iter()
+            .any(|x| x == f || (f.eq_ignore_ascii_case("INBOX") && x.eq_ignore_ascii_case("INBOX")))
+    };
+    if !has(&folders, &s.folder) {
+        let _ = within(secs, "LOGOUT", session.logout()).await;
+        return Err(format!(
+            "the folder {:?} (imap.folder) does not exist in {}'s mailbox; it has: {}",
+            s.folder,
+            s.username,
+            folders.join(", ")
+        ));
+    }
+    let mut created = Vec::new();
+    for f in [&s.processed_folder, &s.quarantine_folder, &s.notifications_folder] {
+        if f.is_empty() || has(&folders, f) || created.contains(f) {
+            continue;
+        }
+        within(secs, "CREATE", session.create(f)).await.map_err(|e| {
+            format!(
+                "the folder {f:?} is missing and could not be created ({e}): the mailbox permission may be read-only"
+            )
+        })?;
+        created.push(f.clone());
+    }
+    if !created.is_empty() {
+        folders = list_folders(&mut session, secs).await.map_err(|e| e.to_string())?;
+    }
+    let _ = within(secs, "LOGOUT", session.logout()).await;
+    Ok(Checked { folders, created })
 }
 
 /// Watch `settings.folder` for `board` until `stop`, reconnecting with backoff.
@@ -192,14 +320,19 @@ pub async fn watch_mailbox(
     }
     let mut backoff = 1u64;
     let mut warned = false;
+    // One token cache per mailbox, kept across reconnections: a renewed token is used on the next one.
+    let oauth = token_source(&settings);
     loop {
         if *stop.borrow() {
             return;
         }
-        match session(&board, &settings, &tx, &mut stop, &mut warned).await {
+        let ended = session(&board, &settings, oauth.as_ref(), &tx, &mut stop, &mut warned).await;
+        crate::monitor::monitor().source(&board, false);
+        match ended {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(board, host = %settings.host, error = %e, retry_in_seconds = backoff, "IMAP connection lost");
+                let error = explain_connect(&settings, &e);
+                tracing::warn!(board, host = %settings.host, %error, retry_in_seconds = backoff, "IMAP connection lost");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(backoff)) => {}
                     _ = stop.changed() => return,
@@ -530,13 +663,15 @@ async fn fetch_batch(
 async fn session(
     board: &str,
     s: &ImapSettings,
+    oauth: Option<&TokenSource>,
     tx: &mpsc::Sender<Incoming>,
     stop: &mut watch::Receiver<bool>,
     warned: &mut bool,
 ) -> anyhow::Result<()> {
     let secs = s.timeout_seconds;
     let limits = Limits::default();
-    let mut session = connect(s).await?;
+    let mut session = connect(s, oauth).await?;
+    crate::monitor::monitor().source(board, true);
     let caps = within(secs, "CAPABILITY", session.capabilities()).await?;
     let can_idle = caps.has_str("IDLE");
     let removal = Removal::offered(caps.has_str("MOVE"), caps.has_str("UIDPLUS"));
@@ -640,6 +775,7 @@ async fn session(
                 // Nothing was heard for the whole IDLE: check the connection is still there before using it.
                 within(secs, "NOOP", session.noop()).await?;
             }
+            crate::monitor::monitor().imap_activity(board);
         } else {
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(s.idle_seconds.min(60))) => {}
@@ -647,6 +783,7 @@ async fn session(
             }
             // The connection sat idle since the last look: check it is still there.
             within(secs, "NOOP", session.noop()).await?;
+            crate::monitor::monitor().imap_activity(board);
         }
         while session.unsolicited_responses.try_recv().is_ok() {}
     }

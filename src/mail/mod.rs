@@ -8,6 +8,7 @@
 //! - [`compose`]: the emails that follow from a transition, with their recipients and headers.
 //! - [`pipeline`]: one message in, one outcome out, committed with everything it causes.
 //! - [`source`]: mailbox sources (Maildir; IMAP) feeding the daemon, acknowledged after commit.
+//! - [`oauth`]: OAuth2 client-credentials tokens and SASL XOAUTH2, for Microsoft 365 and NHSmail.
 //! - [`send`]: the sender task delivering the outbox (SMTP, or a Maildir folder) with retry.
 
 pub mod compose;
@@ -15,6 +16,7 @@ pub mod docx;
 pub mod imap;
 pub mod limits;
 pub mod mime;
+pub mod oauth;
 pub mod pipeline;
 pub mod render;
 pub mod send;

@@ -85,7 +85,7 @@ pub struct Report {
 pub const MAX_ATTEMPTS: i64 = 3;
 
 /// The identity under which failed attempts at a message are counted: where it lies and what it is.
-fn attempt_key(source: &Source, raw: &[u8]) -> String {
+pub fn attempt_key(source: &Source, raw: &[u8]) -> String {
     format!(
         "{}|{}|{}|{}",
         source.mailbox,
@@ -106,6 +106,18 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 
 impl Report {
     /// What the source should do with the message now that its effect has committed.
+    /// Count this outcome in the daemon's metrics.
+    pub fn count(&self, board: &str) {
+        let outcome = if self.quarantine {
+            "quarantined"
+        } else if self.retry {
+            "retry"
+        } else {
+            self.outcome.as_str()
+        };
+        crate::monitor::monitor().message(board, outcome, self.command.as_deref());
+    }
+
     pub fn ack(&self) -> Ack {
         if self.retry {
             Ack::Retry
@@ -627,6 +639,7 @@ impl<'a> Pipeline<'a> {
             Ok(Ok(reports)) => {
                 for r in &reports {
                     tracing::info!(board, outcome = %r.outcome, case = ?r.case, "message processed");
+                    r.count(board);
                 }
                 reports.iter().map(Report::ack).collect()
             }
@@ -642,9 +655,11 @@ impl<'a> Pipeline<'a> {
                     let ack = match self.process_isolated(store, source, raw, Some(board), now, false).await {
                         Ok(r) => {
                             tracing::info!(board, outcome = %r.outcome, case = ?r.case, "message processed");
+                            r.count(board);
                             r.ack()
                         }
                         Err(e) => {
+                            crate::monitor::monitor().message(board, "retry", None);
                             tracing::error!(board, error = %e, "message not processed; it will be tried again");
                             Ack::Retry
                         }

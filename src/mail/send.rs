@@ -18,13 +18,14 @@ use chrono::{DateTime, Utc};
 use lettre::message::header::ContentType;
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart};
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
 use crate::app::Clock;
 use crate::config::Secret;
+use crate::mail::oauth::TokenSource;
 use crate::store::{OutboundEmail, Refused, Store};
 
 /// How to reach the SMTP server (`[smtp]` in the configuration).
@@ -41,6 +42,11 @@ pub struct SmtpSettings {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<Secret>,
+    /// `password` (default) or `oauth2` (AUTH XOAUTH2 with `[smtp.oauth2]`, for Microsoft 365 and NHSmail).
+    #[serde(default = "crate::config::default_auth")]
+    pub auth: String,
+    #[serde(default)]
+    pub oauth2: Option<crate::config::OAuth2Settings>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: u64,
     /// How long an email that cannot be delivered because of the server is retried before it is given up
@@ -69,14 +75,147 @@ fn default_timeout() -> u64 {
 /// Where outgoing email goes. The SMTP client keeps a small pool of connections for reuse.
 #[derive(Clone)]
 pub enum Transport {
-    Smtp(SmtpSettings, AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(std::sync::Arc<Smtp>),
     Maildir(PathBuf),
+}
+
+/// An SMTP server and how to log in to it. With a password the connection pool is made once; with OAuth2 it
+/// is made again whenever the token is renewed (or dropped after the server refused it).
+pub struct Smtp {
+    pub settings: SmtpSettings,
+    oauth: Option<TokenSource>,
+    /// The pool, and the token it logs in with (none for password or no login).
+    pool: tokio::sync::Mutex<Option<(Option<Secret>, AsyncSmtpTransport<Tokio1Executor>)>>,
+}
+
+impl Smtp {
+    /// The pool to send with now: for OAuth2, logging in with a token that is good for a while yet.
+    pub async fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
+        let token = match &self.oauth {
+            Some(source) => Some(
+                source
+                    .token()
+                    .await
+                    .map_err(|e| format!("OAuth2 token for SMTP: {e}"))?,
+            ),
+            None => None,
+        };
+        let mut pool = self.pool.lock().await;
+        if let Some((used, t)) = pool.as_ref() {
+            if *used == token {
+                return Ok(t.clone());
+            }
+        }
+        let t = smtp_builder(&self.settings, token.as_ref())?.build();
+        *pool = Some((token, t.clone()));
+        Ok(t)
+    }
+
+    /// The server refused to log in: a cached OAuth2 token is dropped, so that the next try fetches one.
+    pub fn login_refused(&self) {
+        if let Some(source) = &self.oauth {
+            source.invalidate();
+        }
+    }
+}
+
+/// `check-config --connect`: connect, EHLO and log in (no mail is sent); what is wrong in plain words.
+pub async fn check(s: &SmtpSettings) -> Result<String, String> {
+    let transport = Transport::smtp(s)?;
+    let Transport::Smtp(smtp) = &transport else {
+        return Err("not an SMTP transport".into());
+    };
+    let t = smtp.transport().await?;
+    let wait = Duration::from_secs(s.timeout_seconds * 2);
+    let how = if s.auth == "oauth2" {
+        "OAuth2"
+    } else if s.username.is_some() {
+        "password"
+    } else {
+        "no login"
+    };
+    match tokio::time::timeout(wait, t.test_connection()).await {
+        Ok(Ok(true)) => Ok(format!(
+            "{}:{} ({}, {how}): EHLO and AUTH accepted",
+            s.host, s.port, s.tls
+        )),
+        Ok(Ok(false)) => Err(format!("{}:{} did not answer NOOP after logging in", s.host, s.port)),
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            let lower = text.to_lowercase();
+            Err(
+                if lower.contains("lookup") || lower.contains("name or service not known") {
+                    format!("the SMTP server's name {} is not found in DNS ({text})", s.host)
+                } else if lower.contains("connection refused") {
+                    format!(
+                        "nothing answers at {}:{} (connection refused): check smtp.host and smtp.port",
+                        s.host, s.port
+                    )
+                } else if lower.contains("certificate") || lower.contains("tls") {
+                    format!("the TLS connection to {}:{} failed: the certificate is not trusted or does not name {} ({text})", s.host, s.port, s.host)
+                } else if is_login_refusal(&text) {
+                    smtp.login_refused();
+                    if s.auth == "oauth2" {
+                        format!("the SMTP server refused the OAuth2 token ({text}): the app needs SMTP.SendAsApp and SMTP AUTH enabled on the mailbox, and permission to send as {}", s.username.as_deref().unwrap_or("?"))
+                    } else {
+                        format!("the SMTP server refused the user name or password ({text})")
+                    }
+                } else {
+                    text
+                },
+            )
+        }
+        Err(_) => Err(format!(
+            "no answer from {}:{} within {} s",
+            s.host,
+            s.port,
+            wait.as_secs()
+        )),
+    }
+}
+
+/// Whether an SMTP failure is the server refusing the login (535 and its kin).
+pub fn is_login_refusal(error: &str) -> bool {
+    let e = error.to_lowercase();
+    ["535", "534", "530 5.7", "5.7.3", "5.7.8", "authentication"]
+        .iter()
+        .any(|w| e.contains(w))
+}
+
+fn smtp_builder(
+    s: &SmtpSettings,
+    token: Option<&Secret>,
+) -> Result<lettre::transport::smtp::AsyncSmtpTransportBuilder, String> {
+    let params = || TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS for {}: {e}", s.host));
+    let builder = match s.tls.as_str() {
+        "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
+        "tls" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Wrapper(params()?)),
+        "starttls" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Required(params()?)),
+        other => return Err(format!("smtp.tls {other:?}: use starttls, tls or none")),
+    };
+    let mut builder = builder
+        .port(s.port)
+        .timeout(Some(Duration::from_secs(s.timeout_seconds)));
+    match token {
+        Some(t) => {
+            let user = s.username.clone().unwrap_or_default();
+            builder = builder
+                .credentials(Credentials::new(user, t.0.clone()))
+                .authentication(vec![Mechanism::Xoauth2]);
+        }
+        None => {
+            if let (Some(u), Some(p)) = (&s.username, &s.password) {
+                builder = builder.credentials(Credentials::new(u.clone(), p.0.clone()));
+            }
+        }
+    }
+    Ok(builder)
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Transport::Smtp(s, _) => write!(f, "SMTP {}:{}", s.host, s.port),
+            Transport::Smtp(s) => write!(f, "SMTP {}:{}", s.settings.host, s.settings.port),
             Transport::Maildir(p) => write!(f, "Maildir {}", p.display()),
         }
     }
@@ -172,28 +311,33 @@ pub fn build_message(email: &OutboundEmail, date: DateTime<Utc>) -> Result<Messa
 impl Transport {
     /// The SMTP transport for `s`, ready to send (connections are opened when needed and reused).
     pub fn smtp(s: &SmtpSettings) -> Result<Transport, String> {
-        let params = || TlsParameters::new(s.host.clone()).map_err(|e| format!("TLS for {}: {e}", s.host));
-        let builder = match s.tls.as_str() {
-            "none" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host),
-            "tls" => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Wrapper(params()?)),
-            "starttls" => {
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&s.host).tls(Tls::Required(params()?))
-            }
-            other => return Err(format!("smtp.tls {other:?}: use starttls, tls or none")),
+        let oauth = match (s.auth.as_str(), &s.oauth2) {
+            ("oauth2", Some(o)) => Some(TokenSource::new(o.clone())),
+            _ => None,
         };
-        let mut builder = builder
-            .port(s.port)
-            .timeout(Some(Duration::from_secs(s.timeout_seconds)));
-        if let (Some(u), Some(p)) = (&s.username, &s.password) {
-            builder = builder.credentials(Credentials::new(u.clone(), p.0.clone()));
-        }
-        Ok(Transport::Smtp(s.clone(), builder.build()))
+        // Settings that cannot make a transport are refused now, not at the first email.
+        smtp_builder(s, None)?;
+        Ok(Transport::Smtp(std::sync::Arc::new(Smtp {
+            settings: s.clone(),
+            oauth,
+            pool: tokio::sync::Mutex::new(None),
+        })))
     }
 
     /// Deliver `email` to `recipients` (those of its recipients who do not have it yet): in one SMTP
     /// transaction, or, when a recipient is refused, one transaction per recipient, so that one refused
     /// address fails only itself. Stops at the first failure of the server.
     pub async fn deliver_to(&self, email: &OutboundEmail, recipients: &[String], now: DateTime<Utc>) -> Attempt {
+        let attempt = self.deliver_once(email, recipients, now).await;
+        if let (Transport::Smtp(smtp), Some(e)) = (self, &attempt.server_error) {
+            if is_login_refusal(e) {
+                smtp.login_refused();
+            }
+        }
+        attempt
+    }
+
+    async fn deliver_once(&self, email: &OutboundEmail, recipients: &[String], now: DateTime<Utc>) -> Attempt {
         let mut attempt = Attempt::default();
         let message = match build_message(email, now) {
             Ok(m) => m,
@@ -215,7 +359,16 @@ impl Transport {
                 Ok(()) => attempt.delivered = recipients.to_vec(),
                 Err(e) => attempt.server_error = Some(e.message),
             },
-            Transport::Smtp(s, transport) => {
+            Transport::Smtp(smtp) => {
+                let s = &smtp.settings;
+                let transport = match smtp.transport().await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        attempt.server_error = Some(e);
+                        return attempt;
+                    }
+                };
+                let transport = &transport;
                 let bytes = message.formatted();
                 let from = message.envelope().from().cloned();
                 let wait = Duration::from_secs(s.timeout_seconds * 2);
@@ -381,7 +534,7 @@ impl Transport {
     /// by a daemon that died is retried soon.
     pub fn lease_ms(&self) -> i64 {
         match self {
-            Transport::Smtp(s, _) => (s.timeout_seconds as i64) * 3 * 1000,
+            Transport::Smtp(s) => (s.settings.timeout_seconds as i64) * 3 * 1000,
             Transport::Maildir(_) => 30_000,
         }
     }
@@ -389,7 +542,7 @@ impl Transport {
     /// How long an email is retried when the server fails.
     pub fn give_up_after(&self) -> chrono::Duration {
         let hours = match self {
-            Transport::Smtp(s, _) => s.give_up_after_hours,
+            Transport::Smtp(s) => s.settings.give_up_after_hours,
             Transport::Maildir(_) => DEFAULT_GIVE_UP_HOURS,
         };
         chrono::Duration::hours(i64::try_from(hours).unwrap_or(i64::MAX / 3_600_000))
@@ -449,11 +602,13 @@ pub async fn send_due<S: Store>(
             store.outbox_progress(rec.id, &delivered, &refused).await?;
         }
         for r in &attempt.refused {
+            crate::monitor::monitor().recipient_refused();
             tracing::warn!(message_id = %rec.email.message_id, recipient = %r.address, error = %r.error,
                 "a recipient refused the email for good; the others still get it");
         }
         match attempt.server_error {
             None => {
+                crate::monitor::monitor().sender(false);
                 if health.down_since.take().is_some() {
                     tracing::info!("the mail server takes mail again; the outbox is being delivered");
                 }
@@ -469,11 +624,13 @@ pub async fn send_due<S: Store>(
                         .await?;
                 } else {
                     store.outbox_sent(rec.id, clock.now()).await?;
+                    crate::monitor::monitor().email_sent();
                     sent += 1;
                     tracing::info!(message_id = %rec.email.message_id, kind = %rec.email.kind, "email sent");
                 }
             }
             Some(error) => {
+                crate::monitor::monitor().sender(true);
                 let since = rec.retried_at.unwrap_or(rec.created_at);
                 let give_up = now - since >= transport.give_up_after();
                 let next = retry_at(now, rec.attempts);

@@ -258,6 +258,45 @@ pub struct Refused {
     pub error: String,
 }
 
+/// A kept inbound message and what became of it: `inbound list` and `inbound show`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InboundRow {
+    pub id: i64,
+    pub board: Option<String>,
+    pub mailbox: String,
+    pub uidvalidity: Option<i64>,
+    pub uid: Option<i64>,
+    pub message_id: String,
+    pub received_at: DateTime<Utc>,
+    /// `case_opened`, `command_applied`, `held`, `refused`, `ignored`, `quarantined`; `None` while unfinished.
+    pub outcome: Option<String>,
+    pub case_reference: Option<String>,
+    pub problems: Vec<String>,
+    pub processed_at: Option<DateTime<Utc>>,
+    /// Empty once retention removed it.
+    #[serde(skip)]
+    pub raw: Vec<u8>,
+}
+
+/// Which kept inbound messages `inbound list` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboundQuery {
+    pub board: Option<String>,
+    /// Empty: every outcome.
+    pub outcomes: Vec<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+/// What retention removed for one case.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Purged {
+    pub raw_messages: i64,
+    pub emails: i64,
+    pub audit_events_erased: i64,
+    pub held_commands: i64,
+}
+
 /// A raw inbound message, kept until retention ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboundMessage {
@@ -486,6 +525,13 @@ pub trait Store: Send + Sync + 'static {
     /// or the end of its claim; `None` when there is none (the sender sleeps until woken).
     fn next_outbox_at(&self) -> impl Future<Output = Result<Option<DateTime<Utc>>>> + Send;
 
+    /// For `/metrics` and `/healthz`: how many emails wait to be sent (held ones included) and when the
+    /// oldest of them was queued; and how many timers' moments have passed without their being acted on.
+    fn pending_figures(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(i64, Option<DateTime<Utc>>, i64)>> + Send;
+
     /// Record a failed attempt: retry at `retry_at`, or give up when it is `None`.
     fn outbox_failed(
         &self,
@@ -604,6 +650,47 @@ pub trait Store: Send + Sync + 'static {
 
     /// The queued email with this Message-ID (to check whom the bot sent it to).
     fn outbox_email(&self, message_id: &str) -> impl Future<Output = Result<Option<OutboxRecord>>> + Send;
+
+    /// Kept inbound messages, newest first (`inbound list`).
+    fn inbound_list(&self, q: &InboundQuery) -> impl Future<Output = Result<Vec<InboundRow>>> + Send;
+
+    /// One kept inbound message, with its raw bytes (`inbound show`).
+    fn inbound_row(&self, id: i64) -> impl Future<Output = Result<Option<InboundRow>>> + Send;
+
+    /// The emails the bot sent in answer to the message with this Message-ID (their In-Reply-To).
+    fn replies_to(&self, message_id: &str) -> impl Future<Output = Result<Vec<OutboxRecord>>> + Send;
+
+    /// Make a kept inbound message unfinished again, its failed attempts forgotten (`inbound retry`), so
+    /// that processing it again acts on it. False when there is no such message or its raw bytes are gone.
+    fn reopen_inbound(&self, id: i64, attempt_key: &str) -> impl Future<Output = Result<bool>> + Send;
+
+    /// The closed cases of `board` that closed before `closed_before` and still hold personal data.
+    fn retention_due(
+        &self,
+        board: &str,
+        closed_before: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Vec<(i64, Case)>>> + Send;
+
+    /// Remove a case's personal data in one transaction: its data becomes `anonymised`, its people and
+    /// emails go, its raw messages are emptied, its audit events erased (kind and time kept), and `event`
+    /// (which names no one) is appended.
+    fn purge_case(
+        &self,
+        id: i64,
+        anonymised: &Case,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<Purged>> + Send;
+
+    /// How many raw messages of `board` (`None`: of no board) tied to no case were received before `before`
+    /// and are still kept; with `purge`, empty them (and forget held commands, held records and failed
+    /// attempts from before then), appending `event` when any went.
+    fn raw_messages_due(
+        &self,
+        board: Option<&str>,
+        before: DateTime<Utc>,
+        purge: Option<&Event>,
+    ) -> impl Future<Output = Result<i64>> + Send;
 
     /// Record what became of an inbound message.
     fn set_inbound_outcome(

@@ -216,6 +216,26 @@ macro_rules! impl_store {
             })
         }
 
+        fn inbound_row(r: &<$db as sqlx::Database>::Row) -> Result<$crate::store::InboundRow> {
+            Ok($crate::store::InboundRow {
+                id: r.try_get("id")?,
+                board: r.try_get("board_id")?,
+                mailbox: r.try_get("mailbox")?,
+                uidvalidity: r.try_get("uidvalidity")?,
+                uid: r.try_get("uid")?,
+                message_id: r.try_get("message_id")?,
+                received_at: from_ms(r.try_get("received_at")?)?,
+                outcome: r.try_get("outcome")?,
+                case_reference: r.try_get("reference")?,
+                problems: match r.try_get::<Option<String>, _>("problems")? {
+                    Some(p) => from_json(&p).unwrap_or_default(),
+                    None => Vec::new(),
+                },
+                processed_at: r.try_get::<Option<i64>, _>("processed_at")?.map(from_ms).transpose()?,
+                raw: r.try_get("raw")?,
+            })
+        }
+
         async fn insert_event(tx: &mut Tx<'_>, board: &str, case_id: Option<i64>, event: &Event) -> Result<i64> {
             let row = sqlx::query(
                 "INSERT INTO events (board_id, case_id, at, kind, actor, summary, detail) \
@@ -1211,6 +1231,27 @@ macro_rules! impl_store {
                 row.map(from_ms).transpose()
             }
 
+            async fn pending_figures(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>, i64)> {
+                let mut conn = self.lend().await?;
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
+                     WHERE sent_at IS NULL AND failed_at IS NULL",
+                )
+                .fetch_one(&mut *conn)
+                .await?;
+                let n: i64 = row.try_get("n")?;
+                let oldest: Option<i64> = row.try_get("oldest")?;
+                let due: i64 = sqlx::query("SELECT COUNT(*) AS n FROM timers WHERE fired_at IS NULL AND fire_at <= $1")
+                    .bind(to_ms(now))
+                    .fetch_one(&mut *conn)
+                    .await?
+                    .try_get("n")?;
+                Ok((n, oldest.map(from_ms).transpose()?, due))
+            }
+
             async fn outbox_failed(
                 &self,
                 id: i64,
@@ -1638,6 +1679,208 @@ macro_rules! impl_store {
                 let q = format!("SELECT {} FROM outbox WHERE message_id = $1", sql::OUTBOX_COLUMNS);
                 let row = sqlx::query(&q).bind(message_id).fetch_optional(&mut *self.lend().await?).await?;
                 row.as_ref().map(outbox_row).transpose()
+            }
+
+            async fn inbound_list(&self, q: &$crate::store::InboundQuery) -> Result<Vec<$crate::store::InboundRow>> {
+                let mut b = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT i.id, i.board_id, i.mailbox, i.uidvalidity, i.uid, i.message_id, i.received_at, i.outcome, \
+                     c.reference, i.problems, i.processed_at, i.raw FROM inbound i LEFT JOIN cases c ON c.id = i.case_id WHERE 1 = 1",
+                );
+                if let Some(board) = &q.board {
+                    b.push(" AND i.board_id = ").push_bind(board.clone());
+                }
+                if !q.outcomes.is_empty() {
+                    b.push(" AND i.outcome IN (");
+                    let mut sep = b.separated(", ");
+                    for o in &q.outcomes {
+                        sep.push_bind(o.clone());
+                    }
+                    b.push(")");
+                }
+                if let Some(since) = q.since {
+                    b.push(" AND i.received_at >= ").push_bind(to_ms(since));
+                }
+                b.push(" ORDER BY i.received_at DESC, i.id DESC LIMIT ").push_bind(q.limit.max(1));
+                let rows = b.build().fetch_all(&mut *self.lend().await?).await?;
+                rows.iter().map(inbound_row).collect()
+            }
+
+            async fn inbound_row(&self, id: i64) -> Result<Option<$crate::store::InboundRow>> {
+                let row = sqlx::query(
+                    "SELECT i.id, i.board_id, i.mailbox, i.uidvalidity, i.uid, i.message_id, i.received_at, i.outcome, \
+                     c.reference, i.problems, i.processed_at, i.raw FROM inbound i LEFT JOIN cases c ON c.id = i.case_id \
+                     WHERE i.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&mut *self.lend().await?)
+                .await?;
+                row.as_ref().map(inbound_row).transpose()
+            }
+
+            async fn replies_to(&self, message_id: &str) -> Result<Vec<OutboxRecord>> {
+                // In-Reply-To is kept in the headers' JSON as "<id>"; the LIKE narrows, the check decides.
+                let pattern = format!("%{}%", message_id.replace('%', "").replace('_', ""));
+                let q = format!("SELECT {} FROM outbox WHERE headers LIKE $1 ORDER BY id", sql::OUTBOX_COLUMNS);
+                let rows = sqlx::query(&q)
+                    .bind(pattern)
+                    .fetch_all(&mut *self.lend().await?)
+                    .await?;
+                let wanted = format!("<{}>", message_id.trim_matches(['<', '>']));
+                Ok(rows
+                    .iter()
+                    .map(outbox_row)
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .filter(|r| r.email.headers.get("In-Reply-To").is_some_and(|v| v.trim() == wanted))
+                    .collect())
+            }
+
+            async fn reopen_inbound(&self, id: i64, attempt_key: &str) -> Result<bool> {
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                let done = sqlx::query(
+                    "UPDATE inbound SET outcome = NULL, processed_at = NULL, problems = NULL WHERE id = $1 AND LENGTH(raw) > 0",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query("DELETE FROM inbound_attempts WHERE message_key = $1")
+                    .bind(attempt_key)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(done == 1)
+            }
+
+            async fn retention_due(
+                &self,
+                board: &str,
+                closed_before: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<(i64, $crate::core::case::Case)>> {
+                let rows = sqlx::query(
+                    "SELECT id, data FROM cases WHERE board_id = $1 AND closed_at IS NOT NULL AND closed_at < $2 \
+                     AND id NOT IN (SELECT case_id FROM retention_purges) ORDER BY id",
+                )
+                .bind(board)
+                .bind(to_ms(closed_before))
+                .fetch_all(&mut *self.lend().await?)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get::<i64, _>("id")?, from_json(&r.try_get::<String, _>("data")?)?)))
+                    .collect()
+            }
+
+            async fn purge_case(
+                &self,
+                id: i64,
+                anonymised: &$crate::core::case::Case,
+                event: &Event,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<$crate::store::Purged> {
+                use $crate::core::retention::{REMOVED, REMOVED_PERSON};
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                let mut purged = $crate::store::Purged::default();
+                sqlx::query("UPDATE cases SET data = $1 WHERE id = $2")
+                    .bind(json(anonymised)?)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM participants WHERE case_id = $1").bind(id).execute(&mut *tx).await?;
+                purged.audit_events_erased = sqlx::query(
+                    "UPDATE events SET actor = $1, summary = $2, detail = '{}' WHERE case_id = $3 AND summary <> $2",
+                )
+                .bind(REMOVED_PERSON)
+                .bind(REMOVED)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+                purged.emails = sqlx::query("DELETE FROM outbox WHERE case_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64;
+                purged.raw_messages = sqlx::query(
+                    "UPDATE inbound SET raw = $1, problems = NULL WHERE case_id = $2 AND LENGTH(raw) > 0",
+                )
+                .bind(Vec::<u8>::new())
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+                purged.held_commands = sqlx::query("DELETE FROM held_commands WHERE case_reference = $1")
+                    .bind(&anonymised.reference)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected() as i64;
+                sqlx::query("INSERT INTO retention_purges (case_id, board_id, purged_at) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(&anonymised.board)
+                    .bind(to_ms(now))
+                    .execute(&mut *tx)
+                    .await?;
+                let mut event = event.clone();
+                event.detail = serde_json::json!({
+                    "raw_messages": purged.raw_messages,
+                    "emails": purged.emails,
+                    "audit_events_erased": purged.audit_events_erased,
+                    "held_commands": purged.held_commands,
+                });
+                insert_event(&mut tx, &anonymised.board, Some(id), &event).await?;
+                tx.commit().await?;
+                Ok(purged)
+            }
+
+            async fn raw_messages_due(
+                &self,
+                board: Option<&str>,
+                before: chrono::DateTime<chrono::Utc>,
+                purge: Option<&Event>,
+            ) -> Result<i64> {
+                let before = to_ms(before);
+                let mut conn = self.lend().await?;
+                let mut tx = Tx::begin(&mut *conn).await?;
+                let which = "case_id IS NULL AND received_at < $1 AND LENGTH(raw) > 0 AND \
+                             (board_id = $2 OR (board_id IS NULL AND CAST($2 AS TEXT) IS NULL))";
+                let n: i64 = sqlx::query(&format!("SELECT COUNT(*) AS n FROM inbound WHERE {which}"))
+                    .bind(before)
+                    .bind(board)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("n")?;
+                if let Some(event) = purge {
+                    sqlx::query(&format!("UPDATE inbound SET raw = $3, problems = NULL WHERE {which}"))
+                        .bind(before)
+                        .bind(board)
+                        .bind(Vec::<u8>::new())
+                        .execute(&mut *tx)
+                        .await?;
+                    if let Some(board) = board {
+                        sqlx::query("DELETE FROM held_records WHERE board_id = $1 AND created_at < $2")
+                            .bind(board)
+                            .bind(before)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query("DELETE FROM held_commands WHERE board_id = $1 AND created_at < $2")
+                            .bind(board)
+                            .bind(before)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query("DELETE FROM inbound_attempts WHERE updated_at < $1")
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
+                    if n > 0 {
+                        let mut event = event.clone();
+                        event.detail = serde_json::json!({ "raw_messages": n });
+                        insert_event(&mut tx, board.unwrap_or("-"), None, &event).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(n)
             }
 
             async fn set_inbound_outcome(

@@ -1,0 +1,26 @@
+-- Retention under UK GDPR (postgres). Keep in step with migrations/sqlite/0009_retention.sql.
+
+-- The cases whose personal data has been removed, once their board's retention period after closing ended.
+CREATE TABLE retention_purges (
+    case_id    BIGINT PRIMARY KEY REFERENCES cases (id),
+    board_id   TEXT NOT NULL,
+    purged_at  BIGINT NOT NULL
+);
+
+-- The audit log stays append-only, with one exception: an event may be erased, and only erased (its words,
+-- details and actor replaced by the fixed marker; its id, board, case, time and kind unchanged), so that a
+-- case's personal data can go at the end of the retention period while the trail of what happened, when,
+-- stays. Nothing else about an event can change, and none can be deleted.
+CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.board_id = OLD.board_id
+       AND NEW.case_id IS NOT DISTINCT FROM OLD.case_id AND NEW.at = OLD.at AND NEW.kind = OLD.kind
+       AND NEW.actor = 'removed' AND NEW.summary = '[removed under retention]' AND NEW.detail = '{}' THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'the audit log is append-only';
+END
+$$;
+
+CREATE INDEX inbound_board_received ON inbound (board_id, received_at);
+CREATE INDEX cases_board_closed ON cases (board_id, closed_at) WHERE closed_at IS NOT NULL;

@@ -1,0 +1,109 @@
+//! Retention under UK GDPR (shell): once a day the daemon — or `escalation-bot retention` — removes, for each
+//! board, the personal data of cases closed more than `retention_days` ago (keeping the anonymised figures
+//! the report reads: `core::retention`) and empties the raw messages tied to no case received before then.
+//! Every removal is an audit event that says what went and names no one. `--dry-run` only counts.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::core::lifecycle::Event;
+use crate::core::retention::{anonymise, cutoff};
+use crate::store::{Purged, Store};
+
+/// What retention removed, or would remove, for one board.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BoardRetention {
+    pub board: String,
+    pub retention_days: u32,
+    /// Closed before this, the personal data goes.
+    pub cutoff: DateTime<Utc>,
+    /// The cases whose personal data goes (their references).
+    pub cases: Vec<String>,
+    /// Raw messages tied to no case (refused, ignored, quarantined), received before the cutoff.
+    pub unlinked_raw_messages: i64,
+    /// Of the cases: raw messages, emails, audit events erased.
+    pub removed: Purged,
+}
+
+/// Apply (or, with `dry_run`, count) retention for every board at `now`.
+pub async fn run<S: Store>(
+    config: &Config,
+    store: &S,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> anyhow::Result<Vec<BoardRetention>> {
+    let mut out = Vec::new();
+    for b in &config.boards {
+        let days = b.settings.retention_days;
+        let before = cutoff(now, days);
+        let due = store.retention_due(b.id(), before).await?;
+        let mut r = BoardRetention {
+            board: b.id().to_string(),
+            retention_days: days,
+            cutoff: before,
+            ..Default::default()
+        };
+        for (id, case) in &due {
+            r.cases.push(case.reference.clone());
+            if dry_run {
+                continue;
+            }
+            let event = Event {
+                kind: "retention".into(),
+                at: now,
+                actor: "escalation-bot".into(),
+                summary: format!(
+                    "Personal data removed: the case closed more than {days} days ago (the board's retention period); \
+                     its figures are kept"
+                ),
+                detail: serde_json::Value::Null,
+            };
+            let purged = store.purge_case(*id, &anonymise(case), &event, now).await?;
+            r.removed.raw_messages += purged.raw_messages;
+            r.removed.emails += purged.emails;
+            r.removed.audit_events_erased += purged.audit_events_erased;
+            r.removed.held_commands += purged.held_commands;
+        }
+        let event = Event {
+            kind: "retention".into(),
+            at: now,
+            actor: "escalation-bot".into(),
+            summary: format!(
+                "Raw messages tied to no case (refused, ignored, quarantined) received more than {days} days ago removed"
+            ),
+            detail: serde_json::Value::Null,
+        };
+        r.unlinked_raw_messages = store
+            .raw_messages_due(Some(b.id()), before, (!dry_run).then_some(&event))
+            .await?;
+        if !dry_run && (!r.cases.is_empty() || r.unlinked_raw_messages > 0) {
+            tracing::info!(board = %b.id(), cases = r.cases.len(), raw_messages = r.unlinked_raw_messages + r.removed.raw_messages,
+                emails = r.removed.emails, "retention: personal data past the board's retention period removed");
+        }
+        out.push(r);
+    }
+    // Messages for no board (addressed to none of them) are kept for the shortest period of any board.
+    if let Some(days) = config.boards.iter().map(|b| b.settings.retention_days).min() {
+        let event = Event {
+            kind: "retention".into(),
+            at: now,
+            actor: "escalation-bot".into(),
+            summary: format!("Raw messages for no board received more than {days} days ago removed"),
+            detail: serde_json::Value::Null,
+        };
+        let n = store
+            .raw_messages_due(None, cutoff(now, days), (!dry_run).then_some(&event))
+            .await?;
+        if n > 0 {
+            out.push(BoardRetention {
+                board: "-".into(),
+                retention_days: days,
+                cutoff: cutoff(now, days),
+                unlinked_raw_messages: n,
+                ..Default::default()
+            });
+        }
+    }
+    Ok(out)
+}
