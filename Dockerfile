@@ -86,8 +86,8 @@ EXPOSE 9187
 # exits 0 on 200, 1 otherwise.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s CMD ["escalation-bot", "--config", "/app/config/default.toml", "health"]
 
-# SIGTERM (docker stop) makes the daemon finish what it is doing and stop; give it 30 s (docker stop -t 35,
-# stop_grace_period: 35s in compose).
+# SIGTERM (docker stop) makes the daemon finish the batch in hand and stop within 15 s: longer than docker stop's
+# default 10 s, so give it 30 (docker stop -t 30; stop_grace_period: 30s in compose).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["escalation-bot"]
 CMD ["run"]

@@ -40,6 +40,8 @@ fn smtp(servers: &MailServers, give_up_after_hours: u64) -> Transport {
         tls: "none".into(),
         username: None,
         password: None,
+        auth: "password".into(),
+        oauth2: None,
         timeout_seconds: 5,
         give_up_after_hours,
     })

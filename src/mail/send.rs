@@ -332,6 +332,23 @@ impl Transport {
         if let (Transport::Smtp(smtp), Some(e)) = (self, &attempt.server_error) {
             if is_login_refusal(e) {
                 smtp.login_refused();
+                // A cached OAuth2 token the server no longer takes (expired early, revoked): try once more at
+                // once with a new one, rather than wait for the retry.
+                if smtp.oauth.is_some() {
+                    tracing::warn!(error = %e, "the SMTP server refused the OAuth2 token; trying again with a new one");
+                    let left: Vec<String> = recipients
+                        .iter()
+                        .filter(|r| !attempt.delivered.contains(r) && !attempt.refused.iter().any(|x| &x.address == *r))
+                        .cloned()
+                        .collect();
+                    let mut again = self.deliver_once(email, &left, now).await;
+                    again.delivered.splice(0..0, attempt.delivered);
+                    again.refused.splice(0..0, attempt.refused);
+                    if again.server_error.as_deref().is_some_and(is_login_refusal) {
+                        smtp.login_refused();
+                    }
+                    return again;
+                }
             }
         }
         attempt

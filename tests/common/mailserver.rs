@@ -32,14 +32,42 @@ fn wait_for_port(port: u16, what: &str, log: &std::path::Path) {
     }
 }
 
+/// The test SMTP server on `smtp_port`, delivering to Dovecot's LMTP; with `oauth_port`, taking only XOAUTH2.
+fn start_smtp(smtp_port: u16, lmtp_port: u16, oauth_port: Option<u16>) -> Child {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
+    let mut smtp = Command::new("python3");
+    smtp.arg(script).args([smtp_port.to_string(), lmtp_port.to_string()]);
+    if let Some(port) = oauth_port {
+        smtp.args(["--oauth2".to_string(), format!("http://127.0.0.1:{port}/introspect")]);
+    }
+    let mut smtp = smtp
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the SMTP server starts (scripts/test.sh installs aiosmtpd)");
+    let mut first = String::new();
+    if let Some(out) = smtp.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut first);
+    }
+    assert_eq!(first.trim(), "ready", "the SMTP server did not start");
+    smtp
+}
+
 pub struct MailServers {
     pub dir: tempfile::TempDir,
     pub imap_port: u16,
     pub lmtp_port: u16,
     pub smtp_port: u16,
+    /// With [`MailServers::start_oauth2`]: the token and introspection server's port.
+    pub oauth_port: Option<u16>,
     dovecot: Child,
     smtp: Child,
+    oauth: Option<Child>,
 }
+
+/// The app registrations the OAuth2 test server knows: client id, secret, and the mailbox its tokens open.
+pub const OAUTH_CLIENTS: &str = r#"{"bot-bradford": {"secret": "s3cret-bradford", "username": "bsab"},
+ "bot-unpermitted": {"secret": "s3cret-other", "username": "someone-else"}}"#;
 
 impl MailServers {
     pub fn start() -> Self {
@@ -49,9 +77,67 @@ impl MailServers {
     /// [`MailServers::start`], with `dovecot_extra` added at the end of Dovecot's configuration (e.g.
     /// `imap_capability = IMAP4rev1 IDLE` for a server without MOVE or UIDPLUS).
     pub fn start_with(dovecot_extra: &str) -> Self {
+        Self::start_full(dovecot_extra, false)
+    }
+
+    /// Mail servers that take OAuth2 (SASL XOAUTH2) as Microsoft 365 does: a token endpoint and an
+    /// introspection endpoint (tests/support/oauth_server.py, clients [`OAUTH_CLIENTS`]), Dovecot's oauth2
+    /// passdb asking it about every token (password login still works), and the SMTP server taking only
+    /// AUTH XOAUTH2.
+    pub fn start_oauth2() -> Self {
+        Self::start_full("", true)
+    }
+
+    fn start_full(dovecot_extra: &str, oauth2: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().to_path_buf();
         let (imap_port, lmtp_port, smtp_port) = (free_port(), free_port(), free_port());
+        let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let (oauth, oauth_port) = if oauth2 {
+            let port = free_port();
+            std::fs::write(d.join("clients.json"), OAUTH_CLIENTS).expect("clients");
+            let mut child = Command::new("python3")
+                .arg(here.join("tests/support/oauth_server.py"))
+                .arg(port.to_string())
+                .arg(d.join("clients.json"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("the OAuth2 test server starts");
+            let mut first = String::new();
+            if let Some(out) = child.stdout.take() {
+                let _ = BufReader::new(out).read_line(&mut first);
+            }
+            assert_eq!(first.trim(), "ready", "the OAuth2 test server did not start");
+            (Some(child), Some(port))
+        } else {
+            (None, None)
+        };
+        let auth = match oauth_port {
+            Some(port) => {
+                std::fs::write(
+                    d.join("dovecot-oauth2.conf.ext"),
+                    format!(
+                        "introspection_url = http://127.0.0.1:{port}/introspect\nintrospection_mode = post\n\
+                         force_introspection = yes\nusername_attribute = username\nusername_format = %Ln\n\
+                         active_attribute = active\nactive_value = true\ntimeout_msecs = 10000\n"
+                    ),
+                )
+                .expect("oauth2 conf");
+                format!(
+                    "auth_mechanisms = plain login xoauth2 oauthbearer\nauth_cache_size = 0\nauth_failure_delay = 0\n\
+                     passdb {{\n  driver = passwd-file\n  mechanisms = plain login\n  args = scheme=PLAIN username_format=%n {d}/users\n}}\n\
+                     passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {d}/dovecot-oauth2.conf.ext\n}}\n\
+                     # No growing delay after failed logins from this machine: the tests fail logins on purpose.\n\
+                     service anvil {{\n  unix_listener anvil-auth-penalty {{\n    mode = 0\n  }}\n}}\n",
+                    d = d.display()
+                )
+            }
+            None => format!(
+                "auth_mechanisms = plain login\npassdb {{\n  driver = passwd-file\n  args = scheme=PLAIN username_format=%n {d}/users\n}}\n",
+                d = d.display()
+            ),
+        };
         let id = |flag: &str| -> String {
             let out = Command::new("id").args([flag, "dovecot"]).output().expect("id");
             String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -69,13 +155,9 @@ listen = 127.0.0.1
 log_path = {d}/dovecot.log
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+{auth}
 mail_location = maildir:{d}/mail/%n
 first_valid_uid = 1
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%n {d}/users
-}}
 userdb {{
   driver = static
   args = uid={uid} gid={gid} home={d}/home/%n allow_all_users=yes
@@ -122,27 +204,53 @@ protocol lmtp {{
             .spawn()
             .expect("dovecot starts (scripts/test.sh installs it)");
         wait_for_port(imap_port, "Dovecot", &d.join("dovecot.log"));
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
-        let mut smtp = Command::new("python3")
-            .arg(script)
-            .args([smtp_port.to_string(), lmtp_port.to_string()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the SMTP server starts (scripts/test.sh installs aiosmtpd)");
-        let mut first = String::new();
-        if let Some(out) = smtp.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut first);
-        }
-        assert_eq!(first.trim(), "ready", "the SMTP server did not start");
+        let smtp = start_smtp(smtp_port, lmtp_port, oauth_port);
         MailServers {
             dir,
             imap_port,
             lmtp_port,
             smtp_port,
+            oauth_port,
             dovecot,
             smtp,
+            oauth,
         }
+    }
+
+    /// Restart the SMTP server (its connections drop, as when a relay restarts).
+    pub fn restart_smtp(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.smtp.id().to_string()])
+            .status();
+        let _ = self.smtp.wait();
+        self.smtp = start_smtp(self.smtp_port, self.lmtp_port, self.oauth_port);
+    }
+
+    /// POST `body` to the OAuth2 test server's `path` (its control endpoints); the answer's body.
+    pub fn oauth_post(&self, path: &str, body: &str) -> String {
+        self.oauth_request("POST", path, body)
+    }
+
+    /// GET the OAuth2 test server's `/control/stats`.
+    pub fn oauth_stats(&self) -> serde_json::Value {
+        serde_json::from_str(&self.oauth_request("GET", "/control/stats", "")).expect("stats JSON")
+    }
+
+    fn oauth_request(&self, method: &str, path: &str, body: &str) -> String {
+        use std::io::{Read, Write};
+        let port = self.oauth_port.expect("started with start_oauth2");
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        write!(
+            c,
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut out = String::new();
+        c.read_to_string(&mut out).expect("read");
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
     }
 
     /// A daemon configuration in `dir`: the shipped policies and boards, Bradford's mailbox on this Dovecot
@@ -234,10 +342,16 @@ protocol lmtp {{
 
 impl Drop for MailServers {
     fn drop(&mut self) {
-        for child in [&mut self.smtp, &mut self.dovecot] {
+        for child in [Some(&mut self.smtp), Some(&mut self.dovecot), self.oauth.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         }
         let _ = self.smtp.wait();
         let _ = self.dovecot.wait();
+        if let Some(o) = self.oauth.as_mut() {
+            let _ = o.wait();
+        }
     }
 }

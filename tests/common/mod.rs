@@ -3,6 +3,7 @@
 //! (`ESCALATION_BOT_TEST_PG`, default postgres://postgres@127.0.0.1:5432/test), dropped afterwards.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod mailserver;
 
 use std::path::{Path, PathBuf};
