@@ -459,6 +459,9 @@ async fn serve<S: Batching + Clone + Send + Sync + 'static>(
     // email in hand, each source at its next exchange (each bounded by its timeout). Whatever has not stopped
     // within STOP_WITHIN is left: nothing it holds is lost, only not yet acknowledged.
     let _ = stop_tx.send(true);
+    // Batches fetched and not processed are dropped unacknowledged: their sources stop waiting for them,
+    // and the messages stay in the mailbox for next time.
+    drop(rx);
     let stopped = tokio::time::timeout(STOP_WITHIN, async {
         let _ = sender.await;
         let _ = store_watch.await;

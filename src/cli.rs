@@ -1191,6 +1191,19 @@ async fn inbound_cmd<S: Store>(config: &Config, store: &S, c: &InboundCommand) -
             if r.raw.is_empty() {
                 anyhow::bail!("message {id} was removed under the board's retention period: nothing to process");
             }
+            if let Some(o) = r
+                .outcome
+                .as_deref()
+                .filter(|o| ["case_opened", "command_applied", "held"].contains(o))
+            {
+                anyhow::bail!(
+                    "message {id} was used ({o}{}): it has had its effect, and is not processed twice",
+                    r.case_reference
+                        .as_deref()
+                        .map(|c| format!(", case {c}"))
+                        .unwrap_or_default()
+                );
+            }
             let source = crate::mail::pipeline::Source {
                 mailbox: r.mailbox.clone(),
                 uidvalidity: r.uidvalidity,

@@ -744,7 +744,7 @@ impl Composer<'_> {
                 "unlisted": d.open_total.saturating_sub(d.open.len()),
                 "open": open, "resolved": resolved, "reviews": reviews, "extensions": extensions,
                 "themes": counted(&d.themes), "agencies": counted(&d.agencies),
-                "unusable": d.unusable_emails,
+                "unusable": d.unusable_emails, "board_id": self.board.id(),
                 "by_stage": bars(&d.open_by_stage), "by_weeks": bars(&d.open_by_weeks),
             }),
         )?;
