@@ -1211,7 +1211,9 @@ async fn inbound_cmd<S: Store>(config: &Config, store: &S, c: &InboundCommand) -
             };
             app::prepare_store(config, store, now).await?;
             let key = app::load_secret(&config.settings, store).await?;
-            let pipeline = crate::mail::pipeline::Pipeline::new(config, key).map_err(anyhow::Error::msg)?;
+            let pipeline = crate::mail::pipeline::Pipeline::new(config, key)
+                .map_err(anyhow::Error::msg)?
+                .retrying(&format!("retry-{}", now.timestamp_millis()));
             let attempt_key = crate::mail::pipeline::attempt_key(&source, &r.raw);
             if !store.reopen_inbound(*id, &attempt_key).await? {
                 anyhow::bail!("message {id} could not be reopened");

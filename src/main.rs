@@ -33,6 +33,15 @@ fn main() -> std::process::ExitCode {
 
 async fn run() -> std::process::ExitCode {
     let cli = escalation_bot::cli::Cli::parse();
+    // A command's reader that stops reading (`| head`) ends it quietly, as it does any Unix tool: println!
+    // would panic on the broken pipe. Not for the daemon, whose sockets and log must never end it.
+    #[cfg(unix)]
+    if !matches!(cli.command, escalation_bot::cli::Command::Run(_)) {
+        // SAFETY: restores the default disposition of one signal; no handler, no memory touched.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let filter = EnvFilter::try_from_env("ESCALATION_BOT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -367,6 +367,17 @@ fn unusable_mail_is_listed_shown_with_the_reply_and_retried_after_a_configuratio
     assert!(out.contains("Why it was not used:"), "{out}");
     assert!(out.contains("Reply to grace.adeyemi@nhs.net"), "{out}");
 
+    // Retried unchanged, it is refused again, and answered again under a Message-ID of its own; it stays
+    // in the list.
+    let (ok, out) = bot(&config, &["inbound", "retry", &id]);
+    assert!(ok && out.contains("was refused, now refused"), "{out}");
+    assert!(!out.contains("could not be processed"), "{out}");
+    let again = bot_json(&config, &["inbound", "show", &id, "--json"]);
+    assert_eq!(again["outcome"], "refused");
+    assert_eq!(again["replies"].as_array().map(Vec::len), Some(2), "{again}");
+    let listed = bot_json(&config, &["inbound", "list", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(2));
+
     // The configuration is fixed (Bradford's mailbox address), and the message retried: a case.
     let board = config.parent().expect("dir").join("boards/bradford.toml");
     let text = std::fs::read_to_string(&board).expect("read");

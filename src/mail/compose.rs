@@ -193,9 +193,17 @@ pub struct Composer<'a> {
     pub board: &'a Board,
     pub templates: &'a Templates,
     pub signer: Signer,
+    /// Added to what each email's Message-ID is derived from: empty, except when a kept message is
+    /// processed again on purpose (`inbound retry`), whose answers are new emails, not the old ones again.
+    pub salt: String,
 }
 
 impl Composer<'_> {
+    /// The Message-ID nonce of an email caused by `cause` (with this composer's salt).
+    pub fn nonce(&self, cause: &str) -> String {
+        nonce_of(&format!("{cause}{}", self.salt))
+    }
+
     fn base(&self) -> Value {
         let p = self.board.policy();
         json!({
@@ -258,7 +266,14 @@ impl Composer<'_> {
         cc.dedup();
         let hold = self.placeholder_hold(&to, &cc);
         Ok(OutboundEmail {
-            message_id: self.signer.message_id(reference.unwrap_or("none"), nonce),
+            message_id: if self.salt.is_empty() {
+                self.signer.message_id(reference.unwrap_or("none"), nonce)
+            } else {
+                self.signer.message_id(
+                    reference.unwrap_or("none"),
+                    &format!("{nonce}-{}", nonce_of(&self.salt)),
+                )
+            },
             board_id: self.board.id().to_string(),
             case_reference: reference.map(str::to_string),
             kind: kind.to_string(),
@@ -315,7 +330,7 @@ impl Composer<'_> {
                 copy.message_id = self
                     .signer
                     .for_recipient(&email.message_id, &r)
-                    .unwrap_or_else(|| format!("{}-{}", email.message_id, nonce_of(&r)));
+                    .unwrap_or_else(|| format!("{}-{}", email.message_id, self.nonce(&r)));
                 copy.headers.insert("To".into(), email.to.join(", "));
                 if !email.cc.is_empty() {
                     copy.headers.insert("Cc".into(), email.cc.join(", "));
@@ -409,7 +424,7 @@ impl Composer<'_> {
             let mut email = self.email(
                 "notification",
                 Some(&case.reference),
-                &format!("n{i}-{}-{}-{}", n.role.key(), event_kind, nonce_of(cause)),
+                &format!("n{i}-{}-{}-{}", n.role.key(), event_kind, self.nonce(cause)),
                 to,
                 Vec::new(),
                 None,
@@ -628,7 +643,7 @@ impl Composer<'_> {
                 let mut email = self.email(
                     kind,
                     Some(&case.reference),
-                    &format!("t-{kind}-{}", nonce_of(&cause)),
+                    &format!("t-{kind}-{}", self.nonce(&cause)),
                     to,
                     Vec::new(),
                     None,
@@ -734,7 +749,7 @@ impl Composer<'_> {
         let mut email = self.email(
             "digest",
             None,
-            &format!("d-{}", nonce_of(key)),
+            &format!("d-{}", self.nonce(key)),
             to,
             Vec::new(),
             None,
@@ -840,7 +855,7 @@ impl Composer<'_> {
         let mut email = self.email(
             "confirmation",
             Some(&case.reference),
-            &format!("a-{}", nonce_of(in_reply_to)),
+            &format!("a-{}", self.nonce(in_reply_to)),
             vec![sender.to_string()],
             Vec::new(),
             Some(in_reply_to),
@@ -888,7 +903,7 @@ impl Composer<'_> {
         self.email(
             "challenge",
             Some(&case.reference),
-            &format!("ch-{}", nonce_of(in_reply_to)),
+            &format!("ch-{}", self.nonce(in_reply_to)),
             vec![sender.to_string()],
             Vec::new(),
             Some(in_reply_to),
@@ -943,7 +958,7 @@ impl Composer<'_> {
         let mut email = self.email(
             "confirmation",
             Some(&case.reference),
-            &format!("c-{}-{}", t.event.kind, nonce_of(in_reply_to)),
+            &format!("c-{}-{}", t.event.kind, self.nonce(in_reply_to)),
             vec![sender.to_string()],
             others,
             Some(in_reply_to),
@@ -986,7 +1001,7 @@ impl Composer<'_> {
             let mut copy = email.clone();
             copy.message_id = self.signer.message_id(
                 &case.reference,
-                &format!("c-{}-board-{}", t.event.kind, nonce_of(in_reply_to)),
+                &format!("c-{}-board-{}", t.event.kind, self.nonce(in_reply_to)),
             );
             copy.to = roles.clone();
             copy.cc = Vec::new();

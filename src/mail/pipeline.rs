@@ -163,6 +163,8 @@ pub struct Pipeline<'a> {
     pub reader: std::sync::Arc<Reader>,
     pub templates: Templates,
     pub key: Vec<u8>,
+    /// See [`Composer::salt`]: set by [`Pipeline::retrying`].
+    pub salt: String,
 }
 
 /// Decoding a message and reading the record in it: everything CPU-bound and store-free, shared with the
@@ -382,7 +384,20 @@ impl<'a> Pipeline<'a> {
             }),
             templates: Templates::load(config.settings.templates_dir.as_deref())?,
             key,
+            salt: String::new(),
         })
+    }
+
+    /// A pipeline for processing a kept message again on purpose (`inbound retry`): the emails it causes are
+    /// new ones, under Message-IDs of their own (`salt`, unique to this retry), not the earlier answers
+    /// again.
+    pub fn retrying(mut self, salt: &str) -> Self {
+        self.salt = format!("#{salt}");
+        self
+    }
+
+    fn nonce(&self, cause: &str) -> String {
+        super::compose::nonce_of(&format!("{cause}{}", self.salt))
     }
 
     /// The board whose own email this is: sent from a board mailbox this bot serves, under a Message-ID the
@@ -418,6 +433,7 @@ impl<'a> Pipeline<'a> {
             board,
             templates: &self.templates,
             signer: Signer::new(self.key.clone(), board.id(), domain),
+            salt: self.salt.clone(),
         }
     }
 
@@ -1028,7 +1044,7 @@ impl<'a> Pipeline<'a> {
                                 .email(
                                     "refusal",
                                     None,
-                                    &format!("u-{}", super::compose::nonce_of(&super::mime::content_id(raw))),
+                                    &format!("u-{}", self.nonce(&super::mime::content_id(raw))),
                                     vec![sender.email.clone()],
                                     Vec::new(),
                                     None,
@@ -1453,7 +1469,7 @@ impl<'a> Pipeline<'a> {
         }
         let record = &parsed.record;
         let immediate_risk = record.immediate_risk.unwrap_or(false);
-        let cause = super::compose::nonce_of(&msg.message_id);
+        let cause = self.nonce(&msg.message_id);
         let hold_ref = format!("{HOLD_PREFIX}{cause}");
         let (staff, staff_name) = Self::staff_address(board);
         let unknown = || "not given".to_string();
@@ -1674,7 +1690,7 @@ impl<'a> Pipeline<'a> {
             .email(
                 "confirmation",
                 None,
-                &format!("ap-{}", super::compose::nonce_of(&msg.message_id)),
+                &format!("ap-{}", self.nonce(&msg.message_id)),
                 vec![sender.email.clone()],
                 Vec::new(),
                 Some(&msg.message_id),
@@ -1744,7 +1760,7 @@ impl<'a> Pipeline<'a> {
             .email(
                 "refusal",
                 None,
-                &format!("rj-{}", super::compose::nonce_of(&msg.message_id)),
+                &format!("rj-{}", self.nonce(&msg.message_id)),
                 vec![held.sender.clone()],
                 Vec::new(),
                 None,
@@ -1760,7 +1776,7 @@ impl<'a> Pipeline<'a> {
             .email(
                 "confirmation",
                 None,
-                &format!("rs-{}", super::compose::nonce_of(&msg.message_id)),
+                &format!("rs-{}", self.nonce(&msg.message_id)),
                 vec![sender.email.clone()],
                 Vec::new(),
                 Some(&msg.message_id),

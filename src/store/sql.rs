@@ -1869,6 +1869,25 @@ macro_rules! impl_store {
                             .execute(&mut *tx)
                             .await?;
                     }
+                    if let Some(board) = board {
+                        // The answers to those messages (refusals, challenges, requests for approval) and the
+                        // audit words about them go too; the removals' own events stay.
+                        sqlx::query("DELETE FROM outbox WHERE board_id = $1 AND case_id IS NULL AND created_at < $2")
+                            .bind(board)
+                            .bind(before)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(
+                            "UPDATE events SET actor = $1, summary = $2, detail = '{}' WHERE board_id = $3 \
+                             AND case_id IS NULL AND at < $4 AND kind <> 'retention' AND summary <> $2",
+                        )
+                        .bind($crate::core::retention::REMOVED_PERSON)
+                        .bind($crate::core::retention::REMOVED)
+                        .bind(board)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                     sqlx::query("DELETE FROM inbound_attempts WHERE updated_at < $1")
                         .bind(before)
                         .execute(&mut *tx)
