@@ -8,7 +8,7 @@
 //! 3. with 100,000 open cases, the real daemon's resident memory (release build) after acting on the 1,000
 //!    due timers, and its wake-ups while idle.
 //!
-//! `ESCALATION_BOT_BENCH_OPEN=1000,10000` chooses the sizes; `ESCALATION_BOT_BENCH_ONLY=sqlite|postgres|paperwork`
+//! `ESCALATION_BOT_BENCH_OPEN=1000,10000` chooses the sizes; `ESCALATION_BOT_BENCH_ONLY=sqlite|postgres|paperwork|listener`
 //! one backend, `=daemon` the daemon alone.
 
 use std::path::{Path, PathBuf};
@@ -233,6 +233,92 @@ fn daemon_rss(db: &Path, dir: &Path) {
     );
 }
 
+/// CPU time (user + system) the process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, 12 and 13 after the ')'; 100 ticks a second.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The health and metrics listener's cost: the release daemon on the embedded default (five boards, local
+/// folders, an empty SQLite store), without `[http]`, with it idle, and with it scraped every 15 s as
+/// Prometheus would: RSS and CPU time over 60 idle seconds.
+fn listener_cost() {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--bin", "escalation-bot"])
+        .status()
+        .expect("cargo");
+    assert!(status.success(), "release build");
+    let here = std::env::current_dir().expect("cwd");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    for (label, http, scrape) in [
+        ("without [http]", false, false),
+        ("with [http], not scraped", true, false),
+        ("with [http], scraped every 15 s", true, true),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = dir.path().join("config.toml");
+        let mut text = format!(
+            "policies_dir = \"{}\"\nboards_dir = \"{}\"\n[database]\nurl = \"sqlite:db.sqlite3\"\n[mailbox]\npath = \"mail\"\n[outbox]\npath = \"out\"\n",
+            here.join("config/policies").display(),
+            here.join("config/boards").display(),
+        );
+        if http {
+            text.push_str(&format!("[http]\nlisten = \"127.0.0.1:{port}\"\n"));
+        }
+        std::fs::write(&cfg, text).expect("config");
+        let mut child = Command::new(here.join("target/release/escalation-bot"))
+            .arg("--config")
+            .arg(&cfg)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon");
+        let pid = child.id();
+        std::thread::sleep(Duration::from_secs(5));
+        let scrape_once = || {
+            use std::io::{Read, Write};
+            for path in ["/metrics", "/healthz"] {
+                if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                    let mut out = Vec::new();
+                    let _ = c.read_to_end(&mut out);
+                }
+            }
+        };
+        if scrape {
+            scrape_once();
+        }
+        let (cpu0, w0) = (cpu_seconds(pid), switches(pid));
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_secs(15));
+            if scrape {
+                scrape_once();
+            }
+        }
+        let (cpu1, w1) = (cpu_seconds(pid), switches(pid));
+        let rss = rss_kib(pid);
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = child.wait();
+        println!(
+            "listener: daemon {label:<32} RSS {:.1} MB; CPU {:.2} s in 60 s ({:.3}%); {} wake-ups",
+            rss as f64 / 1024.0,
+            cpu1 - cpu0,
+            (cpu1 - cpu0) / 60.0 * 100.0,
+            wakeups_between(&w0, &w1)
+        );
+    }
+}
+
 /// The board's form for one email: filling it in and writing the Word document, and reading one back, per
 /// board, for a case resolved at stage 3 with agreed actions (the largest form a case makes).
 fn paperwork(c: &Config) {
@@ -327,6 +413,11 @@ async fn main() {
         paperwork(&c);
     }
     if only == "paperwork" {
+        return;
+    }
+    // `ESCALATION_BOT_BENCH_ONLY=listener`: what /healthz and /metrics cost the daemon.
+    if only == "listener" {
+        listener_cost();
         return;
     }
     let sizes = if only == "daemon" { vec![100_000] } else { sizes };

@@ -5,8 +5,8 @@
 # Needs: a Rust toolchain (cargo) and python3 with pip. Installs and starts, when missing: PostgreSQL
 # (Debian's package), on 127.0.0.1:5432 with trust authentication for local connections (set
 # ESCALATION_BOT_TEST_PG to use another server: a URL of a database the tests may CREATE DATABASE from).
-# Installs, when missing: Dovecot (Debian's dovecot-imapd and dovecot-lmtpd) and aiosmtpd (PyPI); the tests
-# start their own instances of these on free loopback ports.
+# Installs, when missing: Dovecot (Debian's dovecot-imapd and dovecot-lmtpd), aiosmtpd and cryptography (PyPI)
+# and openssl; the tests start their own instances of these servers on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,6 +70,13 @@ ensure_mail_servers() {
   # The packaged service is not needed: each test starts its own Dovecot.
   if command -v systemctl >/dev/null && systemctl is-active --quiet dovecot 2>/dev/null; then
     as_root systemctl stop dovecot || true
+  fi
+  # The OAuth2 tests make certificates (openssl) and check client assertions signed with them (cryptography).
+  command -v openssl >/dev/null || apt_install openssl
+  if ! python3 -c 'import cryptography' 2>/dev/null; then
+    log "installing cryptography (the tests' OAuth2 server checks signed client assertions)"
+    python3 -m pip install --quiet --disable-pip-version-check cryptography 2>&1 | grep -v "Running pip as the 'root' user" || true
+    python3 -c 'import cryptography'
   fi
   if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
     log "installing aiosmtpd (the tests' SMTP server)"

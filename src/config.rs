@@ -323,12 +323,32 @@ pub struct OAuth2Settings {
     /// Or the environment variable holding it.
     #[serde(default)]
     pub client_secret_env: Option<String>,
+    /// Or a certificate uploaded to the app registration (PEM), with its private key (PEM, PKCS#8 or
+    /// PKCS#1 RSA; relative to the file that names them): the bot signs a client assertion instead of
+    /// sending a secret.
+    #[serde(default)]
+    pub client_certificate_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_private_key_file: Option<PathBuf>,
     /// Default: Microsoft's identity platform for the tenant.
     #[serde(default)]
     pub token_url: Option<String>,
     /// Default: `https://outlook.office365.com/.default`.
     #[serde(default)]
     pub scope: Option<String>,
+}
+
+impl OAuth2Settings {
+    /// Its files, relative to `dir` (the folder of the file that names them).
+    fn resolve_files(&mut self, dir: &Path) {
+        for f in [
+            &mut self.client_secret_file,
+            &mut self.client_certificate_file,
+            &mut self.client_private_key_file,
+        ] {
+            *f = f.as_deref().map(|p| tidy(&dir.join(p)));
+        }
+    }
 }
 
 pub fn default_auth() -> String {
@@ -362,19 +382,39 @@ pub fn check_auth(prefix: &str, auth: &str, oauth2: Option<&OAuth2Settings>) -> 
                     "give the app registration's application (client) id".into(),
                 ));
             }
-            match (&o.client_secret_file, &o.client_secret_env) {
-                (None, None) => out.push((
+            let given = [
+                o.client_secret_file.is_some(),
+                o.client_secret_env.is_some(),
+                o.client_certificate_file.is_some() || o.client_private_key_file.is_some(),
+            ]
+            .iter()
+            .filter(|g| **g)
+            .count();
+            if given == 0 {
+                out.push((
                     key("client_secret_file"),
-                    "give client_secret_file (a file holding the secret) or client_secret_env".into(),
-                )),
-                (Some(_), Some(_)) => out.push((
+                    "give client_secret_file (a file holding the secret), client_secret_env, or client_certificate_file and client_private_key_file".into(),
+                ));
+            } else if given > 1 {
+                out.push((
                     key("client_secret_env"),
-                    "give client_secret_file or client_secret_env, not both".into(),
-                )),
-                (Some(f), None) if !f.is_file() => {
-                    out.push((key("client_secret_file"), format!("{} does not exist", f.display())))
+                    "give one way to prove the app: client_secret_file, client_secret_env, or a certificate".into(),
+                ));
+            }
+            if o.client_certificate_file.is_some() != o.client_private_key_file.is_some() {
+                out.push((
+                    key("client_private_key_file"),
+                    "a certificate needs both client_certificate_file and client_private_key_file".into(),
+                ));
+            }
+            for (k, f) in [
+                ("client_secret_file", &o.client_secret_file),
+                ("client_certificate_file", &o.client_certificate_file),
+                ("client_private_key_file", &o.client_private_key_file),
+            ] {
+                if let Some(f) = f.as_ref().filter(|f| !f.is_file()) {
+                    out.push((key(k), format!("{} does not exist", f.display())));
                 }
-                _ => {}
             }
             if let Some(url) = &o.token_url {
                 let host = url
@@ -815,7 +855,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 s.password = Some(Secret(p));
             }
             if let Some(o) = s.oauth2.as_mut() {
-                o.client_secret_file = o.client_secret_file.as_deref().map(|f| tidy(&base.join(f)));
+                o.resolve_files(&base);
             }
             s
         }),
@@ -887,7 +927,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
             imap.notifications_folder = b.notifications_folder.clone();
             let dir = f.parent().unwrap_or(Path::new("."));
             if let Some(o) = imap.oauth2.as_mut() {
-                o.client_secret_file = o.client_secret_file.as_deref().map(|p| tidy(&dir.join(p)));
+                o.resolve_files(dir);
             }
         }
         if let (Some(imap), Some(p)) = (b.imap.as_mut(), env(&var)) {

@@ -81,7 +81,7 @@ async fn answer<S: Store>(
             if n == 0 {
                 break;
             }
-            head.extend_from_slice(&buf[..n]);
+            head.extend_from_slice(&buf[..n]); // byte-slice: a byte buffer, n <= its length
             if head.len() > MAX_REQUEST {
                 break;
             }

@@ -315,3 +315,83 @@ async fn check_config_connect_says_in_plain_words_what_is_wrong() {
     assert!(!ok, "{out}");
     assert!(out.contains("is not found in DNS"), "{out}");
 }
+
+/// A self-signed certificate and its RSA key (PKCS#8 PEM) in `dir`, as an app registration's certificate
+/// credential: (certificate, key).
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=escalation-bot test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (scripts/test.sh installs it)");
+    assert!(ok.success());
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_instead_of_a_secret_signs_a_client_assertion_the_token_endpoint_accepts() {
+    let servers = MailServers::start_oauth2();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = certificate(dir.path(), "registered");
+    let (other_cert, other_key) = certificate(dir.path(), "unregistered");
+    servers.oauth_post(
+        "/control/clients",
+        &serde_json::json!({"bot-cert": {"certificate": cert, "username": "bsab"}}).to_string(),
+    );
+    let config = oauth_config(&servers, dir.path(), "bot-cert", "unused");
+    let with_certificate = |cert: &Path, key: &Path| {
+        for f in [
+            config.clone(),
+            config.parent().expect("dir").join("boards/bradford.toml"),
+        ] {
+            let text = std::fs::read_to_string(&f).expect("read");
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    !l.starts_with("client_secret_file")
+                        && !l.starts_with("client_certificate_file")
+                        && !l.starts_with("client_private_key_file")
+                })
+                .collect();
+            let mut text = kept.join("\n");
+            text = text.replace(
+                "client_id = \"bot-cert\"",
+                &format!(
+                    "client_id = \"bot-cert\"\nclient_certificate_file = \"{}\"\nclient_private_key_file = \"{}\"",
+                    cert.display(),
+                    key.display()
+                ),
+            );
+            std::fs::write(&f, text + "\n").expect("write");
+        }
+    };
+    with_certificate(&cert, &key);
+    let (ok, out) = connect(&config);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("OK    board bradford mailbox: IMAP 127.0.0.1:") && out.contains("OK    SMTP"),
+        "{out}"
+    );
+    assert_eq!(servers.oauth_stats()["issued"], 2);
+    // A certificate the app registration does not hold.
+    with_certificate(&other_cert, &other_key);
+    let (ok, out) = connect(&config);
+    assert!(!ok, "{out}");
+    assert!(out.contains("the certificate's signature was refused"), "{out}");
+    assert!(out.contains("AADSTS700027"), "{out}");
+}

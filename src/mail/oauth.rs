@@ -123,18 +123,36 @@ impl TokenSource {
         ))
     }
 
-    /// The client-credentials grant (RFC 6749 section 4.4), blocking.
+    /// The client-credentials grant (RFC 6749 section 4.4), blocking: with the client secret, or with a
+    /// client assertion signed by the app's certificate (RFC 7523).
     fn fetch(&self) -> Result<Cached, TokenError> {
-        let secret = self.secret()?;
         let url = self.token_url();
         let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
         let scope = self.scope();
-        let form = [
+        let proof = match (
+            &self.settings.client_certificate_file,
+            &self.settings.client_private_key_file,
+        ) {
+            (Some(cert), Some(key)) => {
+                let now = chrono::Utc::now().timestamp();
+                let assertion =
+                    client_assertion(&read_file(cert)?, &read_file(key)?, &self.settings.client_id, &url, now)?;
+                vec![
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_string(),
+                    ),
+                    ("client_assertion", assertion),
+                ]
+            }
+            _ => vec![("client_secret", self.secret()?)],
+        };
+        let mut form: Vec<(&str, &str)> = vec![
             ("grant_type", "client_credentials"),
             ("client_id", self.settings.client_id.as_str()),
-            ("client_secret", secret.as_str()),
             ("scope", scope.as_str()),
         ];
+        form.extend(proof.iter().map(|(k, v)| (*k, v.as_str())));
         let started = Instant::now();
         let body = match agent.post(&url).send_form(&form) {
             Ok(r) => r
@@ -148,6 +166,69 @@ impl TokenSource {
         };
         parse_token(&body, started)
     }
+}
+
+fn read_file(path: &std::path::Path) -> Result<String, TokenError> {
+    std::fs::read_to_string(path).map_err(|e| TokenError(format!("{} cannot be read: {e}", path.display())))
+}
+
+/// The DER bytes of the first PEM block labelled `label` in `pem`.
+fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)? + begin.len();
+    let stop = start + pem.get(start..)?.find(&end)?;
+    let b64: String = pem.get(start..stop)?.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).ok()
+}
+
+/// A client assertion (RFC 7523, as Microsoft's identity platform takes it): a JWT for `client_id` and
+/// the token endpoint `aud`, valid for 10 minutes from `now`, naming the certificate by its SHA-1
+/// thumbprint (`x5t`) and signed RS256 with its private key.
+pub fn client_assertion(
+    cert_pem: &str,
+    key_pem: &str,
+    client_id: &str,
+    aud: &str,
+    now: i64,
+) -> Result<String, TokenError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
+    let cert = pem_block(cert_pem, "CERTIFICATE")
+        .ok_or_else(|| TokenError("client_certificate_file holds no PEM certificate".into()))?;
+    let key = match (pem_block(key_pem, "PRIVATE KEY"), pem_block(key_pem, "RSA PRIVATE KEY")) {
+        (Some(pkcs8), _) => RsaKeyPair::from_pkcs8(&pkcs8),
+        (None, Some(pkcs1)) => RsaKeyPair::from_der(&pkcs1),
+        (None, None) => {
+            return Err(TokenError(
+                "client_private_key_file holds no PEM private key (PKCS#8 or RSA; an encrypted key must be decrypted first)".into(),
+            ))
+        }
+    }
+    .map_err(|e| TokenError(format!("client_private_key_file is not an RSA key this bot can sign with: {e}")))?;
+    let thumbprint = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &cert);
+    let rng = ring::rand::SystemRandom::new();
+    let mut jti = [0u8; 16];
+    rng.fill(&mut jti)
+        .map_err(|_| TokenError("no randomness for the client assertion".into()))?;
+    let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "x5t": URL_SAFE_NO_PAD.encode(thumbprint.as_ref())});
+    let claims = serde_json::json!({
+        "aud": aud, "iss": client_id, "sub": client_id,
+        "jti": jti.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        "iat": now, "nbf": now, "exp": now + 600,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut signature = vec![0u8; key.public().modulus_len()];
+    key.sign(&RSA_PKCS1_SHA256, &rng, signing_input.as_bytes(), &mut signature)
+        .map_err(|_| TokenError("the client assertion could not be signed".into()))?;
+    Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
 }
 
 /// The token in a token endpoint's answer, and when to renew it.
@@ -200,6 +281,8 @@ pub fn explain_token_refusal(status: u16, body: &str, client_id: &str) -> String
         .unwrap_or_default()
         .to_string();
     let plain = match code.as_str() {
+        "AADSTS700027" => "the certificate's signature was refused: upload this certificate (its .cer or .pem, not the key) to the app registration's Certificates".to_string(),
+        "AADSTS700024" => "the client assertion is outside its valid time: check this machine's clock".to_string(),
         "AADSTS7000215" => "the client secret is wrong: copy the secret's Value (not its ID) from the app registration into the secret file".to_string(),
         "AADSTS7000222" => "the client secret has expired: create a new one in the app registration and put it in the secret file".to_string(),
         "AADSTS700016" => format!("no application with client_id {client_id} in this tenant: check client_id and tenant"),

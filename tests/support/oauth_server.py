@@ -5,7 +5,8 @@ endpoint for Dovecot's oauth2 passdb and tests/support/smtp_server.py --oauth2.
 Usage: oauth_server.py PORT CLIENTS_JSON_FILE. Prints "ready" once listening; stops on SIGTERM.
 
 CLIENTS_JSON_FILE maps client_id -> {"secret": "...", "username": "bsab"}: the mailbox user that the
-client's tokens are good for.
+client's tokens are good for; "certificate": a PEM file lets the client prove itself with a client assertion
+signed by that certificate's key instead (RFC 7523, as Microsoft takes it; checked with `cryptography`).
 
 Endpoints:
 - POST /{tenant}/oauth2/v2.0/token, form-encoded grant_type=client_credentials, client_id, client_secret,
@@ -62,7 +63,50 @@ class State:
         self.introspected = 0
         self.scopes = []
 
-    def issue(self, tenant, form):
+    def check_assertion(self, client, client_id, assertion, aud):
+        """A client assertion (RFC 7523) as Microsoft checks it: RS256, signed by the certificate registered
+        for the client (its SHA-1 thumbprint in x5t), for this token endpoint, for this client, in time.
+        None when good, else the error answer."""
+        import base64
+        import hashlib
+        from cryptography import x509
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        def b64d(s):
+            return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+        bad = lambda why: aad_error(
+            401, "invalid_client", 700027,
+            f"Client assertion contains an invalid signature. [Reason - {why}, Client id: '{client_id}']")
+        try:
+            h, p, sig = assertion.split(".")
+            header, claims = json.loads(b64d(h)), json.loads(b64d(p))
+        except ValueError:
+            return aad_error(400, "invalid_request", 50027, "JWT token is invalid or malformed.")
+        if not client.get("certificate"):
+            return bad("The key was not found.")
+        with open(client["certificate"], "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+        der = cert.public_bytes(serialization.Encoding.DER)
+        x5t = base64.urlsafe_b64encode(hashlib.sha1(der).digest()).rstrip(b"=").decode()
+        if header.get("alg") != "RS256" or header.get("x5t") != x5t:
+            return bad("The key was not found.")
+        try:
+            cert.public_key().verify(b64d(sig), f"{h}.{p}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return bad("The signature does not match.")
+        now = int(time.time())
+        if claims.get("iss") != client_id or claims.get("sub") != client_id or claims.get("aud") != aud:
+            return aad_error(401, "invalid_client", 700021,
+                             f"Client assertion application identifier doesn't match 'client_id' parameter, "
+                             f"or the audience is not {aud}.")
+        if not (claims.get("nbf", 0) - 300 <= now < claims.get("exp", 0)):
+            return aad_error(401, "invalid_client", 700024, "Client assertion is not within its valid time range.")
+        return None
+
+    def issue(self, tenant, form, aud=""):
         first = lambda k: (form.get(k) or [""])[0]
         grant_type, client_id = first("grant_type"), first("client_id")
         secret, scope = first("client_secret"), first("scope")
@@ -87,12 +131,19 @@ class State:
                     f"'{tenant}'. This can happen if the application has not been installed by the "
                     "administrator of the tenant or consented to by any user in the tenant. You may "
                     "have sent your authentication request to the wrong tenant.")
-            if not secret:
+            assertion = first("client_assertion")
+            if assertion:
+                if first("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+                    return aad_error(400, "invalid_request", 90002, "Invalid client_assertion_type.")
+                refused = self.check_assertion(client, client_id, assertion, aud)
+                if refused:
+                    return refused
+            elif not secret:
                 return aad_error(
                     401, "invalid_client", 7000216,
                     "'client_assertion', 'client_secret' or 'request' is required for the "
                     "'client_credentials' grant type.")
-            if secret != client.get("secret"):
+            elif secret != client.get("secret"):
                 return aad_error(
                     401, "invalid_client", 7000215,
                     "Invalid client secret provided. Ensure the secret being sent in the request is the "
@@ -196,7 +247,8 @@ def make_handler(state):
             parts = path.strip("/").split("/")
             if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
                 form = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
-                status, obj = state.issue(parts[0], form)
+                aud = "http://%s%s" % (self.headers.get("Host", ""), path)
+                status, obj = state.issue(parts[0], form, aud)
                 self.note = "client_id=%s scope=%s %s" % (
                     (form.get("client_id") or ["-"])[0], (form.get("scope") or ["-"])[0],
                     "issued" if status == 200 else obj["error"])
