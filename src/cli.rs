@@ -5,7 +5,7 @@
 //! arithmetic (`calendar …`) work without a configuration; the others load and validate it first.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
@@ -491,7 +491,12 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             policy_cmd(&config, p)
         }
         Command::CheckConfig(a) => {
-            check_config(&cli, a.json && !a.connect)?;
+            // With --connect --json, one JSON document: the connection checks' (or the configuration's
+            // problems, if it does not load).
+            if a.connect && a.json && config::load(&cli.config).is_ok() {
+            } else {
+                check_config(&cli, a.json)?;
+            }
             if a.connect {
                 let config = load_config(&cli)?;
                 connect_checks(&config, a.json).await
@@ -915,15 +920,9 @@ async fn connect_checks(config: &Config, as_json: bool) -> anyhow::Result<()> {
         let what = format!("board {} mailbox", b.id());
         match &b.settings.imap {
             None => {
+                // Nothing is created: the daemon makes what is missing when it starts.
                 let dir = config.settings.mailbox_dir.join(b.id());
-                let ok = std::fs::create_dir_all(dir.join("new"))
-                    .and_then(|_| std::fs::create_dir_all(dir.join("cur")))
-                    .and_then(|_| std::fs::create_dir_all(dir.join("tmp")));
-                results.push((
-                    what,
-                    ok.map(|_| format!("local folder {}", dir.display()))
-                        .map_err(|e| format!("local folder {} cannot be made: {e}", dir.display())),
-                ));
+                results.push((what, writable_folder(&dir, "local folder")));
             }
             Some(imap) => {
                 let r = crate::mail::imap::check(imap).await.map(|c| {
@@ -955,6 +954,11 @@ async fn connect_checks(config: &Config, as_json: bool) -> anyhow::Result<()> {
         },
     ));
     let store = match &config.settings.database {
+        crate::config::Database::Sqlite(path) if !path.exists() => path
+            .parent()
+            .map(|p| writable_folder(p, "folder"))
+            .unwrap_or_else(|| Ok(String::new()))
+            .map(|_| format!("not created yet: the daemon creates {} when it first starts", path.display())),
         crate::config::Database::Sqlite(path) => match crate::store::sqlite::SqliteStore::open(path).await {
             Ok(store) => {
                 let r = store_reachable(&store).await;
@@ -997,10 +1001,31 @@ async fn connect_checks(config: &Config, as_json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `dir` is there and this user may write in it, or, if it is not there yet, whether its nearest
+/// existing parent is (the daemon makes the rest when it starts). Nothing is created.
+fn writable_folder(dir: &Path, what: &str) -> Result<String, String> {
+    let mut probe = dir.to_path_buf();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe = p.to_path_buf(),
+            _ => break,
+        }
+    }
+    let meta = std::fs::metadata(&probe).map_err(|e| format!("{what} {}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.permissions().readonly() {
+        return Err(format!("{what} {}: {} cannot be written", dir.display(), probe.display()));
+    }
+    Ok(if probe == dir {
+        format!("{what} {}", dir.display())
+    } else {
+        format!("{what} {} (made when the daemon starts)", dir.display())
+    })
+}
+
 /// Whether the store answers, and whether its tables exist yet.
 async fn store_reachable<S: Store>(store: &S) -> Result<String, String> {
     match store.pending_figures(Utc::now()).await {
-        Ok((queued, _, _)) => Ok(format!("reachable; {queued} emails waiting in the outbox")),
+        Ok(f) => Ok(format!("reachable; {} emails waiting in the outbox", f.queued)),
         Err(e) => {
             let text = e.to_string();
             if text.contains("no such table") || text.contains("does not exist") {
@@ -1216,12 +1241,29 @@ async fn inbound_cmd<S: Store>(config: &Config, store: &S, c: &InboundCommand) -
                 .retrying(&format!("retry-{}", now.timestamp_millis()));
             let attempt_key = crate::mail::pipeline::attempt_key(&source, &r.raw);
             if !store.reopen_inbound(*id, &attempt_key).await? {
-                anyhow::bail!("message {id} could not be reopened");
+                anyhow::bail!(
+                    "message {id} could not be taken up again: only a message that was refused, quarantined or \
+                     ignored can be, once at a time (is it being processed now?)"
+                );
             }
             let before = r.outcome.clone().unwrap_or_else(|| "unfinished".into());
-            let report = pipeline
+            let processed = pipeline
                 .process_isolated(store, &source, &r.raw, r.board.as_deref(), now, false)
-                .await?;
+                .await;
+            let report = match processed {
+                Ok(report) if !report.retry => report,
+                failed => {
+                    // It failed this time: what became of it before is put back, so it stays in view.
+                    store
+                        .set_inbound_outcome(*id, &before, r.case_reference.as_deref(), &r.problems, now)
+                        .await?;
+                    let why = match failed {
+                        Ok(report) => report.problems.join(" "),
+                        Err(e) => e.to_string(),
+                    };
+                    anyhow::bail!("message {id} could not be processed this time ({why}); it is {before} as before");
+                }
+            };
             store
                 .record_event(
                     r.board.as_deref().unwrap_or("-"),

@@ -979,11 +979,15 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
                 "use 24-hour HH:MM times, e.g. start = \"09:00\"",
             )),
         }
-        if b.retention_days == 0 {
+        if b.retention_days == 0 || b.retention_days > crate::core::retention::MAX_RETENTION_DAYS {
             errors.push(issue(
                 &f,
                 "retention_days",
-                "must be at least 1 (a day count, e.g. 2190 for six years)",
+                format!(
+                    "{} is out of range: use 1 to {} (a day count, e.g. 2190 for six years)",
+                    b.retention_days,
+                    crate::core::retention::MAX_RETENTION_DAYS
+                ),
             ));
         }
         if b.allowed_sender_domains.is_empty() {

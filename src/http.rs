@@ -6,8 +6,9 @@
 //! - `GET /metrics`: the Prometheus text format (`monitor::Monitor`), with the outbox and timer figures read
 //!   from the store at each scrape.
 //!
-//! A deliberately small HTTP/1.1 server: GET and HEAD only, one request per connection, the request read
-//! within 5 seconds and 8 KiB, so that a slow or hostile client costs nothing. Anything else gets 404 or 405.
+//! A deliberately small HTTP/1.1 server: GET and HEAD only, one request per connection, its request line
+//! read within 5 seconds and 8 KiB, at most 32 connections answered at once, so that a slow or hostile
+//! client costs little. Anything else gets 404 or 405.
 
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use crate::monitor::{judge, monitor};
 use crate::store::Store;
 
 const MAX_REQUEST: usize = 8 * 1024;
+const MAX_CONNECTIONS: usize = 32;
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Bind the listener (so that a port in use is an error at start, not later).
@@ -39,7 +41,15 @@ pub async fn serve<S: Store + Clone + Send + Sync + 'static>(
     mut stop: watch::Receiver<bool>,
 ) {
     tracing::info!(listen = %settings.listen, "health and metrics at /healthz and /metrics");
+    // At most MAX_CONNECTIONS answered at once: more wait in the kernel's queue, so that a flood of clients
+    // costs a bounded number of file descriptors and store queries.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            s = slots.clone().acquire_owned() => s,
+            _ = stop.changed() => return,
+        };
+        let Ok(slot) = slot else { return };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stop.changed() => return,
@@ -52,6 +62,7 @@ pub async fn serve<S: Store + Clone + Send + Sync + 'static>(
         let (store, settings) = (store.clone(), settings.clone());
         tokio::spawn(async move {
             let _ = tokio::time::timeout(WAIT * 2, answer(conn, &settings, &store, clock)).await;
+            drop(slot);
         });
     }
 }
@@ -76,12 +87,21 @@ async fn answer<S: Store>(
     let mut head = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     let read = tokio::time::timeout(WAIT, async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        // The whole head is read (closing with unread bytes would reset the connection and lose the
+        // answer), each read searched for the blank line from a little before where the last one ended.
+        let mut searched: usize = 0;
+        loop {
             let n = conn.read(&mut buf).await?;
             if n == 0 {
                 break;
             }
             head.extend_from_slice(&buf[..n]); // byte-slice: a byte buffer, n <= its length
+            let from = searched.saturating_sub(3);
+            let tail = head.get(from..).unwrap_or_default();
+            if tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n") {
+                break;
+            }
+            searched = head.len();
             if head.len() > MAX_REQUEST {
                 break;
             }
@@ -101,8 +121,9 @@ async fn answer<S: Store>(
     }
     match path.as_str() {
         "/healthz" => {
-            let reachable = match tokio::time::timeout(WAIT, store.pending_figures(clock.now())).await {
-                Ok(Ok(_)) => Ok(()),
+            let now = clock.now();
+            let reachable = match tokio::time::timeout(WAIT, store.pending_figures(now)).await {
+                Ok(Ok(f)) => Ok(f.oldest_due_at.and_then(|t| (now - t).to_std().ok())),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("no answer within {} s", WAIT.as_secs())),
             };
@@ -123,11 +144,12 @@ async fn answer<S: Store>(
         }
         "/metrics" => {
             let now = clock.now();
-            if let Ok(Ok((depth, oldest, due))) = tokio::time::timeout(WAIT, store.pending_figures(now)).await {
-                let age = oldest
+            if let Ok(Ok(f)) = tokio::time::timeout(WAIT, store.pending_figures(now)).await {
+                let age = f
+                    .oldest_queued_at
                     .map(|t| (now - t).num_milliseconds().max(0) as f64 / 1e3)
                     .unwrap_or(0.0);
-                monitor().store_figures(depth, age, due);
+                monitor().store_figures(f.queued, age, f.timers_due);
             }
             let body = monitor().render();
             respond(

@@ -253,16 +253,22 @@ impl Monitor {
     }
 }
 
-/// What `/healthz` says: healthy, or the reasons it is not.
+/// What `/healthz` says: healthy, or the reasons it is not. `store` is the store's answer, with how long
+/// the oldest email due to be tried has waited untried (a sender that has stopped).
 pub fn judge(
-    store: Result<(), String>,
+    store: Result<Option<Duration>, String>,
     sources: &BTreeMap<String, SourceState>,
     sender_down_for: Option<Duration>,
     grace: Duration,
 ) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
-    if let Err(e) = store {
-        problems.push(format!("the store cannot be reached: {e}"));
+    match store {
+        Err(e) => problems.push(format!("the store cannot be reached: {e}")),
+        Ok(Some(waited)) if waited >= grace => problems.push(format!(
+            "the sender is stuck: an email due {} s ago has not been tried",
+            waited.as_secs()
+        )),
+        Ok(_) => {}
     }
     for (board, s) in sources {
         if !s.connected && s.since.elapsed() >= grace {
@@ -300,7 +306,10 @@ mod tests {
                 since: Instant::now(),
             },
         );
-        assert_eq!(judge(Ok(()), &sources, None, grace), Ok(()));
+        assert_eq!(judge(Ok(None), &sources, None, grace), Ok(()));
+        assert_eq!(judge(Ok(Some(Duration::from_secs(10))), &sources, None, grace), Ok(()));
+        let stuck = judge(Ok(Some(Duration::from_secs(400))), &sources, None, grace).expect_err("stuck");
+        assert!(stuck[0].contains("the sender is stuck"), "{stuck:?}");
         let down = judge(
             Err("connection refused".into()),
             &sources,
@@ -310,7 +319,7 @@ mod tests {
         .expect_err("unhealthy");
         assert_eq!(down.len(), 2, "{down:?}");
         assert!(down[0].contains("store") && down[1].contains("mail server"), "{down:?}");
-        assert!(judge(Ok(()), &sources, None, Duration::ZERO).is_err());
+        assert!(judge(Ok(None), &sources, None, Duration::ZERO).is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub struct BoardRetention {
     pub unlinked_raw_messages: i64,
     /// Of the cases: raw messages, emails, audit events erased.
     pub removed: Purged,
+    /// Cases that could not be purged this time (logged; tried again at the next run).
+    pub failed: Vec<String>,
 }
 
 /// Apply (or, with `dry_run`, count) retention for every board at `now`.
@@ -34,56 +36,98 @@ pub async fn run<S: Store>(
     dry_run: bool,
 ) -> anyhow::Result<Vec<BoardRetention>> {
     let mut out = Vec::new();
+    let mut failures = Vec::new();
     for b in &config.boards {
-        let days = b.settings.retention_days;
-        let before = cutoff(now, days);
-        let due = store.retention_due(b.id(), before).await?;
-        let mut r = BoardRetention {
-            board: b.id().to_string(),
-            retention_days: days,
-            cutoff: before,
-            ..Default::default()
-        };
-        for (id, case) in &due {
-            r.cases.push(case.reference.clone());
-            if dry_run {
-                continue;
+        // A board whose retention fails (the store down a moment) does not keep the others'.
+        match board(b, store, now, dry_run).await {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                tracing::error!(board = %b.id(), error = %e, "retention failed for a board; tried again at the next run");
+                failures.push(format!("{}: {e}", b.id()));
             }
-            let event = Event {
-                kind: "retention".into(),
-                at: now,
-                actor: "escalation-bot".into(),
-                summary: format!(
-                    "Personal data removed: the case closed more than {days} days ago (the board's retention period); \
-                     its figures are kept"
-                ),
-                detail: serde_json::Value::Null,
-            };
-            let purged = store.purge_case(*id, &anonymise(case), &event, now).await?;
-            r.removed.raw_messages += purged.raw_messages;
-            r.removed.emails += purged.emails;
-            r.removed.audit_events_erased += purged.audit_events_erased;
-            r.removed.held_commands += purged.held_commands;
+        }
+    }
+    match unaddressed(config, store, now, dry_run).await {
+        Ok(Some(r)) => out.push(r),
+        Ok(None) => {}
+        Err(e) => failures.push(format!("messages for no board: {e}")),
+    }
+    if !failures.is_empty() && out.is_empty() {
+        anyhow::bail!("retention failed: {}", failures.join("; "));
+    }
+    Ok(out)
+}
+
+async fn board<S: Store>(
+    b: &crate::config::Board,
+    store: &S,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> anyhow::Result<BoardRetention> {
+    let days = b.settings.retention_days;
+    let before = cutoff(now, days);
+    let due = store.retention_due(b.id(), before).await?;
+    let mut r = BoardRetention {
+        board: b.id().to_string(),
+        retention_days: days,
+        cutoff: before,
+        ..Default::default()
+    };
+    for (id, case) in &due {
+        r.cases.push(case.reference.clone());
+        if dry_run {
+            continue;
         }
         let event = Event {
             kind: "retention".into(),
             at: now,
             actor: "escalation-bot".into(),
             summary: format!(
-                "Raw messages tied to no case (refused, ignored, quarantined) received more than {days} days ago removed"
+                "Personal data removed: the case closed more than {days} days ago (the board's retention period); \
+                     its figures are kept"
             ),
             detail: serde_json::Value::Null,
         };
-        r.unlinked_raw_messages = store
-            .raw_messages_due(Some(b.id()), before, (!dry_run).then_some(&event))
-            .await?;
-        if !dry_run && (!r.cases.is_empty() || r.unlinked_raw_messages > 0) {
-            tracing::info!(board = %b.id(), cases = r.cases.len(), raw_messages = r.unlinked_raw_messages + r.removed.raw_messages,
-                emails = r.removed.emails, "retention: personal data past the board's retention period removed");
-        }
-        out.push(r);
+        let purged = match store.purge_case(*id, &anonymise(case), &event, now).await {
+            Ok(p) => p,
+            Err(e) => {
+                // One case that cannot be purged (tried again tomorrow) does not keep the rest.
+                tracing::error!(board = %b.id(), case = %case.reference, error = %e, "retention: a case could not be purged");
+                r.failed.push(case.reference.clone());
+                continue;
+            }
+        };
+        r.removed.raw_messages += purged.raw_messages;
+        r.removed.emails += purged.emails;
+        r.removed.audit_events_erased += purged.audit_events_erased;
+        r.removed.held_commands += purged.held_commands;
     }
-    // Messages for no board (addressed to none of them) are kept for the shortest period of any board.
+    let event = Event {
+        kind: "retention".into(),
+        at: now,
+        actor: "escalation-bot".into(),
+        summary: format!(
+            "Raw messages tied to no case (refused, ignored, quarantined) received more than {days} days ago removed"
+        ),
+        detail: serde_json::Value::Null,
+    };
+    r.unlinked_raw_messages = store
+        .raw_messages_due(Some(b.id()), before, (!dry_run).then_some(&event))
+        .await?;
+    if !dry_run && (!r.cases.is_empty() || r.unlinked_raw_messages > 0) {
+        tracing::info!(board = %b.id(), cases = r.cases.len(), raw_messages = r.unlinked_raw_messages + r.removed.raw_messages,
+                emails = r.removed.emails, "retention: personal data past the board's retention period removed");
+    }
+    Ok(r)
+}
+
+/// Messages for no board (addressed to none of them) are kept for the shortest period of any board.
+pub async fn unaddressed<S: Store>(
+    config: &Config,
+    store: &S,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> anyhow::Result<Option<BoardRetention>> {
     if let Some(days) = config.boards.iter().map(|b| b.settings.retention_days).min() {
         let event = Event {
             kind: "retention".into(),
@@ -96,14 +140,14 @@ pub async fn run<S: Store>(
             .raw_messages_due(None, cutoff(now, days), (!dry_run).then_some(&event))
             .await?;
         if n > 0 {
-            out.push(BoardRetention {
+            return Ok(Some(BoardRetention {
                 board: "-".into(),
                 retention_days: days,
                 cutoff: cutoff(now, days),
                 unlinked_raw_messages: n,
                 ..Default::default()
-            });
+            }));
         }
     }
-    Ok(out)
+    Ok(None)
 }

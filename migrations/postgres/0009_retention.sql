@@ -10,12 +10,16 @@ CREATE TABLE retention_purges (
 -- The audit log stays append-only, with one exception: an event may be erased, and only erased (its words,
 -- details and actor replaced by the fixed marker; its id, board, case, time and kind unchanged), so that a
 -- case's personal data can go at the end of the retention period while the trail of what happened, when,
--- stays. Nothing else about an event can change, and none can be deleted.
+-- stays. Only the events of a case whose purge is recorded (retention_purges, written first), or of no case
+-- (refusals, ignored mail), can be erased, and never a retention event itself. Nothing else about an event
+-- can change, and none can be deleted.
 CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.id = OLD.id AND NEW.board_id = OLD.board_id
        AND NEW.case_id IS NOT DISTINCT FROM OLD.case_id AND NEW.at = OLD.at AND NEW.kind = OLD.kind
-       AND NEW.actor = 'removed' AND NEW.summary = '[removed under retention]' AND NEW.detail = '{}' THEN
+       AND NEW.actor = 'removed' AND NEW.summary = '[removed under retention]' AND NEW.detail = '{}'
+       AND OLD.kind <> 'retention'
+       AND (OLD.case_id IS NULL OR EXISTS (SELECT 1 FROM retention_purges p WHERE p.case_id = OLD.case_id)) THEN
         RETURN NEW;
     END IF;
     RAISE EXCEPTION 'the audit log is append-only';

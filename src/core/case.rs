@@ -258,6 +258,10 @@ pub struct Case {
     pub withdrawal: Option<Withdrawal>,
     #[serde(default)]
     pub actions_implemented: Option<Implemented>,
+    /// Its personal data was removed at the end of the board's retention period (`core::retention`): it
+    /// keeps its figures, and no command changes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub personal_data_removed: bool,
 }
 
 impl Case {

@@ -354,6 +354,7 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
         resolution: None,
         withdrawal: None,
         actions_implemented: None,
+        personal_data_removed: false,
     };
     let notifications = duties_for(rules, |t| matches!(t, Trigger::EnteringStage(n) if *n <= stage));
     let mut guidance = Vec::new();
@@ -453,6 +454,12 @@ pub fn apply(
     let by = actor.email.clone();
     let mut next = case.clone();
     let reference = &case.reference;
+    if case.personal_data_removed {
+        return Err(TransitionError(format!(
+            "Case {reference} closed long ago and its personal data was removed under the board's retention \
+             period: it can no longer be changed. Open a new escalation if the matter has come back."
+        )));
+    }
     match command {
         Command::Escalate {
             to_stage,

@@ -26,9 +26,14 @@ pub fn closed_at(case: &Case) -> Option<DateTime<Utc>> {
     }
 }
 
-/// The moment before which a board's closed cases and raw messages have outlived `retention_days`.
+/// The longest retention period a board may set (100 years): longer is a mistake, not a policy.
+pub const MAX_RETENTION_DAYS: u32 = 36_525;
+
+/// The moment before which a board's closed cases and raw messages have outlived `retention_days` (at most
+/// [`MAX_RETENTION_DAYS`]; the earliest time there is, should the subtraction leave the calendar).
 pub fn cutoff(now: DateTime<Utc>, retention_days: u32) -> DateTime<Utc> {
-    now - Duration::days(i64::from(retention_days))
+    now.checked_sub_signed(Duration::days(i64::from(retention_days.min(MAX_RETENTION_DAYS))))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Whether `case`'s personal data is due to go at `now`.
@@ -39,6 +44,7 @@ pub fn is_due(case: &Case, retention_days: u32, now: DateTime<Utc>) -> bool {
 /// `case` without its personal data, keeping every figure the report and digests read.
 pub fn anonymise(case: &Case) -> Case {
     let mut c = case.clone();
+    c.personal_data_removed = true;
     let r = &case.record;
     c.record = Record {
         escalating_agency: r.escalating_agency.clone(),

@@ -63,6 +63,7 @@ pub fn timeline(rules: &BoardRules, opened: DateTime<Utc>) -> Timeline {
         resolution: None,
         withdrawal: None,
         actions_implemented: None,
+        personal_data_removed: false,
     };
     let deadlines: Vec<Deadline> = schedule::deadlines(rules, &case);
     let describe = |d: &Deadline| -> String {

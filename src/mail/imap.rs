@@ -164,8 +164,22 @@ pub fn explain_connect(s: &ImapSettings, e: &anyhow::Error) -> String {
 }
 
 /// Connect and log in: with the password, or with an OAuth2 token from `oauth` (XOAUTH2). A refused token
-/// is dropped from the cache, so that the next attempt fetches a new one.
+/// is dropped from the cache and the login tried once more at once with a new one (a token expired early
+/// or revoked); a second refusal is the error.
 async fn connect(s: &ImapSettings, oauth: Option<&TokenSource>) -> anyhow::Result<ImapSession> {
+    match connect_once(s, oauth).await {
+        Err(e) if oauth.is_some() && e.to_string().contains(TOKEN_REFUSED) => {
+            tracing::warn!(host = %s.host, user = %s.username, "the IMAP server refused the OAuth2 token; trying again with a new one");
+            connect_once(s, oauth).await
+        }
+        other => other,
+    }
+}
+
+/// How a refused OAuth2 login is said (and recognised).
+const TOKEN_REFUSED: &str = "the mailbox refused the OAuth2 token";
+
+async fn connect_once(s: &ImapSettings, oauth: Option<&TokenSource>) -> anyhow::Result<ImapSession> {
     if let Some(why) = plain_refused(s) {
         anyhow::bail!("{why}");
     }
@@ -216,7 +230,7 @@ async fn connect(s: &ImapSettings, oauth: Option<&TokenSource>) -> anyhow::Resul
             Ok(Err((e, _))) => {
                 source.invalidate();
                 Err(anyhow::anyhow!(
-                    "the mailbox refused the OAuth2 token for {} ({e}): the app registration may have no permission \
+                    "{TOKEN_REFUSED} for {} ({e}): the app registration may have no permission \
                      on this mailbox (Exchange Online: New-ServicePrincipal and Add-MailboxPermission), or the token \
                      expired early or was revoked; a new token is fetched for the next try",
                     s.username
@@ -316,6 +330,8 @@ pub async fn watch_mailbox(
 ) {
     if let Some(why) = plain_refused(&settings) {
         tracing::error!(board, host = %settings.host, "the IMAP mailbox is not watched: {why}");
+        // Said unhealthy by /healthz once the grace has passed, not silently absent.
+        crate::monitor::monitor().source(&board, false);
         return;
     }
     let mut backoff = 1u64;
@@ -326,8 +342,13 @@ pub async fn watch_mailbox(
         if *stop.borrow() {
             return;
         }
+        let began = std::time::Instant::now();
         let ended = session(&board, &settings, oauth.as_ref(), &tx, &mut stop, &mut warned).await;
         crate::monitor::monitor().source(&board, false);
+        // A connection that lasted is no sign of trouble: its loss is retried quickly again.
+        if began.elapsed() > Duration::from_secs(60) {
+            backoff = 1;
+        }
         match ended {
             Ok(()) => return,
             Err(e) => {
@@ -671,7 +692,6 @@ async fn session(
     let secs = s.timeout_seconds;
     let limits = Limits::default();
     let mut session = connect(s, oauth).await?;
-    crate::monitor::monitor().source(board, true);
     let caps = within(secs, "CAPABILITY", session.capabilities()).await?;
     let can_idle = caps.has_str("IDLE");
     let removal = Removal::offered(caps.has_str("MOVE"), caps.has_str("UIDPLUS"));
@@ -695,6 +715,8 @@ async fn session(
     tracing::info!(board, host = %s.host, folder = %s.folder, idle = can_idle, removal = ?removal, "watching the IMAP mailbox");
     loop {
         let mailbox = within(secs, "SELECT", session.select(&s.folder)).await?;
+        // Connected is logged in and able to read the folder.
+        crate::monitor::monitor().source(board, true);
         let uidvalidity = mailbox.uid_validity.map(i64::from);
         // A message flagged \Deleted is on its way out (copied by the bot on a server without MOVE, or
         // deleted by someone): it is not read.

@@ -551,6 +551,9 @@ impl Transport {
     /// by a daemon that died is retried soon.
     pub fn lease_ms(&self) -> i64 {
         match self {
+            // With OAuth2 a delivery may fetch a token (up to 30 s) and log in twice: the lease covers it,
+            // so that another instance never takes the email over mid-way.
+            Transport::Smtp(s) if s.oauth.is_some() => (s.settings.timeout_seconds as i64 * 6 + 60) * 1000,
             Transport::Smtp(s) => (s.settings.timeout_seconds as i64) * 3 * 1000,
             Transport::Maildir(_) => 30_000,
         }

@@ -278,6 +278,20 @@ pub struct InboundRow {
     pub raw: Vec<u8>,
 }
 
+/// What waits, for `/metrics` and `/healthz`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PendingFigures {
+    /// Emails not yet sent nor given up (held ones included).
+    pub queued: i64,
+    /// When the oldest of them was queued.
+    pub oldest_queued_at: Option<DateTime<Utc>>,
+    /// The earliest moment an email not held and not claimed was due to be tried and still waits: long ago
+    /// means the sender is stuck.
+    pub oldest_due_at: Option<DateTime<Utc>>,
+    /// Timers whose moment has passed without their being acted on.
+    pub timers_due: i64,
+}
+
 /// Which kept inbound messages `inbound list` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundQuery {
@@ -527,10 +541,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// For `/metrics` and `/healthz`: how many emails wait to be sent (held ones included) and when the
     /// oldest of them was queued; and how many timers' moments have passed without their being acted on.
-    fn pending_figures(
-        &self,
-        now: DateTime<Utc>,
-    ) -> impl Future<Output = Result<(i64, Option<DateTime<Utc>>, i64)>> + Send;
+    fn pending_figures(&self, now: DateTime<Utc>) -> impl Future<Output = Result<PendingFigures>> + Send;
 
     /// Record a failed attempt: retry at `retry_at`, or give up when it is `None`.
     fn outbox_failed(

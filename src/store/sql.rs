@@ -1231,25 +1231,32 @@ macro_rules! impl_store {
                 row.map(from_ms).transpose()
             }
 
-            async fn pending_figures(
-                &self,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<(i64, Option<chrono::DateTime<chrono::Utc>>, i64)> {
+            async fn pending_figures(&self, now: chrono::DateTime<chrono::Utc>) -> Result<$crate::store::PendingFigures> {
+                let now = to_ms(now);
                 let mut conn = self.lend().await?;
                 let row = sqlx::query(
-                    "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM outbox \
-                     WHERE sent_at IS NULL AND failed_at IS NULL",
+                    "SELECT COUNT(*) AS n, MIN(created_at) AS oldest, \
+                     MIN(CASE WHEN held_reason IS NULL AND next_attempt_at <= $1 \
+                              AND (claimed_until IS NULL OR claimed_until <= $1) THEN next_attempt_at END) AS due \
+                     FROM outbox WHERE sent_at IS NULL AND failed_at IS NULL",
                 )
+                .bind(now)
                 .fetch_one(&mut *conn)
                 .await?;
-                let n: i64 = row.try_get("n")?;
+                let queued: i64 = row.try_get("n")?;
                 let oldest: Option<i64> = row.try_get("oldest")?;
-                let due: i64 = sqlx::query("SELECT COUNT(*) AS n FROM timers WHERE fired_at IS NULL AND fire_at <= $1")
-                    .bind(to_ms(now))
+                let due: Option<i64> = row.try_get("due")?;
+                let timers_due: i64 = sqlx::query("SELECT COUNT(*) AS n FROM timers WHERE fired_at IS NULL AND fire_at <= $1")
+                    .bind(now)
                     .fetch_one(&mut *conn)
                     .await?
                     .try_get("n")?;
-                Ok((n, oldest.map(from_ms).transpose()?, due))
+                Ok($crate::store::PendingFigures {
+                    queued,
+                    oldest_queued_at: oldest.map(from_ms).transpose()?,
+                    oldest_due_at: due.map(from_ms).transpose()?,
+                    timers_due,
+                })
             }
 
             async fn outbox_failed(
@@ -1719,8 +1726,12 @@ macro_rules! impl_store {
 
             async fn replies_to(&self, message_id: &str) -> Result<Vec<OutboxRecord>> {
                 // In-Reply-To is kept in the headers' JSON as "<id>"; the LIKE narrows, the check decides.
-                let pattern = format!("%{}%", message_id.replace('%', "").replace('_', ""));
-                let q = format!("SELECT {} FROM outbox WHERE headers LIKE $1 ORDER BY id", sql::OUTBOX_COLUMNS);
+                let escaped = message_id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+                let pattern = format!("%{escaped}%");
+                let q = format!(
+                    "SELECT {} FROM outbox WHERE headers LIKE $1 ESCAPE '\\' ORDER BY id",
+                    sql::OUTBOX_COLUMNS
+                );
                 let rows = sqlx::query(&q)
                     .bind(pattern)
                     .fetch_all(&mut *self.lend().await?)
@@ -1738,8 +1749,11 @@ macro_rules! impl_store {
             async fn reopen_inbound(&self, id: i64, attempt_key: &str) -> Result<bool> {
                 let mut conn = self.lend().await?;
                 let mut tx = Tx::begin(&mut *conn).await?;
+                // Only a message that was not used, and only once: two retries at once, or a retry racing the
+                // daemon, cannot both reopen it.
                 let done = sqlx::query(
-                    "UPDATE inbound SET outcome = NULL, processed_at = NULL, problems = NULL WHERE id = $1 AND LENGTH(raw) > 0",
+                    "UPDATE inbound SET outcome = NULL, processed_at = NULL, problems = NULL WHERE id = $1 \
+                     AND LENGTH(raw) > 0 AND outcome IN ('refused', 'quarantined', 'ignored')",
                 )
                 .bind(id)
                 .execute(&mut *tx)
@@ -1782,8 +1796,30 @@ macro_rules! impl_store {
                 let mut conn = self.lend().await?;
                 let mut tx = Tx::begin(&mut *conn).await?;
                 let mut purged = $crate::store::Purged::default();
-                sqlx::query("UPDATE cases SET data = $1 WHERE id = $2")
+                // Recorded first: the audit log lets a case's events be erased only once its purge is.
+                let first = sqlx::query(
+                    "INSERT INTO retention_purges (case_id, board_id, purged_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (case_id) DO NOTHING",
+                )
+                .bind(id)
+                .bind(&anonymised.board)
+                .bind(to_ms(now))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if first == 0 {
+                    // Another daemon purged it meanwhile.
+                    tx.commit().await?;
+                    return Ok(purged);
+                }
+                // The version moves on, so that a change saved from the case as it was is refused, not
+                // written over the anonymised one.
+                sqlx::query("UPDATE cases SET data = $1, version = version + 1 WHERE id = $2")
                     .bind(json(anonymised)?)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("DELETE FROM timers WHERE case_id = $1 AND fired_at IS NULL")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -1815,12 +1851,6 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?
                     .rows_affected() as i64;
-                sqlx::query("INSERT INTO retention_purges (case_id, board_id, purged_at) VALUES ($1, $2, $3)")
-                    .bind(id)
-                    .bind(&anonymised.board)
-                    .bind(to_ms(now))
-                    .execute(&mut *tx)
-                    .await?;
                 let mut event = event.clone();
                 event.detail = serde_json::json!({
                     "raw_messages": purged.raw_messages,
@@ -1857,27 +1887,33 @@ macro_rules! impl_store {
                         .bind(Vec::<u8>::new())
                         .execute(&mut *tx)
                         .await?;
+                    let (mut held, mut answers, mut erased) = (0u64, 0u64, 0u64);
                     if let Some(board) = board {
-                        sqlx::query("DELETE FROM held_records WHERE board_id = $1 AND created_at < $2")
+                        held += sqlx::query("DELETE FROM held_records WHERE board_id = $1 AND created_at < $2")
                             .bind(board)
                             .bind(before)
                             .execute(&mut *tx)
-                            .await?;
-                        sqlx::query("DELETE FROM held_commands WHERE board_id = $1 AND created_at < $2")
-                            .bind(board)
-                            .bind(before)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    if let Some(board) = board {
+                            .await?
+                            .rows_affected();
+                        // A held command about a case still open stays, however old.
+                        held += sqlx::query(
+                            "DELETE FROM held_commands WHERE board_id = $1 AND created_at < $2 \
+                             AND case_reference NOT IN (SELECT reference FROM cases WHERE status = 'open')",
+                        )
+                        .bind(board)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
                         // The answers to those messages (refusals, challenges, requests for approval) and the
                         // audit words about them go too; the removals' own events stay.
-                        sqlx::query("DELETE FROM outbox WHERE board_id = $1 AND case_id IS NULL AND created_at < $2")
+                        answers = sqlx::query("DELETE FROM outbox WHERE board_id = $1 AND case_id IS NULL AND created_at < $2")
                             .bind(board)
                             .bind(before)
                             .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(
+                            .await?
+                            .rows_affected();
+                        erased = sqlx::query(
                             "UPDATE events SET actor = $1, summary = $2, detail = '{}' WHERE board_id = $3 \
                              AND case_id IS NULL AND at < $4 AND kind <> 'retention' AND summary <> $2",
                         )
@@ -1886,15 +1922,19 @@ macro_rules! impl_store {
                         .bind(board)
                         .bind(before)
                         .execute(&mut *tx)
-                        .await?;
+                        .await?
+                        .rows_affected();
                     }
                     sqlx::query("DELETE FROM inbound_attempts WHERE updated_at < $1")
                         .bind(before)
                         .execute(&mut *tx)
                         .await?;
-                    if n > 0 {
+                    if n > 0 || held > 0 || answers > 0 || erased > 0 {
                         let mut event = event.clone();
-                        event.detail = serde_json::json!({ "raw_messages": n });
+                        event.detail = serde_json::json!({
+                            "raw_messages": n, "held_commands_and_records": held,
+                            "emails": answers, "audit_events_erased": erased,
+                        });
                         insert_event(&mut tx, board.unwrap_or("-"), None, &event).await?;
                     }
                 }
