@@ -958,7 +958,12 @@ async fn connect_checks(config: &Config, as_json: bool) -> anyhow::Result<()> {
             .parent()
             .map(|p| writable_folder(p, "folder"))
             .unwrap_or_else(|| Ok(String::new()))
-            .map(|_| format!("not created yet: the daemon creates {} when it first starts", path.display())),
+            .map(|_| {
+                format!(
+                    "not created yet: the daemon creates {} when it first starts",
+                    path.display()
+                )
+            }),
         crate::config::Database::Sqlite(path) => match crate::store::sqlite::SqliteStore::open(path).await {
             Ok(store) => {
                 let r = store_reachable(&store).await;
@@ -1013,7 +1018,11 @@ fn writable_folder(dir: &Path, what: &str) -> Result<String, String> {
     }
     let meta = std::fs::metadata(&probe).map_err(|e| format!("{what} {}: {e}", dir.display()))?;
     if !meta.is_dir() || meta.permissions().readonly() {
-        return Err(format!("{what} {}: {} cannot be written", dir.display(), probe.display()));
+        return Err(format!(
+            "{what} {}: {} cannot be written",
+            dir.display(),
+            probe.display()
+        ));
     }
     Ok(if probe == dir {
         format!("{what} {}", dir.display())
@@ -1316,14 +1325,22 @@ async fn retention_cmd<S: Store>(
     let verb = if a.dry_run { "would remove" } else { "removed" };
     for r in &done {
         println!(
-            "{:<24} retention {} days (closed before {}): {verb} the personal data of {} case(s){}; {} raw message(s) tied to no case",
+            "{:<24} retention {} days (closed before {}): {verb} the personal data of {} case(s){}; {} raw message(s) tied to no case; {} filed copies",
             r.board,
             r.retention_days,
             r.cutoff.format("%Y-%m-%d"),
             r.cases.len(),
             if r.cases.is_empty() { String::new() } else { format!(" ({})", r.cases.join(", ")) },
-            r.unlinked_raw_messages
+            r.unlinked_raw_messages,
+            r.filed_messages
         );
+        if !r.failed.is_empty() {
+            println!(
+                "{:<24} could not purge (tried again at the next run): {}",
+                "",
+                r.failed.join(", ")
+            );
+        }
     }
     if a.dry_run {
         println!("\nNothing was removed (--dry-run).");

@@ -1,7 +1,12 @@
 //! Retention under UK GDPR (shell): once a day the daemon — or `escalation-bot retention` — removes, for each
 //! board, the personal data of cases closed more than `retention_days` ago (keeping the anonymised figures
 //! the report reads: `core::retention`) and empties the raw messages tied to no case received before then.
-//! Every removal is an audit event that says what went and names no one. `--dry-run` only counts.
+//! Every removal is an audit event that says what went and names no one. Copies outside the store go too:
+//! mail the bot filed in the board's IMAP folders (processed, quarantine, notifications) or local mailbox
+//! folder, and the outbox folder's sent emails (the embedded default). `--dry-run` only counts.
+
+use std::path::Path;
+use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -26,6 +31,32 @@ pub struct BoardRetention {
     pub removed: Purged,
     /// Cases that could not be purged this time (logged; tried again at the next run).
     pub failed: Vec<String>,
+    /// Copies of messages filed outside the store before the cutoff: in the board's IMAP folders for
+    /// processed, quarantined and notification mail, or its local mailbox folder.
+    pub filed_messages: usize,
+}
+
+/// Files under `dir` last changed before `before` (recursively; at the top, `skip` is left out), removed
+/// unless `dry_run`: how many.
+fn old_files(dir: &Path, before: SystemTime, skip: &[&str], dry_run: bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let path = e.path();
+        let name = e.file_name();
+        if skip.iter().any(|s| name == *s) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            n += old_files(&path, before, &[], dry_run);
+        } else if meta.modified().is_ok_and(|m| m < before) && (dry_run || std::fs::remove_file(&path).is_ok()) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Apply (or, with `dry_run`, count) retention for every board at `now`.
@@ -39,7 +70,7 @@ pub async fn run<S: Store>(
     let mut failures = Vec::new();
     for b in &config.boards {
         // A board whose retention fails (the store down a moment) does not keep the others'.
-        match board(b, store, now, dry_run).await {
+        match board(b, &config.settings.mailbox_dir, store, now, dry_run).await {
             Ok(r) => out.push(r),
             Err(e) => {
                 tracing::error!(board = %b.id(), error = %e, "retention failed for a board; tried again at the next run");
@@ -60,6 +91,7 @@ pub async fn run<S: Store>(
 
 async fn board<S: Store>(
     b: &crate::config::Board,
+    mailbox_dir: &Path,
     store: &S,
     now: DateTime<Utc>,
     dry_run: bool,
@@ -118,6 +150,34 @@ async fn board<S: Store>(
         tracing::info!(board = %b.id(), cases = r.cases.len(), raw_messages = r.unlinked_raw_messages + r.removed.raw_messages,
                 emails = r.removed.emails, "retention: personal data past the board's retention period removed");
     }
+    // Copies outside the store: the board's IMAP folders, or its local mailbox folder (whose new/ and tmp/
+    // hold mail not processed yet).
+    r.filed_messages = match &b.settings.imap {
+        Some(imap) => {
+            let day = b.rules.local_date(before);
+            crate::mail::imap::purge_filed_before(imap, day, dry_run)
+                .await
+                .map_err(|e| anyhow::anyhow!("the IMAP folders: {}", crate::mail::imap::explain_connect(imap, &e)))?
+        }
+        None => old_files(
+            &mailbox_dir.join(b.id()),
+            SystemTime::from(before),
+            &["new", "tmp"],
+            dry_run,
+        ),
+    };
+    if !dry_run && r.filed_messages > 0 {
+        let event = Event {
+            kind: "retention".into(),
+            at: now,
+            actor: "escalation-bot".into(),
+            summary: format!(
+                "Copies of messages filed in the board's mailbox folders more than {days} days ago removed"
+            ),
+            detail: serde_json::json!({ "filed_messages": r.filed_messages }),
+        };
+        store.record_event(b.id(), None, &event).await?;
+    }
     Ok(r)
 }
 
@@ -129,6 +189,17 @@ pub async fn unaddressed<S: Store>(
     dry_run: bool,
 ) -> anyhow::Result<Option<BoardRetention>> {
     if let Some(days) = config.boards.iter().map(|b| b.settings.retention_days).min() {
+        // The outbox folder (the embedded default's mail out): one file per email, any board's.
+        let sent_copies = if config.settings.smtp.is_none() {
+            old_files(
+                &config.settings.outbox_dir,
+                SystemTime::from(cutoff(now, days)),
+                &[],
+                dry_run,
+            )
+        } else {
+            0
+        };
         let event = Event {
             kind: "retention".into(),
             at: now,
@@ -139,12 +210,13 @@ pub async fn unaddressed<S: Store>(
         let n = store
             .raw_messages_due(None, cutoff(now, days), (!dry_run).then_some(&event))
             .await?;
-        if n > 0 {
+        if n > 0 || sent_copies > 0 {
             return Ok(Some(BoardRetention {
                 board: "-".into(),
                 retention_days: days,
                 cutoff: cutoff(now, days),
                 unlinked_raw_messages: n,
+                filed_messages: sent_copies,
                 ..Default::default()
             }));
         }

@@ -214,6 +214,42 @@ async fn scenario<S: Store>(store: &S, db: &TestDb) {
         .await
         .is_err());
     assert!(db.execute("DELETE FROM events").await.is_err());
+    // Not even erased: the case is not purged.
+    assert!(db
+        .execute(&format!(
+            "UPDATE events SET actor = 'removed', summary = '{REMOVED}', detail = '{{}}' WHERE id = {recent_id}"
+        ))
+        .await
+        .is_err());
+    // Nor the record of a removal.
+    assert!(db
+        .execute(&format!(
+            "UPDATE events SET actor = 'removed', summary = '{REMOVED}', detail = '{{}}' WHERE id = {}",
+            removal.id
+        ))
+        .await
+        .is_err());
+    // The purged case's people are gone, and it takes no more commands.
+    let c2 = config();
+    let rules = &c2.board("trafford").expect("trafford").rules;
+    let refused = apply(
+        rules,
+        gone,
+        &Person::email("sam.social@westshire.gov.uk"),
+        &CaseCommand::Note {
+            text: "Alex Testperson again".into(),
+        },
+        at("2026-11-30T10:00:00Z"),
+    )
+    .expect_err("a purged case takes no command");
+    assert!(refused.0.contains("personal data was removed"), "{}", refused.0);
+    assert_eq!(
+        db.execute(&format!("DELETE FROM participants WHERE case_id = {}", old.id))
+            .await
+            .expect("query"),
+        0
+    );
+    assert_eq!(store.outbox(Some(&old.case.reference)).await.expect("outbox").len(), 0);
 
     // Nothing more a second time.
     let again = escalation_bot::retention::run(&c, store, now, false)
@@ -256,4 +292,101 @@ fn the_retention_command_dry_run_names_what_would_go() {
     assert!(text.contains("would remove the personal data of 0 case(s)"), "{text}");
     assert!(text.contains("Nothing was removed (--dry-run)."), "{text}");
     drop(dir);
+}
+
+/// `retention [--dry-run] --json` on `config`.
+fn retention_json(config: &std::path::Path, dry: bool) -> serde_json::Value {
+    let mut args = vec!["retention", "--json"];
+    if dry {
+        args.push("--dry-run");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_escalation-bot"))
+        .arg("--config")
+        .arg(config)
+        .args(&args)
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+fn board_of(run: &serde_json::Value, board: &str) -> serde_json::Value {
+    run["boards"]
+        .as_array()
+        .expect("boards")
+        .iter()
+        .find(|b| b["board"] == board)
+        .cloned()
+        .unwrap_or_else(|| panic!("{board} in {run}"))
+}
+
+#[test]
+fn retention_removes_old_copies_in_the_local_mailbox_and_outbox_folders_but_not_unprocessed_mail() {
+    let (dir, root) = common::copy_config();
+    let config = root.join("default.toml");
+    let data = dir.path().join("data");
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7 * 366 * 24 * 3600);
+    let file = |rel: &str, old: bool| {
+        let p = data.join(rel);
+        std::fs::create_dir_all(p.parent().expect("dir")).expect("mkdir");
+        std::fs::write(&p, RAW).expect("write");
+        if old {
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_modified(long_ago))
+                .expect("mtime");
+        }
+        p
+    };
+    let processed_old = file("mailbox/bradford/cur/1.eml:2,S", true);
+    let processed_new = file("mailbox/bradford/cur/2.eml:2,S", false);
+    let quarantined_old = file("mailbox/bradford/quarantine/3.eml", true);
+    let unprocessed_old = file("mailbox/bradford/new/4.eml", true);
+    let sent_old = file("outbox/new/5.eml", true);
+    let sent_new = file("outbox/new/6.eml", false);
+    let dry = retention_json(&config, true);
+    assert_eq!(board_of(&dry, "bradford")["filed_messages"], 2, "{dry}");
+    assert!(
+        processed_old.exists() && quarantined_old.exists() && sent_old.exists(),
+        "a dry run removes nothing"
+    );
+    let done = retention_json(&config, false);
+    assert_eq!(board_of(&done, "-")["filed_messages"], 1, "{done}");
+    assert!(!processed_old.exists() && !quarantined_old.exists() && !sent_old.exists());
+    assert!(processed_new.exists() && sent_new.exists(), "recent copies stay");
+    assert!(unprocessed_old.exists(), "mail not yet processed is never removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_old_copies_the_bot_filed_in_the_boards_imap_folders() {
+    let servers = common::mailserver::MailServers::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = servers.daemon_config(dir.path(), "sqlite:../data/db.sqlite3");
+    let mut s = servers.session("bsab").await;
+    for folder in ["Processed", "Quarantine"] {
+        s.create(folder).await.expect("create");
+    }
+    s.append("Processed", None, Some("\"04-Nov-2019 10:00:00 +0000\""), RAW.as_bytes())
+        .await
+        .expect("old");
+    s.append("Processed", None, None, RAW.as_bytes()).await.expect("recent");
+    s.append("Quarantine", None, Some("\"01-Oct-2019 10:00:00 +0000\""), RAW.as_bytes())
+        .await
+        .expect("old");
+    s.append("INBOX", None, Some("\"01-Oct-2019 10:00:00 +0000\""), RAW.as_bytes())
+        .await
+        .expect("unprocessed");
+    s.logout().await.ok();
+    let dry = retention_json(&config, true);
+    assert_eq!(board_of(&dry, "bradford")["filed_messages"], 2, "{dry}");
+    assert_eq!(servers.count("bsab", "Processed").await, 2);
+    retention_json(&config, false);
+    assert_eq!(servers.count("bsab", "Processed").await, 1, "the recent copy stays");
+    assert_eq!(servers.count("bsab", "Quarantine").await, 0);
+    assert_eq!(
+        servers.count("bsab", "INBOX").await,
+        1,
+        "the watched folder is never touched"
+    );
 }

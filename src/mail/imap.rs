@@ -255,6 +255,63 @@ async fn connect_once(s: &ImapSettings, oauth: Option<&TokenSource>) -> anyhow::
     }
 }
 
+/// Retention in the mailbox: the messages the bot filed in its own folders (processed, quarantine, the
+/// board's notifications) that arrived before `before` are deleted (with `dry_run`, counted). The watched
+/// folder is left alone: what is there has not been processed yet. Returns how many.
+pub async fn purge_filed_before(s: &ImapSettings, before: chrono::NaiveDate, dry_run: bool) -> anyhow::Result<usize> {
+    let oauth = token_source(s);
+    let mut session = connect(s, oauth.as_ref()).await?;
+    let secs = s.timeout_seconds;
+    let caps = within(secs, "CAPABILITY", session.capabilities()).await?;
+    let uidplus = caps.has_str("UIDPLUS");
+    let existing = list_folders(&mut session, secs).await?;
+    let mut removed = 0;
+    let mut folders: Vec<&String> = vec![&s.processed_folder, &s.quarantine_folder, &s.notifications_folder];
+    folders.dedup();
+    for folder in folders {
+        if folder.is_empty() || folder == &s.folder || !existing.contains(folder) {
+            continue;
+        }
+        within(secs, "SELECT", session.select(folder)).await?;
+        // IMAP's BEFORE compares the internal date (when the message arrived) with a day.
+        let query = format!("UNDELETED BEFORE {}", before.format("%-d-%b-%Y"));
+        let uids: Vec<u32> = within(secs, "UID SEARCH", session.uid_search(&query))
+            .await?
+            .into_iter()
+            .collect();
+        removed += uids.len();
+        if dry_run || uids.is_empty() {
+            continue;
+        }
+        let mut sorted = uids;
+        sorted.sort_unstable();
+        let set = uid_set(&sorted);
+        within(secs, "UID STORE", async {
+            session
+                .uid_store(&set, "+FLAGS.SILENT (\\Deleted)")
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        // These folders are the bot's own: without UIDPLUS a plain EXPUNGE removes only what it flagged
+        // and whatever someone else deleted there.
+        if uidplus {
+            within(secs, "UID EXPUNGE", async {
+                session.uid_expunge(&set).await?.try_collect::<Vec<_>>().await
+            })
+            .await?;
+        } else {
+            within(secs, "EXPUNGE", async {
+                session.expunge().await?.try_collect::<Vec<_>>().await
+            })
+            .await?;
+        }
+    }
+    let _ = within(secs, "LOGOUT", session.logout()).await;
+    Ok(removed)
+}
+
 /// Every folder of the mailbox.
 async fn list_folders(session: &mut ImapSession, secs: u64) -> anyhow::Result<Vec<String>> {
     within(secs, "LIST", async {
