@@ -265,7 +265,7 @@ async fn digest_json_says_what_a_hand_built_store_holds() {
         digests[0]
             .email
             .text
-            .contains("1 email(s) to the board could not be used since Monday 11 January 2027: each sender was told what to fix. `escalation-bot inbound list --board rotherham` lists them"),
+            .contains("1 email(s) to the board could not be used since Monday 11 January 2027. Your IT team can list them, with why and the answer each sender got: `escalation-bot inbound list --board rotherham`."),
         "{}",
         digests[0].email.text
     );

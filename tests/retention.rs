@@ -367,13 +367,23 @@ async fn retention_removes_old_copies_the_bot_filed_in_the_boards_imap_folders()
     for folder in ["Processed", "Quarantine"] {
         s.create(folder).await.expect("create");
     }
-    s.append("Processed", None, Some("\"04-Nov-2019 10:00:00 +0000\""), RAW.as_bytes())
-        .await
-        .expect("old");
+    s.append(
+        "Processed",
+        None,
+        Some("\"04-Nov-2019 10:00:00 +0000\""),
+        RAW.as_bytes(),
+    )
+    .await
+    .expect("old");
     s.append("Processed", None, None, RAW.as_bytes()).await.expect("recent");
-    s.append("Quarantine", None, Some("\"01-Oct-2019 10:00:00 +0000\""), RAW.as_bytes())
-        .await
-        .expect("old");
+    s.append(
+        "Quarantine",
+        None,
+        Some("\"01-Oct-2019 10:00:00 +0000\""),
+        RAW.as_bytes(),
+    )
+    .await
+    .expect("old");
     s.append("INBOX", None, Some("\"01-Oct-2019 10:00:00 +0000\""), RAW.as_bytes())
         .await
         .expect("unprocessed");
