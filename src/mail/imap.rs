@@ -324,7 +324,7 @@ async fn list_folders(session: &mut ImapSession, secs: u64) -> anyhow::Result<Ve
 /// The token source for a mailbox that logs in with OAuth2.
 pub fn token_source(s: &ImapSettings) -> Option<TokenSource> {
     match (s.auth.as_str(), &s.oauth2) {
-        ("oauth2", Some(o)) => Some(TokenSource::new(o.clone())),
+        ("oauth2", Some(o)) => Some(TokenSource::shared(o)),
         _ => None,
     }
 }

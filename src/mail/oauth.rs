@@ -48,11 +48,33 @@ impl std::fmt::Debug for TokenSource {
     }
 }
 
+/// The process's token caches, one per app registration, endpoint and scope.
+static SHARED: std::sync::OnceLock<Mutex<std::collections::HashMap<String, TokenSource>>> = std::sync::OnceLock::new();
+
 impl TokenSource {
     pub fn new(settings: OAuth2Settings) -> TokenSource {
         TokenSource {
             settings,
             cached: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The process's token source for these settings: the mailbox's watcher, the sender and retention,
+    /// when they log in as the same app with the same scope, share one token (one fetch, one renewal, one
+    /// invalidation when a server refuses it).
+    pub fn shared(settings: &OAuth2Settings) -> TokenSource {
+        let fresh = TokenSource::new(settings.clone());
+        let key = format!("{}\n{}\n{}", fresh.token_url(), settings.client_id, fresh.scope());
+        let Ok(mut all) = SHARED.get_or_init(Default::default).lock() else {
+            return fresh;
+        };
+        match all.get(&key) {
+            // The same key with other settings (another secret file) is another registration's view: new.
+            Some(existing) if existing.settings == *settings => existing.clone(),
+            _ => {
+                all.insert(key, fresh.clone());
+                fresh
+            }
         }
     }
 

@@ -312,7 +312,7 @@ impl Transport {
     /// The SMTP transport for `s`, ready to send (connections are opened when needed and reused).
     pub fn smtp(s: &SmtpSettings) -> Result<Transport, String> {
         let oauth = match (s.auth.as_str(), &s.oauth2) {
-            ("oauth2", Some(o)) => Some(TokenSource::new(o.clone())),
+            ("oauth2", Some(o)) => Some(TokenSource::shared(o)),
             _ => None,
         };
         // Settings that cannot make a transport are refused now, not at the first email.
