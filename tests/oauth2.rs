@@ -399,3 +399,37 @@ async fn a_certificate_instead_of_a_secret_signs_a_client_assertion_the_token_en
     assert!(out.contains("the certificate's signature was refused"), "{out}");
     assert!(out.contains("AADSTS700027"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_connect_says_when_the_servers_certificate_is_not_trusted() {
+    // Dovecot with IMAPS on a certificate no public authority signed (as a TLS-inspecting proxy or a
+    // misconfigured server presents).
+    let certs = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = certificate(certs.path(), "self-signed");
+    let imaps = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    for f in [&cert, &key] {
+        let _ = Command::new("chmod").arg("644").arg(f).status();
+    }
+    let _ = Command::new("chmod").arg("755").arg(certs.path()).status();
+    let servers = MailServers::start_with(&format!(
+        "ssl = yes\nssl_cert = <{}\nssl_key = <{}\nservice imap-login {{\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps}\n  }}\n}}\n",
+        cert.display(),
+        key.display()
+    ));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = servers.daemon_config(dir.path(), "sqlite:../data/db.sqlite3");
+    edit_bradford(&config, |t| {
+        t.replace(&format!("port = {}", servers.imap_port), &format!("port = {imaps}"))
+            .replace("tls = \"none\"\n", "")
+    });
+    let (ok, out) = connect(&config);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("FAIL  board bradford mailbox: the TLS connection to 127.0.0.1:"),
+        "{out}"
+    );
+    assert!(out.contains("certificate is not trusted"), "{out}");
+}
