@@ -29,6 +29,12 @@ const SHORT_FIELDS: &[&str] = &[
     "escalating_job_title",
     "other_job_title",
     "nhs_number",
+    // A theme is a few words: a sign-off under it (the form's last line) must not reach the digest's and
+    // report's themes with the practitioner's name.
+    "theme",
+    "escalating_email",
+    "other_email",
+    "escalating_phone",
 ];
 /// A line read and set aside (a block's "Date:" or "Signature:").
 const SKIP: &str = "@skip";
@@ -1523,6 +1529,17 @@ mod tests {
             labels.match_line("\u{2013} Stage: 2"),
             Some(("stage".to_string(), "2".to_string()))
         );
+    }
+
+    #[test]
+    fn a_short_last_field_does_not_take_the_sign_off_under_it() {
+        let labels = Labels::new(std::iter::empty());
+        let parsed = parse_record(
+            "Name of adult at risk: Alex Testperson\nSummary of concern: The enquiry was closed.\n\nRisks remain.\nWhat the disagreement is about: roles and responsibilities\n\nNia\n",
+            &labels,
+        );
+        assert_eq!(parsed.record.theme.as_deref(), Some("roles and responsibilities"));
+        assert_eq!(parsed.record.summary.as_deref(), Some("The enquiry was closed.\n\nRisks remain."));
     }
 
     /// The straightforward reading `match_line` must agree with: every split, each prefix normalised.
