@@ -135,6 +135,31 @@ async fn replies_from_every_common_client_act_on_the_case() {
         ("command_applied", Some("STATUS"))
     );
     assert_eq!(r.replies, 1);
+    // The answer lists each command once, its wrapped lines joined to it (not a bullet a line).
+    let answer = w
+        .store
+        .outbox(Some(&w.reference))
+        .await
+        .expect("outbox")
+        .into_iter()
+        .rev()
+        .find(|o| o.email.to == vec![NIA.to_string()])
+        .expect("the answer");
+    let html = answer.email.html.clone().unwrap_or_default();
+    assert!(
+        html.contains("RESOLVED — then the outcome; then \"Actions:\" one a line with who and by when (\"- Sam Smith")
+            || html.contains("RESOLVED — then the outcome; then &quot;Actions:&quot; one a line with who and by when (&quot;- Sam Smith"),
+        "{html}"
+    );
+    assert!(!html.contains("<li>           "), "{html}");
+    assert!(
+        answer
+            .email
+            .text
+            .contains("FORM — the board's record form for this case"),
+        "{}",
+        answer.email.text
+    );
 
     let r = send(&w, &fixture("gmail-escalate.eml", &w, NIA), "2026-12-24T13:00:00Z").await;
     assert_eq!(

@@ -1539,7 +1539,10 @@ mod tests {
             &labels,
         );
         assert_eq!(parsed.record.theme.as_deref(), Some("roles and responsibilities"));
-        assert_eq!(parsed.record.summary.as_deref(), Some("The enquiry was closed.\n\nRisks remain."));
+        assert_eq!(
+            parsed.record.summary.as_deref(),
+            Some("The enquiry was closed.\n\nRisks remain.")
+        );
     }
 
     /// The straightforward reading `match_line` must agree with: every split, each prefix normalised.

@@ -265,8 +265,24 @@ IMPLEMENTED — the agreed actions have been carried out (optionally say how)
 UPDATE — then the form's lines you change (\"Views of the adult at risk: …\"), or attach the record
          document edited: the record is updated
 STATUS — where the case stands and what is due next
-HELP or FORM — this list, and the board's blank form
+HELP — this list
+FORM — the board's record form for this case, filled in so far, and its blank form
 CONFIRM — in reply to the service's request to confirm a command, to apply it";
+
+/// [`COMMAND_HELP`] one command an item: the lines wrapped under a command joined to it.
+pub fn command_items() -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for line in COMMAND_HELP.lines() {
+        match items.last_mut() {
+            Some(last) if line.starts_with(' ') => {
+                last.push(' ');
+                last.push_str(line.trim());
+            }
+            _ => items.push(line.to_string()),
+        }
+    }
+    items
+}
 
 /// A date as people write one: 2027-02-01, 01/02/2027, 1 February 2027, 1st Feb 2027, Monday 1 February 2027.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {

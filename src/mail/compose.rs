@@ -842,7 +842,7 @@ impl Composer<'_> {
             CaseStatus::Withdrawn => "withdrawn".to_string(),
         };
         let mut guidance = vec![
-            json!({ "title": "Commands (write one at the top of your reply)", "items": COMMAND_HELP.lines().collect::<Vec<_>>() }),
+            json!({ "title": "Commands (write one at the top of your reply)", "items": crate::core::reply::command_items() }),
         ];
         if matches!(asked, ReplyCommand::Form) {
             guidance.push(json!({ "title": policy.form.name, "items": blank_form(&policy.form).lines().skip(2).collect::<Vec<_>>() }));
