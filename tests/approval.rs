@@ -190,6 +190,20 @@ async fn a_rejected_record_is_not_opened_and_its_sender_is_told_why() {
         "{}",
         told.email.text
     );
+    // Board staff are told it is done, under a subject that says what (there is no case to name).
+    let done = w
+        .store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .find(|o| o.email.to.iter().any(|t| t.eq_ignore_ascii_case(STAFF)) && o.email.subject.contains("Rejected"))
+        .unwrap_or_else(|| panic!("staff told"));
+    assert_eq!(
+        done.email.subject,
+        "Rejected: the record from info@unknown-charity.org.uk"
+    );
+    assert!(!done.email.text.contains("Case  ("), "{}", done.email.text);
     // Not trusted: the next record is held again.
     let r = w
         .send(

@@ -1780,7 +1780,10 @@ impl<'a> Pipeline<'a> {
                 vec![sender.email.clone()],
                 Vec::new(),
                 Some(&msg.message_id),
-                json!({ "headline": "rejected", "headline_sentence": sentence, "status_words": "not opened" }),
+                json!({
+                    "headline": format!("Rejected: the record from {}", held.sender),
+                    "headline_sentence": sentence, "status_words": "not opened",
+                }),
             )
             .map_err(StoreError::Data)?;
         report.replies = 2;
