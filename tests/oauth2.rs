@@ -110,11 +110,9 @@ async fn xoauth2_reads_and_sends_and_an_expired_or_revoked_token_is_replaced_on_
 
     // A good token: the escalation is read over IMAP and the acknowledgement sent over SMTP, both XOAUTH2.
     servers.append("bsab", &escalation(1)).await;
-    assert!(
-        wait_for_count(&servers, "nia.nurse", "INBOX", 1, Duration::from_secs(15)).await,
-        "no acknowledgement arrived:\n{}",
-        d.said.join("\n")
-    );
+    let arrived = wait_for_count(&servers, "nia.nurse", "INBOX", 1, Duration::from_secs(30)).await;
+    let _ = d.count("");
+    assert!(arrived, "no acknowledgement arrived:\n{}", d.said.join("\n"));
     let stats = servers.oauth_stats();
     assert_eq!(
         stats["issued"], 1,
@@ -140,13 +138,17 @@ async fn xoauth2_reads_and_sends_and_an_expired_or_revoked_token_is_replaced_on_
     wait_until_count(&mut d, "watching the IMAP mailbox", 2, Duration::from_secs(30));
     assert!(d.count("refused the OAuth2 token") >= 1, "{}", d.said.join("\n"));
     servers.append("bsab", &escalation(2)).await;
+    let arrived = wait_for_count(&servers, "nia.nurse", "INBOX", 2, Duration::from_secs(30)).await;
+    let _ = d.count("");
     assert!(
-        wait_for_count(&servers, "nia.nurse", "INBOX", 2, Duration::from_secs(15)).await,
+        arrived,
         "no acknowledgement after the tokens expired:\n{}",
         d.said.join("\n")
     );
     // One new token, which SMTP takes up too.
     assert_eq!(servers.oauth_stats()["issued"], 2);
+    // The other party's copy has gone too, before the relay restarts below.
+    assert!(wait_for_count(&servers, "sam.social", "INBOX", 2, Duration::from_secs(30)).await);
 
     // Revoked while the IMAP session lasts, and the SMTP relay restarts: the sender's next connection
     // logs in with the revoked token, is refused (535), and tries again at once with a new token. Then the
@@ -154,8 +156,10 @@ async fn xoauth2_reads_and_sends_and_an_expired_or_revoked_token_is_replaced_on_
     servers.oauth_post("/control/revoke_all", "");
     servers.restart_smtp();
     servers.append("bsab", &escalation(3)).await;
+    let arrived = wait_for_count(&servers, "nia.nurse", "INBOX", 3, Duration::from_secs(30)).await;
+    let _ = d.count("");
     assert!(
-        wait_for_count(&servers, "nia.nurse", "INBOX", 3, Duration::from_secs(15)).await,
+        arrived,
         "no acknowledgement after the tokens were revoked:\n{}",
         d.said.join("\n")
     );

@@ -174,6 +174,21 @@ pub async fn check(s: &SmtpSettings) -> Result<String, String> {
     }
 }
 
+/// Whether an SMTP failure is a connection the server (or something between) dropped: a pooled
+/// connection from before a relay restarted.
+pub fn is_dropped_connection(error: &str) -> bool {
+    let e = error.to_lowercase();
+    [
+        "connection reset",
+        "broken pipe",
+        "unexpected eof",
+        "connection closed",
+        "connection aborted",
+    ]
+    .iter()
+    .any(|w| e.contains(w))
+}
+
 /// Whether an SMTP failure is the server refusing the login (535 and its kin).
 pub fn is_login_refusal(error: &str) -> bool {
     let e = error.to_lowercase();
@@ -328,28 +343,39 @@ impl Transport {
     /// transaction, or, when a recipient is refused, one transaction per recipient, so that one refused
     /// address fails only itself. Stops at the first failure of the server.
     pub async fn deliver_to(&self, email: &OutboundEmail, recipients: &[String], now: DateTime<Utc>) -> Attempt {
-        let attempt = self.deliver_once(email, recipients, now).await;
-        if let (Transport::Smtp(smtp), Some(e)) = (self, &attempt.server_error) {
-            if is_login_refusal(e) {
+        let mut attempt = self.deliver_once(email, recipients, now).await;
+        let Transport::Smtp(smtp) = self else {
+            return attempt;
+        };
+        // Two failures are worth trying again at once rather than after the retry pause: a pooled connection
+        // the server dropped (a relay restarted: a new connection is opened), and an OAuth2 token the server
+        // no longer takes (expired early, revoked: a new one is fetched). At most twice, so that a server
+        // that keeps failing is left to the retry.
+        for _ in 0..2 {
+            let Some(e) = attempt.server_error.clone() else { break };
+            if is_login_refusal(&e) {
                 smtp.login_refused();
-                // A cached OAuth2 token the server no longer takes (expired early, revoked): try once more at
-                // once with a new one, rather than wait for the retry.
-                if smtp.oauth.is_some() {
-                    tracing::warn!(error = %e, "the SMTP server refused the OAuth2 token; trying again with a new one");
-                    let left: Vec<String> = recipients
-                        .iter()
-                        .filter(|r| !attempt.delivered.contains(r) && !attempt.refused.iter().any(|x| &x.address == *r))
-                        .cloned()
-                        .collect();
-                    let mut again = self.deliver_once(email, &left, now).await;
-                    again.delivered.splice(0..0, attempt.delivered);
-                    again.refused.splice(0..0, attempt.refused);
-                    if again.server_error.as_deref().is_some_and(is_login_refusal) {
-                        smtp.login_refused();
-                    }
-                    return again;
+                if smtp.oauth.is_none() {
+                    break;
                 }
+                tracing::warn!(error = %e, "the SMTP server refused the OAuth2 token; trying again with a new one");
+            } else if is_dropped_connection(&e) {
+                tracing::info!(error = %e, "the SMTP connection was dropped; trying again on a new one");
+            } else {
+                break;
             }
+            let left: Vec<String> = recipients
+                .iter()
+                .filter(|r| !attempt.delivered.contains(r) && !attempt.refused.iter().any(|x| &x.address == *r))
+                .cloned()
+                .collect();
+            let mut again = self.deliver_once(email, &left, now).await;
+            again.delivered.splice(0..0, attempt.delivered);
+            again.refused.splice(0..0, attempt.refused);
+            attempt = again;
+        }
+        if attempt.server_error.as_deref().is_some_and(is_login_refusal) {
+            smtp.login_refused();
         }
         attempt
     }
