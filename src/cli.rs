@@ -493,8 +493,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::CheckConfig(a) => {
             // With --connect --json, one JSON document: the connection checks' (or the configuration's
             // problems, if it does not load).
-            if a.connect && a.json && config::load(&cli.config).is_ok() {
-            } else {
+            if !(a.connect && a.json && config::load(&cli.config).is_ok()) {
                 check_config(&cli, a.json)?;
             }
             if a.connect {

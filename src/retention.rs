@@ -59,6 +59,17 @@ fn old_files(dir: &Path, before: SystemTime, skip: &[&str], dry_run: bool) -> us
     n
 }
 
+/// The audit event of a removal: what went, naming no one.
+fn removal(now: DateTime<Utc>, summary: String, detail: serde_json::Value) -> Event {
+    Event {
+        kind: "retention".into(),
+        at: now,
+        actor: "escalation-bot".into(),
+        summary,
+        detail,
+    }
+}
+
 /// Apply (or, with `dry_run`, count) retention for every board at `now`.
 pub async fn run<S: Store>(
     config: &Config,
@@ -110,16 +121,14 @@ async fn board<S: Store>(
         if dry_run {
             continue;
         }
-        let event = Event {
-            kind: "retention".into(),
-            at: now,
-            actor: "escalation-bot".into(),
-            summary: format!(
+        let event = removal(
+            now,
+            format!(
                 "Personal data removed: the case closed more than {days} days ago (the board's retention period); \
                      its figures are kept"
             ),
-            detail: serde_json::Value::Null,
-        };
+            serde_json::Value::Null,
+        );
         let purged = match store.purge_case(*id, &anonymise(case), &event, now).await {
             Ok(p) => p,
             Err(e) => {
@@ -134,15 +143,13 @@ async fn board<S: Store>(
         r.removed.audit_events_erased += purged.audit_events_erased;
         r.removed.held_commands += purged.held_commands;
     }
-    let event = Event {
-        kind: "retention".into(),
-        at: now,
-        actor: "escalation-bot".into(),
-        summary: format!(
+    let event = removal(
+        now,
+        format!(
             "Raw messages tied to no case (refused, ignored, quarantined) received more than {days} days ago removed"
         ),
-        detail: serde_json::Value::Null,
-    };
+        serde_json::Value::Null,
+    );
     r.unlinked_raw_messages = store
         .raw_messages_due(Some(b.id()), before, (!dry_run).then_some(&event))
         .await?;
@@ -167,15 +174,11 @@ async fn board<S: Store>(
         ),
     };
     if !dry_run && r.filed_messages > 0 {
-        let event = Event {
-            kind: "retention".into(),
-            at: now,
-            actor: "escalation-bot".into(),
-            summary: format!(
-                "Copies of messages filed in the board's mailbox folders more than {days} days ago removed"
-            ),
-            detail: serde_json::json!({ "filed_messages": r.filed_messages }),
-        };
+        let event = removal(
+            now,
+            format!("Copies of messages filed in the board's mailbox folders more than {days} days ago removed"),
+            serde_json::json!({ "filed_messages": r.filed_messages }),
+        );
         store.record_event(b.id(), None, &event).await?;
     }
     Ok(r)
@@ -200,13 +203,11 @@ pub async fn unaddressed<S: Store>(
         } else {
             0
         };
-        let event = Event {
-            kind: "retention".into(),
-            at: now,
-            actor: "escalation-bot".into(),
-            summary: format!("Raw messages for no board received more than {days} days ago removed"),
-            detail: serde_json::Value::Null,
-        };
+        let event = removal(
+            now,
+            format!("Raw messages for no board received more than {days} days ago removed"),
+            serde_json::Value::Null,
+        );
         let n = store
             .raw_messages_due(None, cutoff(now, days), (!dry_run).then_some(&event))
             .await?;

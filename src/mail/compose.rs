@@ -199,11 +199,6 @@ pub struct Composer<'a> {
 }
 
 impl Composer<'_> {
-    /// The Message-ID nonce of an email caused by `cause` (with this composer's salt).
-    pub fn nonce(&self, cause: &str) -> String {
-        nonce_of(&format!("{cause}{}", self.salt))
-    }
-
     fn base(&self) -> Value {
         let p = self.board.policy();
         json!({
@@ -330,7 +325,7 @@ impl Composer<'_> {
                 copy.message_id = self
                     .signer
                     .for_recipient(&email.message_id, &r)
-                    .unwrap_or_else(|| format!("{}-{}", email.message_id, self.nonce(&r)));
+                    .unwrap_or_else(|| format!("{}-{}", email.message_id, nonce_of(&r)));
                 copy.headers.insert("To".into(), email.to.join(", "));
                 if !email.cc.is_empty() {
                     copy.headers.insert("Cc".into(), email.cc.join(", "));
@@ -424,7 +419,7 @@ impl Composer<'_> {
             let mut email = self.email(
                 "notification",
                 Some(&case.reference),
-                &format!("n{i}-{}-{}-{}", n.role.key(), event_kind, self.nonce(cause)),
+                &format!("n{i}-{}-{}-{}", n.role.key(), event_kind, nonce_of(cause)),
                 to,
                 Vec::new(),
                 None,
@@ -643,7 +638,7 @@ impl Composer<'_> {
                 let mut email = self.email(
                     kind,
                     Some(&case.reference),
-                    &format!("t-{kind}-{}", self.nonce(&cause)),
+                    &format!("t-{kind}-{}", nonce_of(&cause)),
                     to,
                     Vec::new(),
                     None,
@@ -749,7 +744,7 @@ impl Composer<'_> {
         let mut email = self.email(
             "digest",
             None,
-            &format!("d-{}", self.nonce(key)),
+            &format!("d-{}", nonce_of(key)),
             to,
             Vec::new(),
             None,
@@ -855,7 +850,7 @@ impl Composer<'_> {
         let mut email = self.email(
             "confirmation",
             Some(&case.reference),
-            &format!("a-{}", self.nonce(in_reply_to)),
+            &format!("a-{}", nonce_of(in_reply_to)),
             vec![sender.to_string()],
             Vec::new(),
             Some(in_reply_to),
@@ -903,7 +898,7 @@ impl Composer<'_> {
         self.email(
             "challenge",
             Some(&case.reference),
-            &format!("ch-{}", self.nonce(in_reply_to)),
+            &format!("ch-{}", nonce_of(in_reply_to)),
             vec![sender.to_string()],
             Vec::new(),
             Some(in_reply_to),
@@ -958,7 +953,7 @@ impl Composer<'_> {
         let mut email = self.email(
             "confirmation",
             Some(&case.reference),
-            &format!("c-{}-{}", t.event.kind, self.nonce(in_reply_to)),
+            &format!("c-{}-{}", t.event.kind, nonce_of(in_reply_to)),
             vec![sender.to_string()],
             others,
             Some(in_reply_to),
@@ -1001,7 +996,7 @@ impl Composer<'_> {
             let mut copy = email.clone();
             copy.message_id = self.signer.message_id(
                 &case.reference,
-                &format!("c-{}-board-{}", t.event.kind, self.nonce(in_reply_to)),
+                &format!("c-{}-board-{}", t.event.kind, nonce_of(in_reply_to)),
             );
             copy.to = roles.clone();
             copy.cc = Vec::new();

@@ -396,10 +396,6 @@ impl<'a> Pipeline<'a> {
         self
     }
 
-    fn nonce(&self, cause: &str) -> String {
-        super::compose::nonce_of(&format!("{cause}{}", self.salt))
-    }
-
     /// The board whose own email this is: sent from a board mailbox this bot serves, under a Message-ID the
     /// bot's outbox holds for that board.
     async fn own_email<S: Store>(&self, store: &S, msg: &Inbound) -> Result<Option<&'a Board>, StoreError> {
@@ -1044,7 +1040,7 @@ impl<'a> Pipeline<'a> {
                                 .email(
                                     "refusal",
                                     None,
-                                    &format!("u-{}", self.nonce(&super::mime::content_id(raw))),
+                                    &format!("u-{}", super::compose::nonce_of(&super::mime::content_id(raw))),
                                     vec![sender.email.clone()],
                                     Vec::new(),
                                     None,
@@ -1469,7 +1465,7 @@ impl<'a> Pipeline<'a> {
         }
         let record = &parsed.record;
         let immediate_risk = record.immediate_risk.unwrap_or(false);
-        let cause = self.nonce(&msg.message_id);
+        let cause = super::compose::nonce_of(&msg.message_id);
         let hold_ref = format!("{HOLD_PREFIX}{cause}");
         let (staff, staff_name) = Self::staff_address(board);
         let unknown = || "not given".to_string();
@@ -1690,7 +1686,7 @@ impl<'a> Pipeline<'a> {
             .email(
                 "confirmation",
                 None,
-                &format!("ap-{}", self.nonce(&msg.message_id)),
+                &format!("ap-{}", super::compose::nonce_of(&msg.message_id)),
                 vec![sender.email.clone()],
                 Vec::new(),
                 Some(&msg.message_id),
@@ -1760,7 +1756,7 @@ impl<'a> Pipeline<'a> {
             .email(
                 "refusal",
                 None,
-                &format!("rj-{}", self.nonce(&msg.message_id)),
+                &format!("rj-{}", super::compose::nonce_of(&msg.message_id)),
                 vec![held.sender.clone()],
                 Vec::new(),
                 None,
@@ -1776,7 +1772,7 @@ impl<'a> Pipeline<'a> {
             .email(
                 "confirmation",
                 None,
-                &format!("rs-{}", self.nonce(&msg.message_id)),
+                &format!("rs-{}", super::compose::nonce_of(&msg.message_id)),
                 vec![sender.email.clone()],
                 Vec::new(),
                 Some(&msg.message_id),
