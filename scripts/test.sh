@@ -63,7 +63,7 @@ ensure_postgres() {
 ensure_mail_servers() {
   local need=()
   command -v dovecot >/dev/null || need+=(dovecot-imapd dovecot-lmtpd)
-  [ -e /usr/lib/dovecot/lmtp ] || need+=(dovecot-lmtpd)
+  [ -e /usr/lib/dovecot/lmtp ] || [[ " ${need[*]} " == *" dovecot-lmtpd "* ]] || need+=(dovecot-lmtpd)
   if ((${#need[@]})); then
     apt_install "${need[@]}"
   fi

@@ -310,7 +310,7 @@ pub struct ImapSettings {
 }
 
 /// An app registration's client-credentials login (`[imap.oauth2]`, `[smtp.oauth2]`); `mail::oauth` uses it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct OAuth2Settings {
     /// The organisation's tenant: its domain (`westshire.gov.uk`) or directory id.

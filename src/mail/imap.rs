@@ -228,7 +228,7 @@ async fn connect_once(s: &ImapSettings, oauth: Option<&TokenSource>) -> anyhow::
         return match tokio::time::timeout(wait, login).await {
             Ok(Ok(session)) => Ok(session),
             Ok(Err((e, _))) => {
-                source.invalidate();
+                source.invalidate(&token);
                 Err(anyhow::anyhow!(
                     "{TOKEN_REFUSED} for {} ({e}): the app registration may have no permission \
                      on this mailbox (Exchange Online: New-ServicePrincipal and Add-MailboxPermission), or the token \

@@ -40,6 +40,9 @@ struct Cached {
 pub struct TokenSource {
     settings: OAuth2Settings,
     cached: Arc<Mutex<Option<Cached>>>,
+    /// Held while a token is being fetched, so that the watcher, the sender and retention asking at the
+    /// same moment on a cold cache make one request between them, not one each.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -56,6 +59,7 @@ impl TokenSource {
         TokenSource {
             settings,
             cached: Arc::new(Mutex::new(None)),
+            fetching: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -91,10 +95,13 @@ impl TokenSource {
 
     /// A token that is good for a while yet: the cached one, or a new one.
     pub async fn token(&self) -> Result<Secret, TokenError> {
-        if let Some(c) = self.cached() {
-            if Instant::now() < c.renew_at {
-                return Ok(c.token);
-            }
+        if let Some(token) = self.fresh() {
+            return Ok(token);
+        }
+        // One fetch at a time; whoever waited here finds the token the fetch before it cached.
+        let _fetching = self.fetching.lock().await;
+        if let Some(token) = self.fresh() {
+            return Ok(token);
         }
         let me = self.clone();
         let fetched = tokio::task::spawn_blocking(move || me.fetch())
@@ -106,14 +113,19 @@ impl TokenSource {
         Ok(fetched.token)
     }
 
-    fn cached(&self) -> Option<Cached> {
-        self.cached.lock().ok().and_then(|c| c.clone())
+    /// The cached token, if it is not yet due for renewal.
+    fn fresh(&self) -> Option<Secret> {
+        let cached = self.cached.lock().ok().and_then(|c| c.clone())?;
+        (Instant::now() < cached.renew_at).then_some(cached.token)
     }
 
-    /// Forget the cached token (a server refused it): the next [`TokenSource::token`] fetches a new one.
-    pub fn invalidate(&self) {
+    /// A server refused `refused`: forget it, so that the next [`TokenSource::token`] fetches a new one.
+    /// A token fetched since (another connection was refused first) is kept: it has not been refused.
+    pub fn invalidate(&self, refused: &Secret) {
         if let Ok(mut slot) = self.cached.lock() {
-            *slot = None;
+            if slot.as_ref().is_some_and(|c| c.token == *refused) {
+                *slot = None;
+            }
         }
     }
 
@@ -431,5 +443,64 @@ mod tests {
         let mut a = XOAuth2Imap::new("bsab@example.org", "T0K");
         assert_eq!(a.process(b""), "user=bsab@example.org\x01auth=Bearer T0K\x01\x01");
         assert_eq!(a.process(b"{\"status\":\"401\"}"), "");
+    }
+
+    /// A token endpoint on loopback that answers slowly (so that callers overlap) and counts its requests;
+    /// each answer is a new token.
+    fn slow_token_endpoint() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/token", listener.local_addr().expect("addr"));
+        let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                std::thread::sleep(Duration::from_millis(300));
+                let body = format!(r#"{{"token_type":"Bearer","expires_in":3600,"access_token":"token-{n}"}}"#);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        (url, count)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn callers_on_a_cold_cache_share_one_fetch_and_a_refused_token_is_replaced_once() {
+        let (url, count) = slow_token_endpoint();
+        let source = TokenSource::new(OAuth2Settings {
+            tenant: "example.org".into(),
+            client_id: "app".into(),
+            client_secret_env: Some("PATH".into()),
+            token_url: Some(url),
+            ..Default::default()
+        });
+        // The watcher, the sender and retention all ask at once, as they do when the daemon starts.
+        let asks: Vec<_> = (0..3)
+            .map(|_| {
+                let s = source.clone();
+                tokio::spawn(async move { s.token().await })
+            })
+            .collect();
+        let mut tokens = Vec::new();
+        for ask in asks {
+            tokens.push(ask.await.expect("task").expect("token").0);
+        }
+        assert_eq!(tokens, vec!["token-1"; 3]);
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+        // Two connections are refused with token-1; the first to say so gets token-2 fetched, and the
+        // second's late word does not throw token-2 away.
+        source.invalidate(&Secret("token-1".into()));
+        assert_eq!(source.token().await.expect("token").0, "token-2");
+        source.invalidate(&Secret("token-1".into()));
+        assert_eq!(source.token().await.expect("token").0, "token-2");
+        assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

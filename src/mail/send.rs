@@ -111,10 +111,15 @@ impl Smtp {
         Ok(t)
     }
 
-    /// The server refused to log in: a cached OAuth2 token is dropped, so that the next try fetches one.
-    pub fn login_refused(&self) {
+    /// The server refused to log in: the OAuth2 token the pool logged in with is dropped, so that the next
+    /// try fetches one (a token fetched since by someone else is kept).
+    pub async fn login_refused(&self) {
         if let Some(source) = &self.oauth {
-            source.invalidate();
+            let mut pool = self.pool.lock().await;
+            if let Some((Some(used), _)) = pool.as_ref() {
+                source.invalidate(used);
+            }
+            *pool = None;
         }
     }
 }
@@ -154,7 +159,7 @@ pub async fn check(s: &SmtpSettings) -> Result<String, String> {
                 } else if lower.contains("certificate") || lower.contains("tls") {
                     format!("the TLS connection to {}:{} failed: the certificate is not trusted or does not name {} ({text})", s.host, s.port, s.host)
                 } else if is_login_refusal(&text) {
-                    smtp.login_refused();
+                    smtp.login_refused().await;
                     if s.auth == "oauth2" {
                         format!("the SMTP server refused the OAuth2 token ({text}): the app needs SMTP.SendAsApp and SMTP AUTH enabled on the mailbox, and permission to send as {}", s.username.as_deref().unwrap_or("?"))
                     } else {
@@ -354,7 +359,7 @@ impl Transport {
         for _ in 0..2 {
             let Some(e) = attempt.server_error.clone() else { break };
             if is_login_refusal(&e) {
-                smtp.login_refused();
+                smtp.login_refused().await;
                 if smtp.oauth.is_none() {
                     break;
                 }
@@ -375,7 +380,7 @@ impl Transport {
             attempt = again;
         }
         if attempt.server_error.as_deref().is_some_and(is_login_refusal) {
-            smtp.login_refused();
+            smtp.login_refused().await;
         }
         attempt
     }

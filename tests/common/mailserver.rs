@@ -32,25 +32,43 @@ fn wait_for_port(port: u16, what: &str, log: &std::path::Path) {
     }
 }
 
-/// The test SMTP server on `smtp_port`, delivering to Dovecot's LMTP; with `oauth_port`, taking only XOAUTH2.
-fn start_smtp(smtp_port: u16, lmtp_port: u16, oauth_port: Option<u16>) -> Child {
+/// The test SMTP server, delivering to Dovecot's LMTP; with `oauth_port`, taking only XOAUTH2. On `port`,
+/// or on a free port; started again (on another free port, when none was asked for) when it does not come
+/// up, as when another test took the port between `free_port` and the bind. Its errors go to `log`.
+fn start_smtp(port: Option<u16>, lmtp_port: u16, oauth_port: Option<u16>, log: &std::path::Path) -> (Child, u16) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
-    let mut smtp = Command::new("python3");
-    smtp.arg(script).args([smtp_port.to_string(), lmtp_port.to_string()]);
-    if let Some(port) = oauth_port {
-        smtp.args(["--oauth2".to_string(), format!("http://127.0.0.1:{port}/introspect")]);
+    for _ in 0..4 {
+        let smtp_port = port.unwrap_or_else(free_port);
+        let mut smtp = Command::new("python3");
+        smtp.arg(&script).args([smtp_port.to_string(), lmtp_port.to_string()]);
+        if let Some(port) = oauth_port {
+            smtp.args(["--oauth2".to_string(), format!("http://127.0.0.1:{port}/introspect")]);
+        }
+        let errors = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("the SMTP server's log");
+        let mut smtp = smtp
+            .stdout(Stdio::piped())
+            .stderr(errors)
+            .spawn()
+            .expect("the SMTP server starts (scripts/test.sh installs aiosmtpd)");
+        let mut first = String::new();
+        if let Some(out) = smtp.stdout.take() {
+            let _ = BufReader::new(out).read_line(&mut first);
+        }
+        if first.trim() == "ready" {
+            return (smtp, smtp_port);
+        }
+        let _ = smtp.kill();
+        let _ = smtp.wait();
+        std::thread::sleep(Duration::from_millis(500));
     }
-    let mut smtp = smtp
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the SMTP server starts (scripts/test.sh installs aiosmtpd)");
-    let mut first = String::new();
-    if let Some(out) = smtp.stdout.take() {
-        let _ = BufReader::new(out).read_line(&mut first);
-    }
-    assert_eq!(first.trim(), "ready", "the SMTP server did not start");
-    smtp
+    panic!(
+        "the SMTP server did not start: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
 }
 
 pub struct MailServers {
@@ -91,7 +109,7 @@ impl MailServers {
     fn start_full(dovecot_extra: &str, oauth2: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().to_path_buf();
-        let (imap_port, lmtp_port, smtp_port) = (free_port(), free_port(), free_port());
+        let (imap_port, lmtp_port) = (free_port(), free_port());
         let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let (oauth, oauth_port) = if oauth2 {
             let port = free_port();
@@ -204,7 +222,7 @@ protocol lmtp {{
             .spawn()
             .expect("dovecot starts (scripts/test.sh installs it)");
         wait_for_port(imap_port, "Dovecot", &d.join("dovecot.log"));
-        let smtp = start_smtp(smtp_port, lmtp_port, oauth_port);
+        let (smtp, smtp_port) = start_smtp(None, lmtp_port, oauth_port, &d.join("smtp.log"));
         MailServers {
             dir,
             imap_port,
@@ -223,7 +241,8 @@ protocol lmtp {{
             .args(["-TERM", &self.smtp.id().to_string()])
             .status();
         let _ = self.smtp.wait();
-        self.smtp = start_smtp(self.smtp_port, self.lmtp_port, self.oauth_port);
+        let log = self.dir.path().join("smtp.log");
+        self.smtp = start_smtp(Some(self.smtp_port), self.lmtp_port, self.oauth_port, &log).0;
     }
 
     /// POST `body` to the OAuth2 test server's `path` (its control endpoints); the answer's body.

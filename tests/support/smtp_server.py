@@ -168,12 +168,15 @@ def main():
             DeliverByLmtpWithOAuth2(lmtp_port, control, sys.argv[4]),
             hostname="127.0.0.1",
             port=smtp_port,
+            ready_timeout=30,  # a busy CI machine is slow to answer the controller's own start-up probe
             auth_required=True,
             auth_require_tls=False,  # plain SMTP on loopback
             auth_exclude_mechanism=["LOGIN", "PLAIN"],
         )
     else:
-        controller = Controller(DeliverByLmtp(lmtp_port, control), hostname="127.0.0.1", port=smtp_port)
+        controller = Controller(
+            DeliverByLmtp(lmtp_port, control), hostname="127.0.0.1", port=smtp_port, ready_timeout=30
+        )
     controller.start()
     print("ready", flush=True)
     done = threading.Event()
