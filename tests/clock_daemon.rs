@@ -87,6 +87,14 @@ impl Daemon {
     }
 }
 
+/// A test that fails leaves no daemon running to slow the tests after it.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The emails in the daemon's outbox folder (the Maildir transport of the embedded default).
 fn sent(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(dir.join("out/new"))
@@ -358,7 +366,7 @@ fn a_running_daemon_is_woken_by_a_case_another_process_opens_and_keeps_to_workin
         .expect("ingest");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // The daemon hears of it at once: the acknowledgement the other process queued goes out.
-    wait_until("the acknowledgement is sent", Duration::from_secs(8), || {
+    wait_until("the acknowledgement is sent", Duration::from_secs(30), || {
         sent(dir.path()).len() >= 2
     });
     wait_until("the reminders are sent at 09:00", Duration::from_secs(40), || {

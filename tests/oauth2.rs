@@ -163,7 +163,11 @@ async fn xoauth2_reads_and_sends_and_an_expired_or_revoked_token_is_replaced_on_
         "no acknowledgement after the tokens were revoked:\n{}",
         d.said.join("\n")
     );
-    assert_eq!(servers.count("bsab", "Processed").await, 3);
+    assert!(
+        wait_for_count(&servers, "bsab", "Processed", 3, Duration::from_secs(30)).await,
+        "three messages in Processed"
+    );
+    assert_eq!(servers.count("bsab", "Processed").await, 3, "each message once");
     assert!(
         smtp_auth_log(&servers).contains("fail bsab"),
         "{}",

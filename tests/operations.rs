@@ -10,6 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
 
+/// SIGTERM to exit: the batch in hand, then at most the daemon's `STOP_WITHIN` for its tasks, with room for
+/// a busy machine's process start and exit.
+const STOPPED_WITHIN: Duration = Duration::from_secs(escalation_bot::app::STOP_WITHIN.as_secs() + 10);
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -188,7 +192,7 @@ fn healthz_turns_503_while_postgresql_is_down_and_200_when_it_returns_with_nothi
     // Mail goes through: the counters move.
     deliver(&config, dir.path(), "one.eml", &escalation(1));
     assert!(
-        wait_until(Duration::from_secs(20), || {
+        wait_until(Duration::from_secs(60), || {
             metric(&get(http, "/metrics").1, "escalation_bot_emails_sent_total") >= 2.0
         }),
         "{}",
@@ -217,7 +221,7 @@ fn healthz_turns_503_while_postgresql_is_down_and_200_when_it_returns_with_nothi
     // PostgreSQL stops: /healthz says so, with the reason.
     pg.stop();
     assert!(
-        wait_until(Duration::from_secs(20), || get(http, "/healthz").0 == 503),
+        wait_until(Duration::from_secs(60), || get(http, "/healthz").0 == 503),
         "{:?}",
         get(http, "/healthz")
     );
@@ -256,7 +260,7 @@ fn healthz_turns_503_while_postgresql_is_down_and_200_when_it_returns_with_nothi
     assert!(bot(&config, &["health"]).0, "escalation-bot health says healthy");
     let (status, took) = d.stop();
     assert!(status.success());
-    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(took < STOPPED_WITHIN, "{took:?}");
     // Stopped: `health` says so with a non-zero exit.
     assert!(!bot(&config, &["health"]).0);
 }
@@ -280,7 +284,7 @@ fn sigterm_finishes_the_batch_in_hand_and_stops_within_the_stated_time() {
     d.wait_for("message processed", Duration::from_secs(20));
     let (status, took) = d.stop();
     assert!(status.success(), "{status:?}");
-    assert!(took < Duration::from_secs(15), "stopped in {took:?}");
+    assert!(took < STOPPED_WITHIN, "stopped in {took:?}");
     // What was processed is complete; what was not waits in new/ for the next start, which takes it all.
     let mut d = Daemon::start(&config, &[], "escalation-bot is running");
     assert!(wait_until(Duration::from_secs(30), || {

@@ -20,25 +20,19 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn wait_for_port(port: u16, what: &str, log: &std::path::Path) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what} did not start on port {port}: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The test SMTP server, delivering to Dovecot's LMTP; with `oauth_port`, taking only XOAUTH2. On `port`,
 /// or on a free port; started again (on another free port, when none was asked for) when it does not come
 /// up, as when another test took the port between `free_port` and the bind. Its errors go to `log`.
 fn start_smtp(port: Option<u16>, lmtp_port: u16, oauth_port: Option<u16>, log: &std::path::Path) -> (Child, u16) {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/smtp_server.py");
-    for _ in 0..4 {
+    let what = format!("the SMTP server (its errors are in {})", log.display());
+    start_until_ready(&what, || {
         let smtp_port = port.unwrap_or_else(free_port);
+        if port.is_none() {
+            // The server's control folder is named by its port: what an earlier server on this port left
+            // there (a refusal a failed test never took back, an old auth log) is not this server's.
+            let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("escbot-smtp-{smtp_port}")));
+        }
         let mut smtp = Command::new("python3");
         smtp.arg(&script).args([smtp_port.to_string(), lmtp_port.to_string()]);
         if let Some(port) = oauth_port {
@@ -49,26 +43,54 @@ fn start_smtp(port: Option<u16>, lmtp_port: u16, oauth_port: Option<u16>, log: &
             .append(true)
             .open(log)
             .expect("the SMTP server's log");
-        let mut smtp = smtp
+        let child = smtp
             .stdout(Stdio::piped())
             .stderr(errors)
             .spawn()
             .expect("the SMTP server starts (scripts/test.sh installs aiosmtpd)");
+        (child, smtp_port)
+    })
+}
+
+/// Start a child that prints "ready" once it listens (`spawn` gives the child and its port); started again,
+/// on another port, when it does not (another test took the port between `free_port` and the bind).
+fn start_until_ready(what: &str, mut spawn: impl FnMut() -> (Child, u16)) -> (Child, u16) {
+    for attempt in 0..4 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let (mut child, port) = spawn();
         let mut first = String::new();
-        if let Some(out) = smtp.stdout.take() {
+        if let Some(out) = child.stdout.take() {
             let _ = BufReader::new(out).read_line(&mut first);
         }
         if first.trim() == "ready" {
-            return (smtp, smtp_port);
+            return (child, port);
         }
-        let _ = smtp.kill();
-        let _ = smtp.wait();
-        std::thread::sleep(Duration::from_millis(500));
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    panic!(
-        "the SMTP server did not start: {}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
+    panic!("{what} did not start");
+}
+
+/// Whether this Dovecot answers on `port` with its own `greeting` (not another test's server that took the
+/// port), waiting up to 20 s while it is still running.
+fn dovecot_is_up(dovecot: &mut Child, port: u16, greeting: &str) -> bool {
+    use std::io::Read;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        if !matches!(dovecot.try_wait(), Ok(None)) {
+            return false;
+        }
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 256];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            return String::from_utf8_lossy(&buf[..n]).contains(greeting);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
 }
 
 pub struct MailServers {
@@ -109,24 +131,21 @@ impl MailServers {
     fn start_full(dovecot_extra: &str, oauth2: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let d = dir.path().to_path_buf();
-        let (imap_port, lmtp_port) = (free_port(), free_port());
         let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let (oauth, oauth_port) = if oauth2 {
-            let port = free_port();
             std::fs::write(d.join("clients.json"), OAUTH_CLIENTS).expect("clients");
-            let mut child = Command::new("python3")
-                .arg(here.join("tests/support/oauth_server.py"))
-                .arg(port.to_string())
-                .arg(d.join("clients.json"))
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("the OAuth2 test server starts");
-            let mut first = String::new();
-            if let Some(out) = child.stdout.take() {
-                let _ = BufReader::new(out).read_line(&mut first);
-            }
-            assert_eq!(first.trim(), "ready", "the OAuth2 test server did not start");
+            let (child, port) = start_until_ready("the OAuth2 test server", || {
+                let port = free_port();
+                let child = Command::new("python3")
+                    .arg(here.join("tests/support/oauth_server.py"))
+                    .arg(port.to_string())
+                    .arg(d.join("clients.json"))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("the OAuth2 test server starts");
+                (child, port)
+            });
             (Some(child), Some(port))
         } else {
             (None, None)
@@ -164,10 +183,27 @@ impl MailServers {
         for sub in ["mail", "home", "state", "run"] {
             std::fs::create_dir_all(d.join(sub)).expect("mkdir");
         }
-        let conf = format!(
-            r#"base_dir = {d}/run
+        let users: String = ["bsab", "nia.nurse", "sam.social"]
+            .iter()
+            .map(|u| format!("{u}:{{PLAIN}}{PASSWORD}\n"))
+            .collect();
+        std::fs::write(d.join("users"), users).expect("write users");
+        let _ = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(d.join("mail"))
+            .arg(d.join("home"))
+            .status();
+        // Dovecot on two free ports; chosen again when it does not come up on them (another test took one
+        // between `free_port` and Dovecot's bind). Its own greeting tells it apart from another test's server.
+        let mut attempt = 0;
+        let (dovecot, imap_port, lmtp_port) = loop {
+            attempt += 1;
+            let (imap_port, lmtp_port) = (free_port(), free_port());
+            let conf = format!(
+                r#"base_dir = {d}/run
 state_dir = {d}/state
 instance_name = escbot-{imap_port}
+login_greeting = escbot-{imap_port} ready
 protocols = imap lmtp
 listen = 127.0.0.1
 log_path = {d}/dovecot.log
@@ -200,28 +236,28 @@ protocol lmtp {{
   auth_username_format = %Ln
 }}
 "#,
-            d = d.display()
-        );
-        let conf = format!("{conf}{dovecot_extra}\n");
-        std::fs::write(d.join("dovecot.conf"), conf).expect("write dovecot.conf");
-        let users: String = ["bsab", "nia.nurse", "sam.social"]
-            .iter()
-            .map(|u| format!("{u}:{{PLAIN}}{PASSWORD}\n"))
-            .collect();
-        std::fs::write(d.join("users"), users).expect("write users");
-        let _ = Command::new("chown")
-            .args(["-R", &format!("{uid}:{gid}")])
-            .arg(d.join("mail"))
-            .arg(d.join("home"))
-            .status();
-        let dovecot = Command::new("dovecot")
-            .args(["-F", "-c"])
-            .arg(d.join("dovecot.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dovecot starts (scripts/test.sh installs it)");
-        wait_for_port(imap_port, "Dovecot", &d.join("dovecot.log"));
+                d = d.display()
+            );
+            let conf = format!("{conf}{dovecot_extra}\n");
+            std::fs::write(d.join("dovecot.conf"), conf).expect("write dovecot.conf");
+            let mut dovecot = Command::new("dovecot")
+                .args(["-F", "-c"])
+                .arg(d.join("dovecot.conf"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("dovecot starts (scripts/test.sh installs it)");
+            if dovecot_is_up(&mut dovecot, imap_port, &format!("escbot-{imap_port} ready")) {
+                break (dovecot, imap_port, lmtp_port);
+            }
+            let _ = dovecot.kill();
+            let _ = dovecot.wait();
+            assert!(
+                attempt < 4,
+                "Dovecot did not start: {}",
+                std::fs::read_to_string(d.join("dovecot.log")).unwrap_or_default()
+            );
+        };
         let (smtp, smtp_port) = start_smtp(None, lmtp_port, oauth_port, &d.join("smtp.log"));
         MailServers {
             dir,
@@ -303,7 +339,7 @@ protocol lmtp {{
             &main,
             format!(
                 "[database]\nurl = \"{database}\"\n[mailbox]\npath = \"../data/mailbox\"\n[outbox]\npath = \"../data/outbox\"\n\
-                 [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_seconds = 5\n",
+                 [smtp]\nhost = \"127.0.0.1\"\nport = {}\ntls = \"none\"\ntimeout_seconds = 30\n",
                 self.smtp_port
             ),
         )

@@ -61,10 +61,14 @@ class DeliverByLmtp:
     async def handle_DATA(self, server, session, envelope):
         # LMTP answers once per recipient after DATA, which smtplib reads as one reply: so deliver to each
         # recipient separately.
-        try:
+        # Off the event loop, so that other sessions are not held up while one is delivered.
+        def deliver():
             with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
                 for rcpt in envelope.rcpt_tos:
                     lmtp.sendmail(envelope.mail_from, [rcpt], envelope.original_content)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, deliver)
         except smtplib.SMTPRecipientsRefused:
             return "550 no such mailbox"
         except Exception as e:  # the bot must see a temporary failure, and retry
