@@ -457,6 +457,27 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     (OTHER_COMBINED, "name and agency of person the disagreement is with"),
     (OTHER_COMBINED, "name and agency of the person the dispute is with"),
     (OTHER_COMBINED, "disagreement is with (name, agency)"),
+    // Labels typed from memory, the form not to hand.
+    ("nhs_number", "adult's nhs no"),
+    ("nhs_number", "adult's nhs number"),
+    ("nhs_number", "adults nhs no"),
+    ("nhs_number", "adults nhs number"),
+    ("date_of_birth", "date of birth"),
+    ("date_of_birth", "dob"),
+    ("date_of_birth", "d.o.b"),
+    (ESCALATING_COMBINED, "my details"),
+    (OTHER_COMBINED, "who i disagree with"),
+    (OTHER_COMBINED, "who i am disagreeing with"),
+    (OTHER_COMBINED, "who i'm disagreeing with"),
+    (OTHER_COMBINED, "them"),
+    ("summary", "what it's about"),
+    ("summary", "what it is about"),
+    ("summary", "reason for the disagreement"),
+    ("summary", "reason for disagreement"),
+    ("summary", "issue"),
+    ("immediate_risk", "risk now"),
+    ("immediate_risk", "immediate risk"),
+    ("immediate_risk", "is the adult at risk of immediate harm"),
     ("escalating_name", "escalating name"),
     ("escalating_name", "your name"),
     ("escalating_name", "referrer name"),
@@ -893,11 +914,11 @@ fn parse_bool(s: &str) -> Option<bool> {
 
 fn stage_word(w: &str) -> Option<u8> {
     match w {
-        "one" | "1" | "i" => Some(1),
-        "two" | "2" | "ii" => Some(2),
-        "three" | "3" | "iii" => Some(3),
-        "four" | "4" | "iv" => Some(4),
-        "five" | "5" | "v" => Some(5),
+        "one" | "1" | "i" | "first" | "1st" => Some(1),
+        "two" | "2" | "ii" | "second" | "2nd" => Some(2),
+        "three" | "3" | "iii" | "third" | "3rd" => Some(3),
+        "four" | "4" | "iv" | "fourth" | "4th" => Some(4),
+        "five" | "5" | "v" | "fifth" | "5th" => Some(5),
         other => other.parse().ok().filter(|n| (1..=9).contains(n)),
     }
 }
@@ -923,6 +944,24 @@ fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
     if let Some(n) = named {
         return Ok(Some(n));
     }
+    // "2nd stage", "Two – line managers", "1 (worker to worker) – we spoke on 4/1": a number first, then the
+    // stage's name or what happened at it, after a separator or the word "stage" or "level".
+    if let [w, next, ..] = words.as_slice() {
+        if let Some(n) = stage_word(w).filter(|_| !matches!(*w, "i" | "v")) {
+            let rest = normalised_after_first_word(first);
+            if matches!(*next, "stage" | "level")
+                || rest.starts_with(['-', '(', ':', ',', ';', '.', '/'])
+            {
+                return Ok(Some(n));
+            }
+        }
+    }
+    // The level's name alone, where every board's policy gives it the same number: "worker to worker",
+    // "line manager level", "senior managers". (Heads of service are stage 3 at one board and 4 at another:
+    // not read here.)
+    if let Some(n) = stage_by_level(&w) {
+        return Ok(Some(n));
+    }
     match words.as_slice() {
         [] => Ok(None),
         [w, ..] if stage_word(w).is_some() && words.iter().filter(|w| stage_word(w).is_some()).count() == 1 => {
@@ -933,6 +972,44 @@ fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
         [w, ..] if matches!(*w, "n" | "na" | "not" | "none" | "tbc" | "unknown" | "pending") => Ok(None),
         _ => Err(()),
     }
+}
+
+/// What follows the first word of `line`, normalised (dashes as '-'), trimmed at the start.
+fn normalised_after_first_word(line: &str) -> String {
+    let n = normalise_label(line);
+    let cut = n
+        .find(|c: char| !c.is_alphanumeric())
+        .unwrap_or(n.len());
+    n.get(cut..).unwrap_or_default().trim_start().to_string()
+}
+
+/// The stage a level's name gives where every board numbers it alike: practitioners 1, line managers 2,
+/// senior managers 3. `w` is the normalised first line; the name must open it.
+fn stage_by_level(w: &str) -> Option<u8> {
+    const LEVELS: &[(&str, u8)] = &[
+        ("worker to worker", 1),
+        ("practitioner to practitioner", 1),
+        ("professional to professional", 1),
+        ("practitioner level", 1),
+        ("worker level", 1),
+        ("line manager", 2),
+        ("line management", 2),
+        ("manager to manager", 2),
+        ("team manager", 2),
+        ("senior manager", 3),
+        ("operational manager", 3),
+    ];
+    let w = w.trim_start_matches(['(', ' ']);
+    LEVELS
+        .iter()
+        .find(|(name, _)| {
+            // "line manager", "line managers"; not "line managerial".
+            w.strip_prefix(name).is_some_and(|rest| {
+                let rest = rest.strip_prefix('s').unwrap_or(rest);
+                !rest.starts_with(char::is_alphabetic)
+            })
+        })
+        .map(|&(_, n)| n)
 }
 
 fn set(record: &mut Record, key: &str, value: String) {
@@ -1516,6 +1593,30 @@ mod tests {
         let html = "<table><tr><td><p>Name of adult at risk:</p></td><td><p>Alex&nbsp;Testperson</p></td></tr>\
                     <tr><td>Stage</td><td>2</td></tr></table><script>x</script>";
         assert_eq!(html_to_text(html), "Name of adult at risk:\tAlex Testperson\nStage\t2");
+    }
+
+    #[test]
+    fn a_stage_is_read_from_what_people_write_for_it() {
+        let cases: &[(&str, Result<Option<u8>, ()>)] = &[
+            ("2", Ok(Some(2))),
+            ("Stage Two", Ok(Some(2))),
+            ("2nd stage \u{2013} my manager (Ruth Hebden) and Tomasz\u{2019}s manager spoke\non Mon 4th", Ok(Some(2))),
+            ("1 \u{2013} discussed with my manager, who agreed I should escalate", Ok(Some(1))),
+            ("1 (worker to worker) \u{2013} we spoke on 4/1, no agreement", Ok(Some(1))),
+            ("worker to worker", Ok(Some(1))),
+            ("Line manager level \u{2013} DS Fozia Malik and the First Response team leader discussed", Ok(Some(2))),
+            ("line management", Ok(Some(2))),
+            ("Senior managers have met", Ok(Some(3))),
+            ("Not yet \u{2013} currently at Stage Two", Ok(Some(2))),
+            ("Three \u{2013} Heads of Service", Ok(Some(3))),
+            ("3 4", Ok(None)),
+            ("n/a", Ok(None)),
+            ("Heads of Service", Err(())),
+            ("we talked about it", Err(())),
+        ];
+        for (value, want) in cases {
+            assert_eq!(parse_stage(value), *want, "{value:?}");
+        }
     }
 
     #[test]
