@@ -847,6 +847,11 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
         let agency = last.trim().trim_matches([',', ';', ' ']).to_string();
         return (name, (!agency.is_empty()).then_some(agency), email);
     }
+    // "Tomasz Kowalczyk (Senior Practitioner) at City of Bradford MDC", "Daniel Okonjo (Police Sergeant),
+    // Thames Valley Police": the name, the role in brackets, then the agency.
+    if let Some((name, _role, agency)) = name_role_agency(rest) {
+        return (Some(name), Some(agency), email);
+    }
     let mut depth = 0i32;
     let mut cut: Option<(usize, usize)> = None;
     let chars: Vec<(usize, char)> = rest.char_indices().collect();
@@ -898,8 +903,79 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
         ),
         None => (clean(rest), String::new()),
     };
+    let agency = without_job_title(&agency);
     let some = |s: String| (!s.is_empty()).then_some(s);
     (some(name), some(agency), email)
+}
+
+/// "Name (Role) at Agency", "Name (Role), Agency", "Name (Role) from Agency" as (name, role, agency).
+fn name_role_agency(rest: &str) -> Option<(String, String, String)> {
+    let open = rest.find('(')?;
+    let close = open + rest.get(open..)?.find(')')?;
+    let name = rest.get(..open)?.trim();
+    let role = rest.get(open + 1..close)?.trim();
+    let after = rest.get(close + 1..)?.trim_start();
+    let agency = ["at ", "from ", ", ", "- ", "\u{2013} ", "\n"]
+        .iter()
+        .find_map(|c| after.strip_prefix(c))?
+        .trim()
+        .trim_matches([',', ';', ' ']);
+    let words = name.split_whitespace().count();
+    if !(1..=5).contains(&words) || role.is_empty() || agency.is_empty() || name.contains([',', ';']) {
+        return None;
+    }
+    Some((name.to_string(), role.to_string(), without_job_title(agency)))
+}
+
+/// The agency without a job title written before it: "Senior Social Worker, Buckinghamshire Council",
+/// "Registered Manager / Beechwood Lodge Care Home", "Head of Service, Safeguarding / Buckinghamshire
+/// Council" are the council or the home. Only when the first part reads as a role and a later part as an
+/// organisation; anything else is kept as written ("Leeds Teaching Hospitals, Safeguarding Team").
+fn without_job_title(agency: &str) -> String {
+    const ROLE_ENDINGS: &[&str] = &[
+        "manager", "worker", "nurse", "practitioner", "officer", "lead", "sergeant", "constable", "inspector",
+        "matron", "partner", "physiotherapist", "therapist", "doctor", "consultant", "director", "coordinator",
+        "co-ordinator", "leader", "adviser", "advisor", "specialist", "assistant", "midwife", "paramedic",
+        "psychiatrist", "psychologist", "pharmacist", "gp", "professional", "navigator", "supervisor",
+    ];
+    const ORGANISATION_WORDS: &[&str] = &[
+        "council", "nhs", "trust", "police", "surgery", "practice", "hospital", "hospitals", "home", "ltd",
+        "limited", "cic", "foundation", "authority", "mbc", "constabulary", "icb", "clinic", "centre",
+        "center", "housing", "association", "charity", "partnership", "service", "services", "care",
+        "group", "board", "probation", "ambulance", "fire", "health",
+    ];
+    let parts: Vec<&str> = agency
+        .split([',', '/', '|'])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.len() < 2 {
+        return agency.to_string();
+    }
+    let words_of = |p: &str| -> Vec<String> {
+        // "Team Manager (Hospital Discharge)": the role is what stands outside the brackets.
+        let outside: String = p.split('(').next().unwrap_or_default().to_string();
+        outside
+            .split(|c: char| !c.is_alphanumeric() && c != '-')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let is_role = |p: &str| {
+        let w = words_of(p);
+        w.last().is_some_and(|l| ROLE_ENDINGS.contains(&l.as_str()))
+            || w.first().is_some_and(|f| f == "head") && w.get(1).is_some_and(|o| o == "of")
+    };
+    let is_organisation = |p: &str| {
+        !is_role(p) && words_of(p).iter().any(|w| ORGANISATION_WORDS.contains(&w.as_str()))
+    };
+    if !parts.first().is_some_and(|p| is_role(p)) {
+        return agency.to_string();
+    }
+    match parts.iter().position(|p| is_organisation(p)) {
+        Some(k) => parts.get(k..).unwrap_or_default().join(", "),
+        None => agency.to_string(),
+    }
 }
 
 fn parse_bool(s: &str) -> Option<bool> {

@@ -340,10 +340,20 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
     let from = sender(&msg);
     // Only a real text/plain part counts as text: mail-parser would otherwise convert the HTML to text for
     // us, work thrown away because the HTML is read with its tables kept (below).
-    let text = msg.text_bodies().find_map(|p| match &p.body {
-        PartType::Text(t) if t.contains('\0') => Some(t.replace('\0', " ")),
-        PartType::Text(t) => Some(t.to_string()),
-        _ => None,
+    let text = msg.text_bodies().find_map(|p| {
+        let t = match &p.body {
+            PartType::Text(t) if t.contains('\0') => t.replace('\0', " "),
+            PartType::Text(t) => t.to_string(),
+            _ => return None,
+        };
+        // Apple Mail and Thunderbird send format=flowed: a line ending in a space goes on in the next.
+        let ct = p.content_type();
+        let param = |name: &str| ct.and_then(|c| c.attribute(name)).map(str::to_ascii_lowercase);
+        Some(if param("format").as_deref() == Some("flowed") {
+            unflow(&t, param("delsp").as_deref() == Some("yes"))
+        } else {
+            t
+        })
     });
     let html = msg.html_bodies().next().and_then(|p| match &p.body {
         PartType::Html(h) => Some(h.to_string()),
@@ -399,8 +409,86 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
     })
 }
 
+/// A format=flowed text (RFC 3676) as the lines its writer meant: a line ending in a space (a soft break)
+/// is joined to the next line of the same quote depth; with DelSp=yes that space was added by the sender's
+/// client and is dropped. Space-stuffing is undone; quoted lines keep their `>` marks; the signature
+/// separator "-- " is never joined.
+pub fn unflow(text: &str, delsp: bool) -> String {
+    let mut out: Vec<String> = Vec::new();
+    // The paragraph being joined, and its quote depth.
+    let mut open: Option<(usize, String)> = None;
+    for raw in text.split('\n') {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let depth = line.chars().take_while(|&c| c == '>').count();
+        // '>' is one byte: `depth` bytes are the marks.
+        let body = line.get(depth..).unwrap_or_default();
+        let body = body.strip_prefix(' ').unwrap_or(body);
+        let soft = body.ends_with(' ') && body != "-- ";
+        let piece = if soft && delsp {
+            body.strip_suffix(' ').unwrap_or(body)
+        } else {
+            body
+        };
+        match open.take() {
+            Some((d, mut joined)) if d == depth => {
+                joined.push_str(piece);
+                if soft {
+                    open = Some((d, joined));
+                } else {
+                    out.push(quoted(d, &joined));
+                }
+            }
+            before => {
+                if let Some((d, joined)) = before {
+                    out.push(quoted(d, &joined));
+                }
+                if soft {
+                    open = Some((depth, piece.to_string()));
+                } else {
+                    out.push(quoted(depth, piece));
+                }
+            }
+        }
+    }
+    if let Some((d, joined)) = open {
+        out.push(quoted(d, &joined));
+    }
+    out.join("\n")
+}
+
+fn quoted(depth: usize, body: &str) -> String {
+    if depth == 0 {
+        body.to_string()
+    } else {
+        format!("{} {body}", ">".repeat(depth))
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn flowed_text_is_joined_as_its_writer_meant() {
+        let flowed = "Who I disagree with: Tomasz Kowalczyk at City of Bradford \r\nMetropolitan District Council\r\n\r\n> Quoted line that \r\n> goes on\r\n>> deeper\r\n \r\n From here\r\n-- \r\nSig";
+        assert_eq!(
+            unflow(flowed, false),
+            "Who I disagree with: Tomasz Kowalczyk at City of Bradford Metropolitan District Council\n\n> Quoted line that goes on\n>> deeper\n\nFrom here\n-- \nSig"
+        );
+        assert_eq!(unflow("split wo \nrd", true), "split word");
+        assert_eq!(unflow("no soft breaks\nat all", false), "no soft breaks\nat all");
+        // A soft break before a deeper quote does not join across depths.
+        assert_eq!(unflow("a \n> b", false), "a \n> b");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unflow_never_panics_and_keeps_text_without_soft_breaks(text in "\\PC*", delsp: bool) {
+            let out = unflow(&text, delsp);
+            if !text.contains([' ', '>', '\r']) {
+                proptest::prop_assert_eq!(out, text);
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
