@@ -478,6 +478,27 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     ("immediate_risk", "risk now"),
     ("immediate_risk", "immediate risk"),
     ("immediate_risk", "is the adult at risk of immediate harm"),
+    ("immediate_risk", "immediate harm"),
+    ("adult_name", "re"),
+    (ESCALATING_COMBINED, "raised by (name / role / agency)"),
+    (ESCALATING_COMBINED, "raised by (name, role, agency)"),
+    (OTHER_COMBINED, "disagreement with (name / role / agency)"),
+    (OTHER_COMBINED, "disagreement with (name, role, agency)"),
+    (OTHER_COMBINED, "professional i disagree with"),
+    (OTHER_COMBINED, "person i disagree with"),
+    (OTHER_COMBINED, "practitioner i disagree with"),
+    ("escalating_email", "my email"),
+    ("escalating_email", "my email address"),
+    ("escalating_name", "officer raising"),
+    ("escalating_name", "officer in the case"),
+    ("escalating_role", "rank/role"),
+    ("escalating_role", "rank / role"),
+    ("escalating_role", "my role"),
+    ("escalating_agency", "force / unit"),
+    ("escalating_agency", "force/unit"),
+    ("escalating_agency", "force"),
+    ("escalating_agency", "my agency"),
+    ("escalating_agency", "my organisation"),
     ("escalating_name", "escalating name"),
     ("escalating_name", "your name"),
     ("escalating_name", "referrer name"),
@@ -850,7 +871,7 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
     // "Tomasz Kowalczyk (Senior Practitioner) at City of Bradford MDC", "Daniel Okonjo (Police Sergeant),
     // Thames Valley Police": the name, the role in brackets, then the agency.
     if let Some((name, _role, agency)) = name_role_agency(rest) {
-        return (Some(name), Some(agency), email);
+        return (Some(name), (!agency.is_empty()).then_some(agency), email);
     }
     let mut depth = 0i32;
     let mut cut: Option<(usize, usize)> = None;
@@ -915,6 +936,10 @@ fn name_role_agency(rest: &str) -> Option<(String, String, String)> {
     let name = rest.get(..open)?.trim();
     let role = rest.get(open + 1..close)?.trim();
     let after = rest.get(close + 1..)?.trim_start();
+    // "Dr Priyanka Menon (Named Professional, Safeguarding Adults)": a role in the closing bracket, no agency.
+    if after.is_empty() && !name.is_empty() && !name.contains([',', ';']) && is_job_title(role) {
+        return Some((name.to_string(), role.to_string(), String::new()));
+    }
     let agency = ["at ", "from ", ", ", "- ", "\u{2013} ", "\n"]
         .iter()
         .find_map(|c| after.strip_prefix(c))?
@@ -932,50 +957,60 @@ fn name_role_agency(rest: &str) -> Option<(String, String, String)> {
 /// Council" are the council or the home. Only when the first part reads as a role and a later part as an
 /// organisation; anything else is kept as written ("Leeds Teaching Hospitals, Safeguarding Team").
 fn without_job_title(agency: &str) -> String {
-    const ROLE_ENDINGS: &[&str] = &[
-        "manager", "worker", "nurse", "practitioner", "officer", "lead", "sergeant", "constable", "inspector",
-        "matron", "partner", "physiotherapist", "therapist", "doctor", "consultant", "director", "coordinator",
-        "co-ordinator", "leader", "adviser", "advisor", "specialist", "assistant", "midwife", "paramedic",
-        "psychiatrist", "psychologist", "pharmacist", "gp", "professional", "navigator", "supervisor",
-    ];
-    const ORGANISATION_WORDS: &[&str] = &[
-        "council", "nhs", "trust", "police", "surgery", "practice", "hospital", "hospitals", "home", "ltd",
-        "limited", "cic", "foundation", "authority", "mbc", "constabulary", "icb", "clinic", "centre",
-        "center", "housing", "association", "charity", "partnership", "service", "services", "care",
-        "group", "board", "probation", "ambulance", "fire", "health",
-    ];
     let parts: Vec<&str> = agency
         .split([',', '/', '|'])
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    if parts.len() < 2 {
-        return agency.to_string();
-    }
-    let words_of = |p: &str| -> Vec<String> {
-        // "Team Manager (Hospital Discharge)": the role is what stands outside the brackets.
-        let outside: String = p.split('(').next().unwrap_or_default().to_string();
-        outside
-            .split(|c: char| !c.is_alphanumeric() && c != '-')
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
-    let is_role = |p: &str| {
-        let w = words_of(p);
-        w.last().is_some_and(|l| ROLE_ENDINGS.contains(&l.as_str()))
-            || w.first().is_some_and(|f| f == "head") && w.get(1).is_some_and(|o| o == "of")
-    };
-    let is_organisation = |p: &str| {
-        !is_role(p) && words_of(p).iter().any(|w| ORGANISATION_WORDS.contains(&w.as_str()))
-    };
-    if !parts.first().is_some_and(|p| is_role(p)) {
+    if parts.len() < 2 || !parts.first().is_some_and(|p| is_job_title(p)) {
         return agency.to_string();
     }
     match parts.iter().position(|p| is_organisation(p)) {
         Some(k) => parts.get(k..).unwrap_or_default().join(", "),
         None => agency.to_string(),
     }
+}
+
+/// Last words of job titles: "Senior Social Worker", "Community Matron", "Named Professional".
+const ROLE_ENDINGS: &[&str] = &[
+    "manager", "worker", "nurse", "practitioner", "officer", "lead", "sergeant", "constable", "inspector", "matron",
+    "partner", "physiotherapist", "therapist", "doctor", "consultant", "director", "coordinator", "co-ordinator",
+    "leader", "adviser", "advisor", "specialist", "assistant", "midwife", "paramedic", "psychiatrist",
+    "psychologist", "pharmacist", "gp", "professional", "navigator", "supervisor", "sister", "clinician", "surgeon",
+];
+
+/// Words that make a name an organisation's: "Council", "NHS", "Trust", "Surgery", "Care Home".
+const ORGANISATION_WORDS: &[&str] = &[
+    "council", "nhs", "trust", "police", "surgery", "practice", "hospital", "hospitals", "home", "ltd", "limited",
+    "cic", "foundation", "authority", "mbc", "constabulary", "icb", "clinic", "centre", "center", "housing",
+    "association", "charity", "partnership", "service", "services", "care", "group", "board", "probation",
+    "ambulance", "fire", "health",
+];
+
+/// The lower-cased words of `p` outside brackets: "Team Manager (Hospital Discharge)" is "team", "manager".
+fn words_outside_brackets(p: &str) -> Vec<String> {
+    p.split('(')
+        .next()
+        .unwrap_or_default()
+        .split(|c: char| !c.is_alphanumeric() && c != '-')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether `p` (its first comma- or slash-separated part) reads as a job title.
+fn is_job_title(p: &str) -> bool {
+    let first = p.split([',', '/', '|']).next().unwrap_or_default();
+    let w = words_outside_brackets(first);
+    w.last().is_some_and(|l| ROLE_ENDINGS.contains(&l.as_str()))
+        || w.first().is_some_and(|f| f == "head") && w.get(1).is_some_and(|o| o == "of")
+}
+
+fn is_organisation(p: &str) -> bool {
+    !is_job_title(p)
+        && words_outside_brackets(p)
+            .iter()
+            .any(|w| ORGANISATION_WORDS.contains(&w.as_str()))
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -1048,6 +1083,32 @@ fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
         [w, ..] if matches!(*w, "n" | "na" | "not" | "none" | "tbc" | "unknown" | "pending") => Ok(None),
         _ => Err(()),
     }
+}
+
+/// A stage the sender states in a sentence where the form has none: "we are now at stage 3 (the service
+/// managers could not agree)", "this has reached stage two". The first such statement.
+fn stage_in_prose(text: &str) -> Option<u8> {
+    const SAYS: &[&str] = &[
+        "now at stage ",
+        "currently at stage ",
+        "we are at stage ",
+        "it is at stage ",
+        "has reached stage ",
+        "have reached stage ",
+        "now reached stage ",
+    ];
+    let lower = normalise_label(&text.replace('\n', " "));
+    SAYS.iter()
+        .filter_map(|say| {
+            let at = lower.find(say)?;
+            let word = lower
+                .get(at + say.len()..)?
+                .split(|c: char| !c.is_alphanumeric())
+                .next()?;
+            Some((at, stage_word(word).filter(|_| !matches!(word, "i" | "v"))?))
+        })
+        .min_by_key(|&(at, _)| at)
+        .map(|(_, n)| n)
 }
 
 /// What follows the first word of `line`, normalised (dashes as '-'), trimmed at the start.
@@ -1341,6 +1402,9 @@ fn tidy_record(record: &mut Record, text: &str) {
             .lines()
             .filter(|l| l.to_lowercase().contains("nhs"))
             .find_map(nhs_number_in);
+    }
+    if record.stage.is_none() {
+        record.stage = stage_in_prose(text);
     }
     if record.immediate_risk.is_none() {
         // "Additional notes: Immediate risk - N.", "… immediate risk: yes – see summary", "No immediate risk".
