@@ -973,18 +973,78 @@ fn without_job_title(agency: &str) -> String {
 
 /// Last words of job titles: "Senior Social Worker", "Community Matron", "Named Professional".
 const ROLE_ENDINGS: &[&str] = &[
-    "manager", "worker", "nurse", "practitioner", "officer", "lead", "sergeant", "constable", "inspector", "matron",
-    "partner", "physiotherapist", "therapist", "doctor", "consultant", "director", "coordinator", "co-ordinator",
-    "leader", "adviser", "advisor", "specialist", "assistant", "midwife", "paramedic", "psychiatrist",
-    "psychologist", "pharmacist", "gp", "professional", "navigator", "supervisor", "sister", "clinician", "surgeon",
+    "manager",
+    "worker",
+    "nurse",
+    "practitioner",
+    "officer",
+    "lead",
+    "sergeant",
+    "constable",
+    "inspector",
+    "matron",
+    "partner",
+    "physiotherapist",
+    "therapist",
+    "doctor",
+    "consultant",
+    "director",
+    "coordinator",
+    "co-ordinator",
+    "leader",
+    "adviser",
+    "advisor",
+    "specialist",
+    "assistant",
+    "midwife",
+    "paramedic",
+    "psychiatrist",
+    "psychologist",
+    "pharmacist",
+    "gp",
+    "professional",
+    "navigator",
+    "supervisor",
+    "sister",
+    "clinician",
+    "surgeon",
 ];
 
 /// Words that make a name an organisation's: "Council", "NHS", "Trust", "Surgery", "Care Home".
 const ORGANISATION_WORDS: &[&str] = &[
-    "council", "nhs", "trust", "police", "surgery", "practice", "hospital", "hospitals", "home", "ltd", "limited",
-    "cic", "foundation", "authority", "mbc", "constabulary", "icb", "clinic", "centre", "center", "housing",
-    "association", "charity", "partnership", "service", "services", "care", "group", "board", "probation",
-    "ambulance", "fire", "health",
+    "council",
+    "nhs",
+    "trust",
+    "police",
+    "surgery",
+    "practice",
+    "hospital",
+    "hospitals",
+    "home",
+    "ltd",
+    "limited",
+    "cic",
+    "foundation",
+    "authority",
+    "mbc",
+    "constabulary",
+    "icb",
+    "clinic",
+    "centre",
+    "center",
+    "housing",
+    "association",
+    "charity",
+    "partnership",
+    "service",
+    "services",
+    "care",
+    "group",
+    "board",
+    "probation",
+    "ambulance",
+    "fire",
+    "health",
 ];
 
 /// The lower-cased words of `p` outside brackets: "Team Manager (Hospital Discharge)" is "team", "manager".
@@ -1060,9 +1120,7 @@ fn parse_stage(s: &str) -> Result<Option<u8>, ()> {
     if let [w, next, ..] = words.as_slice() {
         if let Some(n) = stage_word(w).filter(|_| !matches!(*w, "i" | "v")) {
             let rest = normalised_after_first_word(first);
-            if matches!(*next, "stage" | "level")
-                || rest.starts_with(['-', '(', ':', ',', ';', '.', '/'])
-            {
+            if matches!(*next, "stage" | "level") || rest.starts_with(['-', '(', ':', ',', ';', '.', '/']) {
                 return Ok(Some(n));
             }
         }
@@ -1114,9 +1172,7 @@ fn stage_in_prose(text: &str) -> Option<u8> {
 /// What follows the first word of `line`, normalised (dashes as '-'), trimmed at the start.
 fn normalised_after_first_word(line: &str) -> String {
     let n = normalise_label(line);
-    let cut = n
-        .find(|c: char| !c.is_alphanumeric())
-        .unwrap_or(n.len());
+    let cut = n.find(|c: char| !c.is_alphanumeric()).unwrap_or(n.len());
     n.get(cut..).unwrap_or_default().trim_start().to_string()
 }
 
@@ -1740,11 +1796,23 @@ mod tests {
         let cases: &[(&str, Result<Option<u8>, ()>)] = &[
             ("2", Ok(Some(2))),
             ("Stage Two", Ok(Some(2))),
-            ("2nd stage \u{2013} my manager (Ruth Hebden) and Tomasz\u{2019}s manager spoke\non Mon 4th", Ok(Some(2))),
-            ("1 \u{2013} discussed with my manager, who agreed I should escalate", Ok(Some(1))),
-            ("1 (worker to worker) \u{2013} we spoke on 4/1, no agreement", Ok(Some(1))),
+            (
+                "2nd stage \u{2013} my manager (Ruth Hebden) and Tomasz\u{2019}s manager spoke\non Mon 4th",
+                Ok(Some(2)),
+            ),
+            (
+                "1 \u{2013} discussed with my manager, who agreed I should escalate",
+                Ok(Some(1)),
+            ),
+            (
+                "1 (worker to worker) \u{2013} we spoke on 4/1, no agreement",
+                Ok(Some(1)),
+            ),
             ("worker to worker", Ok(Some(1))),
-            ("Line manager level \u{2013} DS Fozia Malik and the First Response team leader discussed", Ok(Some(2))),
+            (
+                "Line manager level \u{2013} DS Fozia Malik and the First Response team leader discussed",
+                Ok(Some(2)),
+            ),
             ("line management", Ok(Some(2))),
             ("Senior managers have met", Ok(Some(3))),
             ("Not yet \u{2013} currently at Stage Two", Ok(Some(2))),

@@ -68,6 +68,7 @@ const WROTE: &[&str] = &[
     "yazdı",
     "írta",
     "napsal",
+    "pisze",
     "ysgrifennodd",
 ];
 
@@ -463,7 +464,7 @@ fn is_word_end(c: char) -> bool {
     c.is_whitespace()
         || matches!(
             c,
-            ':' | ',' | '.' | '-' | '!' | ';' | '*' | '_' | '\u{2013}' | '\u{2014}'
+            ':' | ',' | '.' | '-' | '!' | '?' | ';' | '*' | '_' | '\u{2013}' | '\u{2014}'
         )
 }
 
@@ -484,7 +485,18 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
         .next()
         .unwrap_or_default()
         .to_uppercase();
-    let Some(&(_, word)) = WORDS.iter().find(|(w, _)| *w == first_word) else {
+    // "Status?" asks for the status; "Resolved?" asks a question and resolves nothing.
+    let asked = first_line
+        .trim()
+        .trim_start_matches(['*', '_'])
+        .chars()
+        .nth(first_word.chars().count())
+        == Some('?');
+    let found = WORDS
+        .iter()
+        .find(|(w, _)| *w == first_word)
+        .filter(|(_, command)| !asked || matches!(*command, "STATUS" | "HELP" | "FORM"));
+    let Some(&(_, word)) = found else {
         let problem = if first_word.is_empty() {
             "The reply has no new text above the quoted message, so there is no command to read.".to_string()
         } else {
@@ -629,6 +641,14 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
             })
         }
         "EXTEND" => {
+            // "Extend by 3 please", "extend for 5 days".
+            let lower = rest.trim_start().to_lowercase();
+            let rest = ["by ", "for "]
+                .iter()
+                .find(|p| lower.starts_with(*p))
+                .and_then(|p| rest.trim_start().get(p.len()..))
+                .unwrap_or(&rest)
+                .to_string();
             let mut words = rest.split_whitespace();
             match words.next().and_then(|w| w.parse::<u32>().ok()) {
                 None => Err("EXTEND needs the number of working days, e.g. \"EXTEND 3\", then the reason.".to_string()),
@@ -681,6 +701,21 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_question_mark_asks_for_the_status_but_resolves_nothing() {
+        assert_eq!(parse_reply("Status?").command_word.as_deref(), Some("STATUS"));
+        let q = parse_reply("Resolved? I thought we were still waiting for the visit.");
+        assert_eq!(q.command_word, None);
+        assert!(q.command.is_err());
+        let e = parse_reply("Extend by 3 please, waiting for the GP letter");
+        assert_eq!(e.command_word.as_deref(), Some("EXTEND"));
+        assert!(
+            matches!(&e.command, Ok(ReplyCommand::Apply { command: Command::Extend { working_days: 3, reason } }) if reason.starts_with("please")),
+            "{:?}",
+            e.command
+        );
+    }
+
     use super::*;
 
     #[test]
