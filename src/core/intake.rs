@@ -320,7 +320,7 @@ fn wrapped_label(labels: &Labels, lines: &[&str], i: usize) -> Option<(String, S
         let found = labels
             .match_line(&joined)
             .or_else(|| labels.match_line(&without_hint(&joined)));
-        if let Some((key, value)) = found {
+        if let Some((key, value)) = found.filter(|(k, _)| !k.starts_with(WEAK)) {
             // The label reaches into the last line: it is not a value line followed by a label line.
             let reaches = value.chars().count() < last.chars().count() && last.ends_with(value.as_str());
             if reaches && (!blanks || (value.is_empty() && last.ends_with(':'))) {
@@ -335,6 +335,26 @@ fn wrapped_label(labels: &Labels, lines: &[&str], i: usize) -> Option<(String, S
 }
 
 /// The variants people type, beyond the boards' own form labels.
+/// Short labels people type when the form is not to hand ("Them:", "Issue:", "Re:"), which also begin
+/// ordinary lines of a summary. Each counts only where it cannot be part of a longer answer: inside a
+/// summary, outcome, evidence or notes it is read as part of that text, and a field the form's own label
+/// also fills is taken from the form's label.
+const WEAK_LABELS: &[(&str, &str)] = &[
+    (OTHER_COMBINED, "them"),
+    ("summary", "issue"),
+    ("immediate_risk", "risk now"),
+    ("immediate_risk", "immediate harm"),
+    ("adult_name", "re"),
+    ("escalating_agency", "force"),
+    ("date_of_birth", "dob"),
+];
+
+/// The mark on a key read from a [`WEAK_LABELS`] label.
+const WEAK: char = '~';
+
+/// Fields whose answer is free text, inside which a weak label is only words.
+const FREE_TEXT_FIELDS: &[&str] = &["summary", "outcome", "evidence", "notes", "adult_views", "copied_to"];
+
 const COMMON_LABELS: &[(&str, &str)] = &[
     ("adult_name", "name of adult at risk"),
     ("adult_name", "name of the adult at risk"),
@@ -463,23 +483,17 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     ("nhs_number", "adults nhs no"),
     ("nhs_number", "adults nhs number"),
     ("date_of_birth", "date of birth"),
-    ("date_of_birth", "dob"),
     ("date_of_birth", "d.o.b"),
     (ESCALATING_COMBINED, "my details"),
     (OTHER_COMBINED, "who i disagree with"),
     (OTHER_COMBINED, "who i am disagreeing with"),
     (OTHER_COMBINED, "who i'm disagreeing with"),
-    (OTHER_COMBINED, "them"),
     ("summary", "what it's about"),
     ("summary", "what it is about"),
     ("summary", "reason for the disagreement"),
     ("summary", "reason for disagreement"),
-    ("summary", "issue"),
-    ("immediate_risk", "risk now"),
     ("immediate_risk", "immediate risk"),
     ("immediate_risk", "is the adult at risk of immediate harm"),
-    ("immediate_risk", "immediate harm"),
-    ("adult_name", "re"),
     (ESCALATING_COMBINED, "raised by (name / role / agency)"),
     (ESCALATING_COMBINED, "raised by (name, role, agency)"),
     (OTHER_COMBINED, "disagreement with (name / role / agency)"),
@@ -490,13 +504,10 @@ const COMMON_LABELS: &[(&str, &str)] = &[
     ("escalating_email", "my email"),
     ("escalating_email", "my email address"),
     ("escalating_name", "officer raising"),
-    ("escalating_name", "officer in the case"),
     ("escalating_role", "rank/role"),
     ("escalating_role", "rank / role"),
-    ("escalating_role", "my role"),
     ("escalating_agency", "force / unit"),
     ("escalating_agency", "force/unit"),
-    ("escalating_agency", "force"),
     ("escalating_agency", "my agency"),
     ("escalating_agency", "my organisation"),
     ("escalating_name", "escalating name"),
@@ -623,6 +634,10 @@ impl Labels {
         let mut map: BTreeMap<String, String> = BTreeMap::new();
         for (key, label) in COMMON_LABELS {
             map.entry(normalise_label(label)).or_insert_with(|| key.to_string());
+        }
+        for (key, label) in WEAK_LABELS {
+            map.entry(normalise_label(label))
+                .or_insert_with(|| format!("{WEAK}{key}"));
         }
         for policy in policies {
             for f in &policy.form.fields {
@@ -936,8 +951,26 @@ fn name_role_agency(rest: &str) -> Option<(String, String, String)> {
     let name = rest.get(..open)?.trim();
     let role = rest.get(open + 1..close)?.trim();
     let after = rest.get(close + 1..)?.trim_start();
+    // Only a name before the bracket: "Łukasz Wiśniewski – City of Bradford MDC (Adult Social Care)" is
+    // read below.
+    let plain_name = !name.is_empty()
+        && name.split_whitespace().count() <= 5
+        && !name.contains([',', ';', '/', '|', '\n'])
+        && ![" - ", " \u{2013} ", " \u{2014} "].iter().any(|d| name.contains(d));
+    if !plain_name {
+        return None;
+    }
+    // A bracket that names an organisation is the agency, with any job title before it dropped:
+    // "Nia Nurse (Community Nurse, Northfield Community Health NHS Trust)". Written with more after it
+    // ("Sam Social (Bradford Council), Adult Social Care"), it is left to the reading below.
+    let names_organisation = role.split([',', '/', '|']).any(is_organisation);
+    if names_organisation {
+        return after
+            .is_empty()
+            .then(|| (name.to_string(), String::new(), without_job_title(role)));
+    }
     // "Dr Priyanka Menon (Named Professional, Safeguarding Adults)": a role in the closing bracket, no agency.
-    if after.is_empty() && !name.is_empty() && !name.contains([',', ';']) && is_job_title(role) {
+    if after.is_empty() && is_job_title(role) {
         return Some((name.to_string(), role.to_string(), String::new()));
     }
     let agency = ["at ", "from ", ", ", "- ", "\u{2013} ", "\n"]
@@ -945,8 +978,7 @@ fn name_role_agency(rest: &str) -> Option<(String, String, String)> {
         .find_map(|c| after.strip_prefix(c))?
         .trim()
         .trim_matches([',', ';', ' ']);
-    let words = name.split_whitespace().count();
-    if !(1..=5).contains(&words) || role.is_empty() || agency.is_empty() || name.contains([',', ';']) {
+    if role.is_empty() || agency.is_empty() {
         return None;
     }
     Some((name.to_string(), role.to_string(), without_job_title(agency)))
@@ -1155,10 +1187,39 @@ fn stage_in_prose(text: &str) -> Option<u8> {
         "have reached stage ",
         "now reached stage ",
     ];
-    let lower = normalise_label(&text.replace('\n', " "));
+    // Only the sender's own words: above the first quoted line or quoted message.
+    let own: Vec<&str> = text
+        .lines()
+        .take_while(|l| {
+            let t = l.trim_start();
+            !(t.starts_with('>')
+                || t.starts_with("-----")
+                || t.starts_with("_____")
+                || t.to_lowercase().starts_with("from:")
+                || t.ends_with("wrote:"))
+        })
+        .collect();
+    let lower = normalise_label(&own.join(" "));
     SAYS.iter()
         .filter_map(|say| {
             let at = lower.find(say)?;
+            // "I don't think we are at stage 2 yet", "once it is at stage 3", "the complaint is now at
+            // stage 2": not the escalation's stage.
+            let before = lower.get(..at).unwrap_or_default();
+            let sentence = before.rsplit(['.', '!', '?', ';']).next().unwrap_or_default();
+            let doubt = [
+                "not ",
+                "n't ",
+                "if ",
+                "once ",
+                "before ",
+                "until ",
+                "complaint",
+                "when ",
+            ];
+            if doubt.iter().any(|d| sentence.contains(d)) {
+                return None;
+            }
             let word = lower
                 .get(at + say.len()..)?
                 .split(|c: char| !c.is_alphanumeric())
@@ -1167,6 +1228,16 @@ fn stage_in_prose(text: &str) -> Option<u8> {
         })
         .min_by_key(|&(at, _)| at)
         .map(|(_, n)| n)
+}
+
+/// Whether a "Re:" line's value identifies the adult: it gives an NHS number or a date of birth.
+fn identifies_a_person(value: &str) -> bool {
+    let lower = value.to_lowercase();
+    lower.contains("nhs")
+        || lower.contains("dob")
+        || lower.contains("d.o.b")
+        || lower.contains("date of birth")
+        || value.chars().filter(char::is_ascii_digit).count() >= 10
 }
 
 /// What follows the first word of `line`, normalised (dashes as '-'), trimmed at the start.
@@ -1179,6 +1250,14 @@ fn normalised_after_first_word(line: &str) -> String {
 /// The stage a level's name gives where every board numbers it alike: practitioners 1, line managers 2,
 /// senior managers 3. `w` is the normalised first line; the name must open it.
 fn stage_by_level(w: &str) -> Option<u8> {
+    // "Senior managers have not been involved yet" says which stage it is not.
+    let words: Vec<&str> = w.split(|c: char| !c.is_alphanumeric() && c != '\'').collect();
+    if words
+        .iter()
+        .any(|x| matches!(*x, "not" | "no" | "yet" | "never") || x.ends_with("n't"))
+    {
+        return None;
+    }
     const LEVELS: &[(&str, u8)] = &[
         ("worker to worker", 1),
         ("practitioner to practitioner", 1),
@@ -1278,8 +1357,19 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             .match_line(line)
             .or_else(|| labels.match_line(&without_hint(line)))
         {
-            block = side_of(&key);
-            fields.push((key, value_of(value)));
+            // Inside the answer to one of the form's own free-text labels; after "Issue:", the writer is using
+            // short labels throughout, and the next one is a label too.
+            let in_free_text = fields
+                .last()
+                .is_some_and(|(k, _)| FREE_TEXT_FIELDS.contains(&k.as_str()));
+            if key.starts_with(WEAK) && in_free_text {
+                if let Some((_, values)) = fields.last_mut() {
+                    values.push(line.trim().to_string());
+                }
+            } else {
+                block = side_of(key.trim_start_matches(WEAK));
+                fields.push((key, value_of(value)));
+            }
             i += 1;
             continue;
         }
@@ -1306,10 +1396,14 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
         i += 1;
     }
     let mut out = ParsedRecord::default();
-    for (key, lines) in fields {
+    // The form's own labels first: a field a weak label also names keeps the form's answer.
+    let (strong, weak): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(k, _)| !k.starts_with(WEAK));
+    for (key, lines) in strong.into_iter().chain(weak) {
         if key == SKIP {
             continue;
         }
+        let weak = key.starts_with(WEAK);
+        let key = key.trim_start_matches(WEAK).to_string();
         // A value runs until the next label; blank lines inside it are kept, around it dropped.
         let value = lines.join("\n");
         let value = value.trim().to_string();
@@ -1323,6 +1417,11 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             value
         };
         if value.is_empty() {
+            continue;
+        }
+        // "Re: Gordon Featherstone, NHS No: 999 827 7167" names the adult; "Re: the hospital discharge"
+        // does not.
+        if weak && key == "adult_name" && !identifies_a_person(&value) {
             continue;
         }
         out.fields_found += 1;
@@ -1792,6 +1891,66 @@ mod tests {
     }
 
     #[test]
+    fn a_short_label_inside_an_answer_is_only_words() {
+        let labels = Labels::new(std::iter::empty());
+        let parsed = parse_record(
+            "Re: escalation about hospital discharge at BRI\n\nName of adult at risk: Zoe Testperson\nSummary of disagreement: The enquiry was closed.\nIssue: the s42 was closed without a visit.\nThem: said the threshold was not met.\nImmediate harm: no, while the carers visit daily.\nImmediate risk to adult: Yes\n",
+            &labels,
+        );
+        assert_eq!(parsed.record.adult_name.as_deref(), Some("Zoe Testperson"));
+        let summary = parsed.record.summary.as_deref().unwrap_or_default();
+        assert!(
+            summary.contains("Issue: the s42 was closed") && summary.contains("Them: said"),
+            "{summary}"
+        );
+        assert_eq!(parsed.record.immediate_risk, Some(true));
+        // Where the form is not to hand, they are its labels.
+        let parsed = parse_record(
+            "Re: Gordon Featherstone, NHS No: 999 827 7167\nThem: Sandra Whitlow, Trafford Council\nIssue: closed as no further action\nRisk now? no\n",
+            &labels,
+        );
+        assert_eq!(parsed.record.adult_name.as_deref(), Some("Gordon Featherstone"));
+        assert_eq!(parsed.record.other_name.as_deref(), Some("Sandra Whitlow"));
+        assert_eq!(parsed.record.summary.as_deref(), Some("closed as no further action"));
+        assert_eq!(parsed.record.immediate_risk, Some(false));
+    }
+
+    #[test]
+    fn a_stage_in_the_senders_note_is_read_only_when_it_is_said_plainly() {
+        assert_eq!(
+            stage_in_prose("All,\nwe are now at stage 3 (the managers could not agree).\n"),
+            Some(3)
+        );
+        assert_eq!(stage_in_prose("I don't think we are at stage 2 yet."), None);
+        assert_eq!(stage_in_prose("Her complaint to the council is now at stage 2."), None);
+        assert_eq!(stage_in_prose("Hi\n> Our internal review is now at stage 3\n"), None);
+        assert_eq!(
+            stage_in_prose("Hi\n-----Original Message-----\nIt is now at stage 3\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn an_agency_in_brackets_is_kept() {
+        let (name, agency, _) = split_person("Nia Nurse (Community Nurse, Northfield Community Health NHS Trust)");
+        assert_eq!(name.as_deref(), Some("Nia Nurse"));
+        assert_eq!(agency.as_deref(), Some("Northfield Community Health NHS Trust"));
+        let (name, agency, _) = split_person("Sam Social (Bradford Council)");
+        assert_eq!(
+            (name.as_deref(), agency.as_deref()),
+            (Some("Sam Social"), Some("Bradford Council"))
+        );
+        let (name, agency, _) = split_person("Dr Priyanka Menon (Named Professional, Safeguarding Adults)");
+        assert_eq!((name.as_deref(), agency), (Some("Dr Priyanka Menon"), None));
+        let (_, agency, _) = split_person(
+            "Zoë Ashworth, Community Mental Health Nurse, Bradford District Care NHS Foundation Trust, zoe@nhs.net",
+        );
+        assert_eq!(agency.as_deref(), Some("Bradford District Care NHS Foundation Trust"));
+        let (_, agency, _) = split_person("Lee Lead, Leeds Teaching Hospitals, Safeguarding Team");
+        assert_eq!(agency.as_deref(), Some("Leeds Teaching Hospitals, Safeguarding Team"));
+    }
+
+    #[test]
     fn a_stage_is_read_from_what_people_write_for_it() {
         let cases: &[(&str, Result<Option<u8>, ()>)] = &[
             ("2", Ok(Some(2))),
@@ -1820,6 +1979,7 @@ mod tests {
             ("3 4", Ok(None)),
             ("n/a", Ok(None)),
             ("Heads of Service", Err(())),
+            ("Senior managers have not been involved yet", Err(())),
             ("we talked about it", Err(())),
         ];
         for (value, want) in cases {

@@ -490,7 +490,8 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
         .trim()
         .trim_start_matches(['*', '_'])
         .chars()
-        .nth(first_word.chars().count())
+        .skip(first_word.chars().count())
+        .find(|c| !matches!(c, ' ' | '.' | '*' | '_' | '!'))
         == Some('?');
     let found = WORDS
         .iter()
@@ -650,7 +651,17 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
                 .unwrap_or(&rest)
                 .to_string();
             let mut words = rest.split_whitespace();
-            match words.next().and_then(|w| w.parse::<u32>().ok()) {
+            let number = words.next().and_then(|w| w.parse::<u32>().ok());
+            // "Extend by 2 weeks": not a number of working days.
+            let unit = words
+                .next()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphabetic()).to_lowercase());
+            let number = number.filter(|_| {
+                !unit
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("week") || u.starts_with("month"))
+            });
+            match number {
                 None => Err("EXTEND needs the number of working days, e.g. \"EXTEND 3\", then the reason.".to_string()),
                 Some(n) if n > 365 => Err(format!(
                     "EXTEND {n}: an extension is a number of working days up to 365; write e.g. \"EXTEND 3\", then the reason."
@@ -704,9 +715,17 @@ mod tests {
     #[test]
     fn a_question_mark_asks_for_the_status_but_resolves_nothing() {
         assert_eq!(parse_reply("Status?").command_word.as_deref(), Some("STATUS"));
-        let q = parse_reply("Resolved? I thought we were still waiting for the visit.");
-        assert_eq!(q.command_word, None);
-        assert!(q.command.is_err());
+        for question in [
+            "Resolved? I thought we were still waiting for the visit.",
+            "Resolved...? We haven't even met",
+            "**Resolved**? Not yet",
+            "Resolved ? no",
+        ] {
+            let q = parse_reply(question);
+            assert_eq!(q.command_word, None, "{question}");
+            assert!(q.command.is_err(), "{question}");
+        }
+        assert!(parse_reply("Extend by 2 weeks please").command.is_err());
         let e = parse_reply("Extend by 3 please, waiting for the GP letter");
         assert_eq!(e.command_word.as_deref(), Some("EXTEND"));
         assert!(
