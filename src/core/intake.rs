@@ -1187,19 +1187,9 @@ fn stage_in_prose(text: &str) -> Option<u8> {
         "have reached stage ",
         "now reached stage ",
     ];
-    // Only the sender's own words: above the first quoted line or quoted message.
-    let own: Vec<&str> = text
-        .lines()
-        .take_while(|l| {
-            let t = l.trim_start();
-            !(t.starts_with('>')
-                || t.starts_with("-----")
-                || t.starts_with("_____")
-                || t.to_lowercase().starts_with("from:")
-                || t.ends_with("wrote:"))
-        })
-        .collect();
-    let lower = normalise_label(&own.join(" "));
+    // Only the sender's own words, as a reply's are read: above the quoted message and the signature.
+    let own = crate::core::reply::new_text(text);
+    let lower = normalise_label(&own.replace('\n', " "));
     SAYS.iter()
         .filter_map(|say| {
             let at = lower.find(say)?;
