@@ -213,6 +213,7 @@ fn mime_decoding_and_reading_never_panic() {
     let reader = Reader {
         labels: Labels::new(config.boards.iter().map(|b| b.policy())),
         limits: Limits::default(),
+        board_addresses: Vec::new(),
     };
     let header_soup = prop::collection::vec(
         prop_oneof![

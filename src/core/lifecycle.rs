@@ -16,6 +16,7 @@ use super::case::{
     AgreedAction, Case, CaseStatus, Extension, Implemented, Note, Participant, ParticipantRole, Person, Record,
     Resolution, StageEntry, Withdrawal,
 };
+use super::essentials;
 use super::nhs;
 use super::policy::{NoteWhen, Role, SameOrganisation, Trigger};
 use super::rules::BoardRules;
@@ -254,6 +255,10 @@ fn transition(
     }
 }
 
+/// Where [`open`] keeps why an NHS number written in the record could not be used (the adult being known
+/// by name): the acknowledgement asks for it again.
+pub const UNUSABLE_NHS_NUMBER: &str = "nhs_number_unusable";
+
 /// Open a case under reference `reference`, or refuse with every problem at once.
 pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Utc>) -> Result<Transition, Refusal> {
     let policy = &rules.policy;
@@ -268,15 +273,19 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
             record.escalating_name = Some(n);
         }
     }
-    for field in policy.form.fields.iter().filter(|f| f.required) {
-        if record.get(&field.key).is_none() {
-            problems.push(format!("{} is missing.", field.label.trim_end_matches(':')));
-        }
-    }
+    // An NHS number or an address that cannot be used is set aside and asked for again (the
+    // acknowledgement says so); it refuses only where it was the one thing identifying the adult.
     if let Some(n) = record.get("nhs_number") {
         match nhs::normalise(&n) {
             Ok(digits) => record.nhs_number = Some(digits),
-            Err(e) => problems.push(format!("{e}.")),
+            Err(e) => {
+                record.nhs_number = None;
+                if essentials::identifies_adult(&record) {
+                    record.extra.insert(UNUSABLE_NHS_NUMBER.into(), format!("{e}."));
+                } else {
+                    problems.push(format!("{e}."));
+                }
+            }
         }
     }
     for key in ["escalating_email", "other_email"] {
@@ -286,6 +295,8 @@ pub fn open(rules: &BoardRules, new: &NewCase, reference: &str, now: DateTime<Ut
             }
         }
     }
+    // Open, then ask: only the four essentials refuse; the form's other rows are asked for.
+    problems.extend(essentials::missing(&record, &new.sender.email));
     let immediate_risk = record.immediate_risk.unwrap_or(false);
     let last = policy.last_stage();
     let stage = record.stage.unwrap_or(1);

@@ -25,6 +25,7 @@ pub mod calendar;
 pub mod case;
 pub mod digest;
 pub mod directory;
+pub mod essentials;
 pub mod intake;
 pub mod lifecycle;
 pub mod nhs;

@@ -106,6 +106,83 @@ pub fn blank_form(form: &Form) -> String {
     s
 }
 
+/// What was read from a new case's record, one line each, as the acknowledgement gives it back: the adult,
+/// the other party and their agency, the stage, the immediate-risk answer and the summary's first line.
+pub fn recorded_lines(board: &Board, case: &Case) -> Vec<String> {
+    let policy = board.policy();
+    let r = &case.record;
+    let mut out = Vec::new();
+    let adult = match (r.get("adult_name"), r.get("nhs_number")) {
+        (Some(n), Some(nhs)) => format!("{n} (NHS number {})", crate::core::nhs::spaced(&nhs)),
+        (Some(n), None) => n,
+        (None, Some(nhs)) => format!("NHS number {}", crate::core::nhs::spaced(&nhs)),
+        (None, None) => "not given".into(),
+    };
+    out.push(format!("The adult: {adult}"));
+    let mut with: Vec<String> = Vec::new();
+    with.extend(r.get("other_name"));
+    with.extend(r.get("other_agency"));
+    let with = if with.is_empty() {
+        "not named".to_string()
+    } else {
+        with.join(", ")
+    };
+    let email = r
+        .get("other_email")
+        .map_or_else(|| "no email address given".to_string(), |e| e);
+    out.push(format!("The disagreement is with: {with} ({email})"));
+    out.push(format!("Stage: {}", policy.stage_name(case.stage)));
+    out.push(format!(
+        "Immediate risk to the adult: {}",
+        match r.immediate_risk {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "not stated (taken as no)",
+        }
+    ));
+    if let Some(summary) = r.get("summary").or_else(|| r.get("theme")) {
+        let first = summary
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim();
+        let short: String = first.chars().take(160).collect();
+        let more = if short.chars().count() < first.chars().count() {
+            "…"
+        } else {
+            ""
+        };
+        out.push(format!("What it is about: {short}{more}"));
+    }
+    out
+}
+
+/// The board's form filled in with what was read from `record`: one "Label: value" line per field (a value
+/// of several lines on the lines below its label), and "Label: " left to fill in where nothing was read.
+/// What a sender gets back, never a blank form, when their email cannot open a case yet.
+pub fn filled_form(form: &Form, record: &crate::core::case::Record) -> String {
+    let mut s = format!("{}\n\n", form.name);
+    for f in &form.fields {
+        let value = record.get(&f.key).map(|v| match f.key.as_str() {
+            "immediate_risk" => {
+                if v == "true" {
+                    "Yes".to_string()
+                } else {
+                    "No".to_string()
+                }
+            }
+            "nhs_number" => crate::core::nhs::spaced(&v),
+            _ => v,
+        });
+        match value {
+            Some(v) if v.contains('\n') => s.push_str(&format!("{}:\n{}\n", f.label, v.trim())),
+            Some(v) => s.push_str(&format!("{}: {}\n", f.label, v.trim())),
+            None => s.push_str(&format!("{}: \n", f.label)),
+        }
+    }
+    s
+}
+
 fn role_name(board: &Board, role: Role) -> String {
     board
         .settings
@@ -765,9 +842,28 @@ impl Composer<'_> {
     /// The acknowledgement of a new case: to the sender of the record (always: an address typed into a form
     /// never receives it alone), copied to the escalating practitioner the form names, where that is
     /// someone else, and to the other party.
-    pub fn acknowledgement(&self, t: &Transition, in_reply_to: &str, sender: &str) -> Result<OutboundEmail, String> {
+    ///
+    /// It opens with what was read ("We recorded: …"), so that a misreading is caught by the person who
+    /// knows, and asks for the form's rows the record left empty and the values that could not be used
+    /// (`unread`), with the board's record attached, filled in so far.
+    pub fn acknowledgement(
+        &self,
+        t: &Transition,
+        in_reply_to: &str,
+        sender: &str,
+        unread: &[String],
+    ) -> Result<OutboundEmail, String> {
         let case = &t.case;
         let policy = self.board.policy();
+        let recorded = recorded_lines(self.board, case);
+        let mut asks: Vec<String> = crate::core::essentials::to_ask(&policy.form, &case.record)
+            .into_iter()
+            .map(|(_, label)| label)
+            .collect();
+        if let Some(why) = case.record.extra.get(crate::core::lifecycle::UNUSABLE_NHS_NUMBER) {
+            asks.push(format!("The adult's NHS number: {why}"));
+        }
+        asks.extend(unread.iter().cloned());
         let involved = agency_kind(&case.record).and_then(|k| {
             policy
                 .stage(case.stage)
@@ -814,8 +910,17 @@ impl Composer<'_> {
                 "other_not_copied": case.other_party().is_none().then(|| {
                     case.record.other_name.clone().unwrap_or_else(|| "the professional the disagreement is with".into())
                 }),
+                "recorded": recorded,
+                "asks": asks,
             }),
         )
+        .and_then(|mut email| {
+            // The record so far, to complete and send back, where the acknowledgement asks for more.
+            if !asks.is_empty() {
+                self.attach_record(&mut email, case, Audience::Case, self.board.rules.local_date(t.event.at))?;
+            }
+            Ok(email)
+        })
     }
 
     /// The answer to STATUS, HELP or FORM: where the case stands, the commands, and (for FORM) the blank

@@ -13,7 +13,7 @@ use futures_util::FutureExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::compose::{blank_form, Composer};
+use super::compose::{blank_form, filled_form, Composer};
 use super::limits::Budget;
 use super::mime::{decode, Inbound, Limits};
 use super::render::Templates;
@@ -21,6 +21,7 @@ use super::source::Ack;
 use super::token::Signer;
 use crate::config::{Board, Config};
 use crate::core::case::Person;
+use crate::core::intake::whole_email::{complete_other_email, Envelope};
 use crate::core::intake::{parse_record, Labels, ParsedRecord};
 use crate::core::lifecycle::{self, Event};
 use crate::core::nhs;
@@ -172,6 +173,8 @@ pub struct Pipeline<'a> {
 pub struct Reader {
     pub labels: Labels,
     pub limits: Limits,
+    /// Every board's mailbox and role addresses: never a party to a disagreement, wherever they appear.
+    pub board_addresses: Vec<String>,
 }
 
 impl Reader {
@@ -200,8 +203,21 @@ impl Reader {
     /// form gives no email for the person escalating, it is the sender's (as the case will have it).
     pub fn read_record(&self, msg: &Inbound) -> ParsedRecord {
         let mut parsed = self.read_form(msg);
-        if parsed.fields_found > 0 && parsed.record.escalating_email.is_none() {
-            parsed.record.escalating_email = msg.from.as_ref().map(|p| p.email.clone());
+        let from = msg.from.as_ref().map(|p| p.email.clone()).unwrap_or_default();
+        if parsed.fields_found > 0 && parsed.record.escalating_email.is_none() && !from.is_empty() {
+            parsed.record.escalating_email = Some(from.clone());
+        }
+        // The whole email, not only the form: the other party's address from "copied to", the email's
+        // own To and Cc, or beside their name in the text.
+        if parsed.fields_found > 0 {
+            let copied: Vec<String> = msg.to.iter().chain(msg.cc.iter()).cloned().collect();
+            let envelope = Envelope {
+                from: &from,
+                copied: &copied,
+                board: &self.board_addresses,
+            };
+            let text = Pipeline::body_text(msg);
+            complete_other_email(&mut parsed.record, &text, &envelope);
         }
         parsed
     }
@@ -381,6 +397,14 @@ impl<'a> Pipeline<'a> {
             reader: std::sync::Arc::new(Reader {
                 labels: Labels::new(config.boards.iter().map(|b| b.policy())),
                 limits: Limits::default(),
+                board_addresses: config
+                    .boards
+                    .iter()
+                    .flat_map(|b| {
+                        std::iter::once(b.settings.mailbox.clone())
+                            .chain(b.settings.roles.values().map(|c| c.email.clone()))
+                    })
+                    .collect(),
             }),
             templates: Templates::load(config.settings.templates_dir.as_deref())?,
             key,
@@ -1259,7 +1283,6 @@ impl<'a> Pipeline<'a> {
                 policy.form.name
             ));
         } else {
-            problems.extend(parsed.problems.iter().cloned());
             let year: i32 = board
                 .rules
                 .local_date(now)
@@ -1268,9 +1291,12 @@ impl<'a> Pipeline<'a> {
                 .parse()
                 .unwrap_or(2000);
             let placeholder = crate::core::case::format_reference(&policy.reference_prefix, year, 0);
+            // Open, then ask: what could not be used is asked for in the acknowledgement, and refuses only
+            // where one of the four essentials is missing too.
             if let Err(refusal) = lifecycle::open(&board.rules, &new, &placeholder, now) {
                 out_of_scope = refusal.out_of_scope;
                 problems.extend(refusal.problems);
+                problems.extend(parsed.problems.iter().cloned());
             }
         }
         if !problems.is_empty() {
@@ -1286,7 +1312,7 @@ impl<'a> Pipeline<'a> {
                     json!({
                         "greeting": sender.name.clone().unwrap_or_else(|| "colleague".into()),
                         "problems": report.problems, "out_of_scope": out_of_scope,
-                        "form": blank_form(&policy.form),
+                        "form": filled_form(&policy.form, &parsed.record),
                         "immediate_risk_note": policy.immediate_risk.guidance,
                     }),
                 )
@@ -1331,7 +1357,8 @@ impl<'a> Pipeline<'a> {
         let created = store
             .create_case(board.id(), &policy.reference_prefix, year, |reference| {
                 let t = lifecycle::open(&board.rules, &new, reference, now).map_err(|r| r.problems.join(" "))?;
-                let mut outbox = vec![composer.acknowledgement(&t, &msg.message_id, &sender.email)?];
+                let mut outbox =
+                    vec![composer.acknowledgement(&t, &msg.message_id, &sender.email, &parsed.problems)?];
                 outbox.extend(composer.notifications(&t, &t.notifications, &msg.message_id)?);
                 let (outbox, limited) = budget.admit(composer.one_per_recipient(outbox), now);
                 if let Ok(mut s) = suppressed.lock() {

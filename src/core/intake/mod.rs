@@ -11,8 +11,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub mod prose;
+pub mod values;
+pub mod vocabulary;
+pub mod whole_email;
+
 use super::case::Record;
 use super::policy::Policy;
+use values::{clean_agency, is_disclaimer, label_pairs};
 
 /// Keys that stand for several fields written together ("name and agency of…").
 const ESCALATING_COMBINED: &str = "@escalating";
@@ -35,6 +41,19 @@ const SHORT_FIELDS: &[&str] = &[
     "escalating_email",
     "other_email",
     "escalating_phone",
+];
+/// Fields whose value is a single line.
+const ONE_LINE_FIELDS: &[&str] = &[
+    "escalating_name",
+    "other_name",
+    "escalating_email",
+    "other_email",
+    "escalating_phone",
+    "other_phone",
+    "nhs_number",
+    "date_of_birth",
+    "escalating_job_title",
+    "other_job_title",
 ];
 /// A line read and set aside (a block's "Date:" or "Signature:").
 const SKIP: &str = "@skip";
@@ -183,6 +202,35 @@ fn sub_label(line: &str) -> Option<(&'static str, String)> {
             .find(|(l, _)| *l == label)
             .map(|(_, part)| (*part, value))
     })
+}
+
+/// The part of a person a sub-label names ("Job Title" → `job_title`), normalising the label first.
+fn sub_part(label: &str) -> Option<&'static str> {
+    let n = normalise_label(label);
+    SUB_LABELS.iter().find(|(l, _)| *l == n).map(|(_, part)| *part)
+}
+
+/// A label that no list knows, read by its words ([`vocabulary::key_for`]): the key, marked as a guess
+/// (it gives way to the form's own labels), and the value after it. Only a line that starts with a short
+/// label and a colon, a tab or a question mark.
+fn guessed_label(line: &str) -> Option<(String, String)> {
+    let t = strip_numbering(line.trim().trim_start_matches(['*', '•', '-', '>', ' ']).trim_start());
+    if !t.starts_with(char::is_alphabetic) {
+        return None;
+    }
+    let cut = t
+        .char_indices()
+        .take(vocabulary::MAX_WORDS * 12)
+        .find(|&(_, c)| matches!(c, ':' | '\t' | '?'))?;
+    let (label, rest) = (t.get(..cut.0)?, t.get(cut.0 + cut.1.len_utf8()..)?);
+    // "https://…" and "10:30" are not labels.
+    // A label holds no bracket left open ("Margaret Ellis (NHS No: …)" is a value).
+    if rest.starts_with("//") || label.is_empty() || label.matches('(').count() != label.matches(')').count() {
+        return None;
+    }
+    let key = vocabulary::key_for(label)?;
+    let value = rest.trim().trim_start_matches([':', '?', '\t', ' ']).trim().to_string();
+    Some((format!("{GUESS}{key}"), value))
 }
 
 /// The field a block's sub-label fills for `side`.
@@ -351,6 +399,9 @@ const WEAK_LABELS: &[(&str, &str)] = &[
 
 /// The mark on a key read from a [`WEAK_LABELS`] label.
 const WEAK: char = '~';
+/// The mark on a key read from a label by its words ([`vocabulary`]): it gives way to the form's own
+/// labels as a weak one does, but only a one-word guess is taken as words inside a free-text answer.
+const GUESS: char = '^';
 
 /// Fields whose answer is free text, inside which a weak label is only words.
 const FREE_TEXT_FIELDS: &[&str] = &["summary", "outcome", "evidence", "notes", "adult_views", "copied_to"];
@@ -1275,6 +1326,16 @@ fn stage_by_level(w: &str) -> Option<u8> {
 }
 
 fn set(record: &mut Record, key: &str, value: String) {
+    // An agency holds the organisation only: no address, phone, job title or stray "Email".
+    let value = if key.ends_with("_agency") {
+        let cleaned = clean_agency(&without_job_title(&value));
+        if cleaned.is_empty() {
+            return;
+        }
+        cleaned
+    } else {
+        value
+    };
     let slot = match key {
         "adult_name" => &mut record.adult_name,
         "nhs_number" => &mut record.nhs_number,
@@ -1338,6 +1399,16 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             i += 1;
             continue;
         }
+        // "Name: …; Job Title: …; Agency: …" on one line, inside a block or after a party's label.
+        if let Some(side) = block {
+            if let Some(pairs) = label_pairs(line, &sub_part) {
+                for (part, v) in pairs {
+                    fields.push((sub_key(side, part), value_of(v)));
+                }
+                i += 1;
+                continue;
+            }
+        }
         if let Some((side, (part, value))) = block.and_then(|side| sub_label(line).map(|s| (side, s))) {
             fields.push((sub_key(side, part), value_of(value)));
             i += 1;
@@ -1380,6 +1451,25 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             i += 1;
             continue;
         }
+        if let Some((key, value)) = guessed_label(line) {
+            // Inside a free-text answer ("ASC view: …", "Background: …"), a guessed label of another
+            // free-text field is words of the answer, unless it opens a paragraph of its own.
+            let in_free_text = fields
+                .last()
+                .is_some_and(|(k, _)| FREE_TEXT_FIELDS.contains(&k.trim_start_matches([WEAK, GUESS])));
+            let after_blank = i > 0 && lines.get(i - 1).is_some_and(|l| l.trim().is_empty());
+            let free_key = FREE_TEXT_FIELDS.contains(&key.trim_start_matches(GUESS));
+            if in_free_text && free_key && !after_blank {
+                if let Some((_, values)) = fields.last_mut() {
+                    values.push(line.trim().to_string());
+                }
+            } else {
+                block = side_of(key.trim_start_matches(GUESS));
+                fields.push((key, value_of(value)));
+            }
+            i += 1;
+            continue;
+        }
         if let Some((_, values)) = fields.last_mut() {
             values.push(line.trim().to_string());
         }
@@ -1387,13 +1477,13 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
     }
     let mut out = ParsedRecord::default();
     // The form's own labels first: a field a weak label also names keeps the form's answer.
-    let (strong, weak): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(k, _)| !k.starts_with(WEAK));
+    let (strong, weak): (Vec<_>, Vec<_>) = fields.into_iter().partition(|(k, _)| !k.starts_with([WEAK, GUESS]));
     for (key, lines) in strong.into_iter().chain(weak) {
         if key == SKIP {
             continue;
         }
         let weak = key.starts_with(WEAK);
-        let key = key.trim_start_matches(WEAK).to_string();
+        let key = key.trim_start_matches([WEAK, GUESS]).to_string();
         // A value runs until the next label; blank lines inside it are kept, around it dropped.
         let value = lines.join("\n");
         let value = value.trim().to_string();
@@ -1406,6 +1496,33 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
         } else {
             value
         };
+        // A phone number, an address, a person's name or an NHS number is one line: the lines after it
+        // are a signature, a disclaimer or the form's next row.
+        let value = if ONE_LINE_FIELDS.contains(&key.as_str()) {
+            value.lines().next().unwrap_or_default().trim().to_string()
+        } else {
+            value
+        };
+        // "Name: …; Job Title: …; Agency: …" after a party's label.
+        if let (Some(side), Some(pairs)) = (
+            side_of(&key).filter(|_| key == ESCALATING_COMBINED || key == OTHER_COMBINED),
+            label_pairs(&value, &sub_part),
+        ) {
+            for (part, v) in pairs {
+                let k = sub_key(side, part);
+                if k != SKIP && !v.is_empty() {
+                    out.fields_found += 1;
+                    if part == "email" {
+                        if let Some(e) = find_emails(&v).into_iter().next() {
+                            set(&mut out.record, &k, e.to_lowercase());
+                        }
+                    } else {
+                        set(&mut out.record, &k, v);
+                    }
+                }
+            }
+            continue;
+        }
         if value.is_empty() {
             continue;
         }
@@ -1495,12 +1612,17 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
             "nhs_number" => {
                 // The number is on the value's first line; anything after it is not part of it.
                 let first = value.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
-                set(&mut out.record, &key, first.trim().to_string());
+                // A valid number written with words round it ("999 567 8918 (checked on SystmOne)") is
+                // that number; anything else is kept as written, for the sender to be told.
+                let number = nhs_number_in(first).unwrap_or_else(|| first.trim().to_string());
+                set(&mut out.record, &key, number);
             }
             _ => set(&mut out.record, &key, value),
         }
     }
     tidy_record(&mut out.record, &text);
+    // What the labels did not give, from the sentences: a record written as prose.
+    out.fields_found += prose::read(&mut out.record, &text, out.fields_found);
     out
 }
 
@@ -1508,6 +1630,15 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
 /// NHS number or date of birth written beside it, an NHS number written elsewhere ("Additional notes: NHS
 /// number 999 587 7880"), and "no immediate risk" said in passing.
 fn tidy_record(record: &mut Record, text: &str) {
+    // "Nature of the disagreement: …" written at length is the summary; a few words are its theme too.
+    if record.get("summary").is_none() {
+        if let Some(theme) = record.get("theme") {
+            if theme.split_whitespace().count() > 6 {
+                record.theme = None;
+            }
+            record.summary = Some(theme);
+        }
+    }
     if let Some(name) = record.adult_name.clone() {
         let lower = name.to_lowercase();
         let cut = [
@@ -1576,20 +1707,28 @@ fn tidy_record(record: &mut Record, text: &str) {
     }
 }
 
-/// A valid NHS number written in `text` (ten digits, spaced 3-3-4 or with dashes, or together).
-fn nhs_number_in(text: &str) -> Option<String> {
+/// A valid NHS number written in `text`: ten digits together, or spaced, dotted or dashed however they
+/// were pasted (any kind of space, full-width digits).
+pub(crate) fn nhs_number_in(text: &str) -> Option<String> {
+    use super::nhs::{ascii_digit, is_digit_separator};
     let chars: Vec<char> = text.chars().collect();
     for start in 0..chars.len() {
-        if !chars.get(start).is_some_and(char::is_ascii_digit)
-            || (start > 0 && chars.get(start - 1).is_some_and(char::is_ascii_digit))
-        {
+        let prev_digit = start > 0 && chars.get(start - 1).and_then(|c| ascii_digit(*c)).is_some();
+        if chars.get(start).and_then(|c| ascii_digit(*c)).is_none() || prev_digit {
             continue;
         }
         let mut digits = String::new();
+        let mut gap = 0;
         for c in chars.iter().skip(start) {
-            if c.is_ascii_digit() {
-                digits.push(*c);
-            } else if !matches!(c, ' ' | '-') || digits.len() >= 10 {
+            if let Some(d) = ascii_digit(*c) {
+                digits.push(d);
+                gap = 0;
+                if digits.len() > 10 {
+                    break;
+                }
+            } else if is_digit_separator(*c) && gap < 2 && digits.len() < 10 {
+                gap += 1;
+            } else {
                 break;
             }
         }
@@ -1607,6 +1746,7 @@ fn cut_trailer(value: &str) -> String {
         let t = line.trim();
         if t == "--"
             || t == "-- "
+            || is_disclaimer(t)
             || t.starts_with('>')
             || t.starts_with("-----Original Message")
             || is_mobile_footer(t)
