@@ -143,14 +143,48 @@ fn opening_refusals_list_every_problem() {
     assert!(!refusal.out_of_scope);
     let all = refusal.problems.join("\n");
     for expected in [
-        "Name of adult at risk is missing",
-        "Summary of reason for dispute",
+        "The adult at risk: their name, or their NHS number",
+        "What the disagreement is about",
         "check digit",
         "\"not an address\" does not look like an email address",
-        "Name of the person escalating the dispute is missing",
+        "Who is raising the disagreement",
+        "Who the disagreement is with",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
+}
+
+#[test]
+fn only_the_four_essentials_refuse_and_a_bad_nhs_number_beside_a_name_is_asked_for_again() {
+    let c = config();
+    // Bradford's form has many more rows; a record with the four essentials opens.
+    let r = Record {
+        adult_name: Some("Doreen Haworth".into()),
+        nhs_number: Some("999 000 0019".into()),
+        other_agency: Some("Westshire Council".into()),
+        summary: Some("Closing the enquiry after one visit".into()),
+        ..Record::default()
+    };
+    let t = open(
+        rules(&c, "bradford"),
+        &NewCase {
+            record: r,
+            sender: Person::email("nia.nurse@nhs.net"),
+        },
+        "BRAD-2026-0001",
+        at("2026-12-23T10:00:00Z"),
+    )
+    .expect("opens with the essentials");
+    assert_eq!(
+        t.case.record.nhs_number, None,
+        "the bad number is not kept as the adult's"
+    );
+    assert!(t
+        .case
+        .record
+        .extra
+        .get(escalation_bot::core::lifecycle::UNUSABLE_NHS_NUMBER)
+        .is_some_and(|w| w.contains("check digit")));
 }
 
 #[test]

@@ -37,9 +37,9 @@ pub fn missing(record: &Record, sender_email: &str) -> Vec<String> {
 
 /// Whether the record says who the disagreement is with: a person or an agency.
 pub fn names_other_party(record: &Record) -> bool {
-    ["other_name", "other_agency", "other_email"]
-        .iter()
-        .any(|k| record.get(k).is_some())
+    record.get("other_name").is_some()
+        || record.get("other_agency").is_some()
+        || record.get("other_email").is_some_and(|e| e.contains('@'))
 }
 
 /// Whether the record identifies the adult: a name (more than initials), an NHS number, or initials with a

@@ -244,6 +244,52 @@ impl Reader {
     }
 }
 
+/// The nonce of the refusal of a record: it names the kept message (`r<id>x…`), so that a reply which
+/// completes the record can be read together with it.
+fn refusal_nonce(inbound_id: Option<i64>, message_id: &str) -> String {
+    let tail: String = message_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(40)
+        .collect();
+    match inbound_id {
+        Some(id) => format!("r{id}x{tail}"),
+        None => format!("r-{tail}"),
+    }
+}
+
+/// The kept message a refusal's Message-ID (`esc.none.r<id>x….sig@domain`) names, if it names one. Only
+/// call it on an id whose signature verified.
+fn refused_inbound_id(message_id: &str) -> Option<i64> {
+    let id = message_id.trim().trim_matches(['<', '>']);
+    let nonce = id.strip_prefix("esc.none.")?.split('.').next()?;
+    let digits = nonce.strip_prefix('r')?.split('x').next()?;
+    digits.parse().ok()
+}
+
+/// The record `later` completes: its values, and the earlier record's where it gives none.
+fn completed(earlier: ParsedRecord, later: ParsedRecord) -> ParsedRecord {
+    let mut record = earlier.record;
+    let new = later.record;
+    let json_new = serde_json::to_value(&new).unwrap_or_default();
+    let mut json_old = serde_json::to_value(&record).unwrap_or_default();
+    if let (Some(old), Some(newer)) = (json_old.as_object_mut(), json_new.as_object()) {
+        for (k, v) in newer {
+            if !v.is_null() && v.as_str().is_none_or(|s| !s.trim().is_empty()) {
+                old.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if let Ok(merged) = serde_json::from_value(json_old) {
+        record = merged;
+    }
+    ParsedRecord {
+        record,
+        problems: later.problems,
+        fields_found: earlier.fields_found + later.fields_found,
+    }
+}
+
 /// A message decoded and its record read, ready for the decisions that need the store.
 pub struct Prepared {
     decoded: Result<Inbound, super::mime::Unreadable>,
@@ -1245,7 +1291,14 @@ impl<'a> Pipeline<'a> {
     ) -> Result<Report, StoreError> {
         let board = composer.board;
         let policy = board.policy();
-        let parsed = record.unwrap_or_else(|| self.read_record(msg));
+        let mut parsed = record.unwrap_or_else(|| self.read_record(msg));
+        // A reply to our answer to an incomplete record completes it: the case opens from both emails
+        // together, and its clock starts from the first.
+        let mut opened_at = now;
+        if let Some((earlier, first_at)) = self.earlier_refused(store, composer, msg).await? {
+            parsed = completed(earlier, parsed);
+            opened_at = first_at.min(now);
+        }
         let mut report = Report::new("refused");
         report.board = Some(board.id().to_string());
         report.fields = fields_json(&parsed);
@@ -1293,7 +1346,7 @@ impl<'a> Pipeline<'a> {
             let placeholder = crate::core::case::format_reference(&policy.reference_prefix, year, 0);
             // Open, then ask: what could not be used is asked for in the acknowledgement, and refuses only
             // where one of the four essentials is missing too.
-            if let Err(refusal) = lifecycle::open(&board.rules, &new, &placeholder, now) {
+            if let Err(refusal) = lifecycle::open(&board.rules, &new, &placeholder, opened_at) {
                 out_of_scope = refusal.out_of_scope;
                 problems.extend(refusal.problems);
                 problems.extend(parsed.problems.iter().cloned());
@@ -1305,7 +1358,7 @@ impl<'a> Pipeline<'a> {
                 .email(
                     "refusal",
                     None,
-                    &format!("r-{}", msg.message_id.replace(|c: char| !c.is_ascii_alphanumeric(), "")),
+                    &refusal_nonce(inbound_id, &msg.message_id),
                     vec![sender.email.clone()],
                     Vec::new(),
                     Some(&msg.message_id),
@@ -1356,7 +1409,7 @@ impl<'a> Pipeline<'a> {
         let suppressed = std::sync::Mutex::new(Vec::new());
         let created = store
             .create_case(board.id(), &policy.reference_prefix, year, |reference| {
-                let t = lifecycle::open(&board.rules, &new, reference, now).map_err(|r| r.problems.join(" "))?;
+                let t = lifecycle::open(&board.rules, &new, reference, opened_at).map_err(|r| r.problems.join(" "))?;
                 let mut outbox =
                     vec![composer.acknowledgement(&t, &msg.message_id, &sender.email, &parsed.problems)?];
                 outbox.extend(composer.notifications(&t, &t.notifications, &msg.message_id)?);
@@ -1394,6 +1447,46 @@ impl<'a> Pipeline<'a> {
             }
         }
         Ok(report)
+    }
+
+    /// The record an earlier email held, when `msg` answers the bot's refusal of it (the refusal's signed
+    /// Message-ID names the kept message), and when that message arrived.
+    async fn earlier_refused<S: Store>(
+        &self,
+        store: &S,
+        composer: &Composer<'_>,
+        msg: &Inbound,
+    ) -> Result<Option<(ParsedRecord, DateTime<Utc>)>, StoreError> {
+        let earlier_id = msg
+            .in_reply_to
+            .iter()
+            .chain(msg.references.iter())
+            .filter(|id| composer.signer.verify(id).as_deref() == Some("none"))
+            .find_map(|id| refused_inbound_id(id));
+        let Some(id) = earlier_id else {
+            return Ok(None);
+        };
+        let Some(row) = store.inbound_row(id).await? else {
+            return Ok(None);
+        };
+        // Only a record that was refused (the refusal's id is signed for this board), from the same sender.
+        if row.outcome.as_deref() != Some("refused") {
+            return Ok(None);
+        }
+        let Some((raw, _)) = store.inbound_raw(id).await? else {
+            return Ok(None);
+        };
+        let Ok(earlier) = decode(&raw, &self.reader.limits) else {
+            return Ok(None);
+        };
+        let same_sender = match (&earlier.from, &msg.from) {
+            (Some(a), Some(b)) => a.email.eq_ignore_ascii_case(&b.email),
+            _ => false,
+        };
+        if !same_sender {
+            return Ok(None);
+        }
+        Ok(Some((self.read_record(&earlier), row.received_at)))
     }
 
     /// The case a reply is about, if it is one: named by the bot's own signed Message-ID in its thread
