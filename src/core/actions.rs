@@ -160,29 +160,54 @@ fn month_end(month: &str, near: Option<NaiveDate>) -> Option<NaiveDate> {
     None
 }
 
+/// Whether `s` reads as a person's name: two to four capitalised words, or a title and a name.
+fn is_name(s: &str) -> bool {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    let title = |w: &str| {
+        matches!(
+            w.trim_end_matches('.'),
+            "Dr" | "Mr" | "Mrs" | "Ms" | "Miss" | "Mx" | "Prof" | "Sister" | "Nurse"
+        )
+    };
+    let capitalised = |w: &str| {
+        let mut cs = w.chars();
+        cs.next().is_some_and(char::is_uppercase)
+            && (cs
+                .clone()
+                .next()
+                .is_none_or(|c| c.is_lowercase() || c == '.' || c == '\'' || c == '-'))
+            && w.chars().filter(|c| c.is_alphabetic()).count() >= 1
+    };
+    (2..=4).contains(&words.len()) && words.iter().all(|w| capitalised(w) || title(w))
+}
+
+/// The owner written before a colon ("Sam Patel: arrange the joint visit") or after the last dash ("arrange
+/// the joint visit – Sam Patel, by Friday 12 February"), when it reads as a name.
+fn owner_beside(text: &str) -> Option<String> {
+    if let Some((head, _)) = text.split_once(':') {
+        if is_name(head.trim()) {
+            return Some(head.trim().to_string());
+        }
+    }
+    let tail = text
+        .rsplit(['\u{2013}', '\u{2014}'])
+        .next()
+        .filter(|t| t.len() < text.len())
+        .or_else(|| text.rsplit_once(" - ").map(|(_, t)| t))?;
+    let tail = tail.split([',', ';', '(']).next().unwrap_or_default();
+    let tail = tail
+        .split(" by ")
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .trim_end_matches('.');
+    is_name(tail).then(|| tail.to_string())
+}
+
 /// A person's name at the start of an action ("Grace Adeyemi to rebook…", "Housing officer (Paul Whitty)
 /// to confirm…"): two to four capitalised words, or a title and a name; a role ("district nurse") or an
 /// organisation ("ASC", "Willowbank") is not a name.
 fn name_in(text: &str) -> Option<String> {
-    let is_name = |s: &str| {
-        let words: Vec<&str> = s.split_whitespace().collect();
-        let title = |w: &str| {
-            matches!(
-                w.trim_end_matches('.'),
-                "Dr" | "Mr" | "Mrs" | "Ms" | "Miss" | "Mx" | "Prof" | "Sister" | "Nurse"
-            )
-        };
-        let capitalised = |w: &str| {
-            let mut cs = w.chars();
-            cs.next().is_some_and(char::is_uppercase)
-                && (cs
-                    .clone()
-                    .next()
-                    .is_none_or(|c| c.is_lowercase() || c == '.' || c == '\'' || c == '-'))
-                && w.chars().filter(|c| c.is_alphabetic()).count() >= 1
-        };
-        (2..=4).contains(&words.len()) && words.iter().all(|w| capitalised(w) || title(w))
-    };
     // "(Paul Whitty)" anywhere before " to ".
     let head = text.split(" to ").next().unwrap_or_default();
     if let Some(inner) = head
@@ -257,7 +282,7 @@ fn finish(lines: &[String], near: Option<NaiveDate>) -> Option<AgreedAction> {
         action.due = find_date(text, near);
     }
     if action.owner.is_none() {
-        action.owner = name_in(text);
+        action.owner = name_in(text).or_else(|| owner_beside(text));
     }
     action.text = if text.is_empty() {
         lines.join(" ").trim().to_string()
@@ -272,7 +297,13 @@ fn finish(lines: &[String], near: Option<NaiveDate>) -> Option<AgreedAction> {
 /// a single paragraph is split at semicolons.
 pub fn parse_actions(text: &str, near: Option<NaiveDate>) -> Vec<AgreedAction> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    if let Some(rows) = table(&lines, near) {
+    // A table: cells separated by tabs or bars, or pasted from Word one cell a line under its header row.
+    let rows: Vec<String> = match cells_per_line(&lines) {
+        Some(rows) => rows,
+        None => lines.iter().map(|l| bars_as_tabs(l)).collect(),
+    };
+    let row_refs: Vec<&str> = rows.iter().map(String::as_str).collect();
+    if let Some(rows) = table(&row_refs, near) {
         return rows;
     }
     let bulleted = lines.iter().filter(|l| strip_bullet(l).is_some()).count();
@@ -325,6 +356,131 @@ pub fn parse_actions(text: &str, near: Option<NaiveDate>) -> Vec<AgreedAction> {
         }
     }
     items.iter().filter_map(|item| finish(item, near)).collect()
+}
+
+/// The column a table's heading names: what is to be done, who, or by when.
+fn column_of(cell: &str) -> Option<usize> {
+    let h = normalise_label(cell);
+    let is = |names: &[&str]| names.iter().any(|n| h == *n);
+    if is(&["action", "actions", "what", "agreed action", "agreed actions", "task"]) {
+        Some(0)
+    } else if is(&[
+        "owner",
+        "who",
+        "lead",
+        "responsible",
+        "by whom",
+        "action owner",
+        "person",
+        "owner(s)",
+    ]) {
+        Some(1)
+    } else if is(&[
+        "by",
+        "due",
+        "date",
+        "by when",
+        "when",
+        "deadline",
+        "timescale",
+        "target",
+        "target date",
+        "due date",
+        "completion date",
+    ]) {
+        Some(2)
+    } else {
+        None
+    }
+}
+
+/// "| Owner | Action | By when |" as tab-separated cells.
+fn bars_as_tabs(line: &str) -> String {
+    if line.contains('|') && !line.contains('\t') {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("\t")
+    } else {
+        line.to_string()
+    }
+}
+
+/// `text` with a table of actions pasted into it (cells one a line under a header row, or a header row of
+/// cells separated by tabs or bars) moved to the end under an "Actions:" heading, so that it is read as
+/// the agreed actions and not as the outcome. Unchanged when it holds no such table, or when the table
+/// is already under such a heading.
+pub fn lift_table(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let is_header_row = |l: &str| {
+        let cells: Vec<String> = bars_as_tabs(l).split('\t').map(str::to_string).collect();
+        cells.len() >= 2
+            && cells.iter().all(|c| column_of(c).is_some())
+            && cells.iter().any(|c| column_of(c) == Some(0))
+    };
+    // Where each line's paragraph ends, in one pass from the end: the search below stays linear.
+    let mut para_end = vec![lines.len(); lines.len()];
+    for i in (0..lines.len()).rev() {
+        para_end[i] = if lines[i].trim().is_empty() {
+            i
+        } else {
+            para_end.get(i + 1).copied().unwrap_or(lines.len())
+        };
+    }
+    let start = (0..lines.len()).find(|&i| {
+        is_header_row(lines[i])
+            || (column_of(lines[i]).is_some()
+                && (i == 0 || column_of(lines[i - 1]).is_none())
+                && cells_per_line(lines.get(i..para_end[i]).unwrap_or_default()).is_some())
+    });
+    let Some(start) = start else {
+        return text.to_string();
+    };
+    let heading_above = start > 0
+        && lines
+            .get(..start)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .is_some_and(|l| {
+                normalise_label(l).starts_with("action") || normalise_label(l).starts_with("agreed action")
+            });
+    if heading_above {
+        return text.to_string();
+    }
+    let end = para_end.get(start).copied().unwrap_or(lines.len());
+    let mut out: Vec<&str> = lines.get(..start).unwrap_or_default().to_vec();
+    out.extend(lines.get(end..).unwrap_or_default());
+    let mut s = out.join("\n").trim_end().to_string();
+    s.push_str("\n\nActions:\n");
+    s.push_str(&lines.get(start..end).unwrap_or_default().join("\n"));
+    s
+}
+
+/// A Word table pasted into plain text: each cell on a line of its own, the header row first ("Owner",
+/// "Action", "By when", then three cells a row). The rows as tab-separated lines.
+fn cells_per_line(lines: &[&str]) -> Option<Vec<String>> {
+    let width = lines.iter().take(4).take_while(|l| column_of(l).is_some()).count();
+    let header = lines.get(..width)?;
+    let mut seen: Vec<usize> = header.iter().filter_map(|l| column_of(l)).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    if width < 2 || seen.len() != width || !seen.contains(&0) {
+        return None;
+    }
+    let cells = lines.get(width..)?;
+    if cells.is_empty() || cells.len() % width != 0 {
+        return None;
+    }
+    Some(
+        lines
+            .chunks(width)
+            .map(|row| row.iter().map(|c| c.trim()).collect::<Vec<_>>().join("\t"))
+            .collect(),
+    )
 }
 
 /// Actions as a table (an HTML or Word table, read as tab-separated lines) under a heading row naming
@@ -454,6 +610,32 @@ mod tests {
         assert_eq!(a[0].owner_email.as_deref(), Some("sam.smith@example.org"));
         assert_eq!(a[0].due, Some(d("2027-03-01")));
         assert_eq!(a[1].owner.as_deref(), Some("team manager"));
+    }
+
+    #[test]
+    fn word_tables_pasted_as_text_and_bars() {
+        let a = actions("Owner\nAction\nBy when\nSam Patel\nJoint visit\n12/02/2027\nASC duty team\nCapacity assessment\n19/02/2027");
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(a[0].text, "Joint visit");
+        assert_eq!(a[0].owner.as_deref(), Some("Sam Patel"));
+        assert_eq!(a[1].due, Some(d("2027-02-19")));
+        let a = actions("| Action | Owner | By when |\n| Joint visit | Sam Patel | 12/02/2027 |");
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].owner.as_deref(), Some("Sam Patel"));
+    }
+
+    #[test]
+    fn owners_first_or_last() {
+        let a = actions("- Sam Patel: arrange the joint visit by 12/02/2027\n- book the capacity assessment \u{2013} Ola Bello, by Friday 19 February 2027\n- review the care plan");
+        assert_eq!(a.len(), 3);
+        assert_eq!(a[0].owner.as_deref(), Some("Sam Patel"));
+        assert_eq!(a[1].owner.as_deref(), Some("Ola Bello"));
+        assert_eq!(a[1].due, Some(d("2027-02-19")));
+        assert_eq!(
+            (a[2].owner.as_ref(), a[2].due),
+            (None, None),
+            "kept without owner or date"
+        );
     }
 
     #[test]

@@ -36,6 +36,35 @@ pub enum ReplyCommand {
     Reject {
         reason: String,
     },
+    /// A command word written with doubt ("RESOLVED??", "Resolved?", "I think we can resolve this"):
+    /// neither applied nor called unknown; the sender is asked whether they meant it.
+    Unsure {
+        /// The command they seem to mean (`RESOLVED`).
+        word: String,
+    },
+}
+
+/// The question that answers a command written with doubt: "Did you mean to resolve case X?".
+pub fn unsure_question(word: &str, reference: &str) -> String {
+    let (verb, with) = match word {
+        "RESOLVED" => ("resolve", "RESOLVED at the top and the outcome under it"),
+        "ESCALATE" => (
+            "escalate",
+            "ESCALATE at the top and the name and email of each person at the next stage",
+        ),
+        "WITHDRAW" => ("withdraw", "WITHDRAW at the top and the reason"),
+        "EXTEND" => (
+            "extend the deadline of",
+            "EXTEND and the number of working days, then the reason",
+        ),
+        "IMPLEMENTED" => ("record the agreed actions as done for", "IMPLEMENTED"),
+        other => {
+            return format!(
+                "Did you mean {other} for case {reference}? If so, reply {other}; nothing has been changed yet."
+            )
+        }
+    };
+    format!("Did you mean to {verb} case {reference}? If so, reply with {with}. Nothing has been changed yet.")
 }
 
 /// A reply as read.
@@ -169,9 +198,24 @@ fn starts_quote(lines: &[&str], i: usize) -> bool {
             .filter_map(|l| header_key(l))
             .any(|k| HEADER_KEYS.contains(&k.as_str()));
     // An attribution line, maybe wrapped over two or three lines.
+    // A one-line reply directly above the attribution ("RESOLVED", "Hello" and no blank line, as Apple
+    // Mail and Gmail for Android write them) is not part of it: the attribution starts on the next line
+    // when that line is one alone and this line holds no date, time or address of its own.
+    let own_words = !t.contains('@')
+        && (!t.chars().any(|c| c.is_ascii_digit())
+            || t.ends_with(['.', '!', '?'])
+            || WORDS.iter().any(|(w, _)| t.to_uppercase().starts_with(w)));
     let attribution = (1..=3).any(|n| {
         let joined: Vec<&str> = lines.iter().skip(i).take(n).map(|l| l.trim()).collect();
-        joined.len() == n && joined.iter().all(|l| !l.is_empty()) && is_attribution(&joined.join(" "))
+        let later_alone = n > 1 && {
+            let rest: Vec<&str> = joined.iter().skip(1).copied().collect();
+            is_attribution(&rest.join(" "))
+        };
+        joined.len() == n
+            && joined.iter().all(|l| !l.is_empty())
+            && joined.iter().skip(1).all(|l| !l.starts_with('>'))
+            && !(later_alone && own_words)
+            && is_attribution(&joined.join(" "))
     }) && !t.starts_with('>');
     dashed
         || rule
@@ -186,6 +230,135 @@ fn starts_quote(lines: &[&str], i: usize) -> bool {
 fn starts_signature(line: &str) -> bool {
     let t = line.trim();
     line == "-- " || t == "--" || is_mobile_footer(t)
+}
+
+/// Whether `t` (a trimmed line) is a sign-off: "Regards", "Many thanks,", "Thanks Farah", "Best wishes -
+/// Sam", "Cheers". A sign-off ends the new text.
+pub fn is_sign_off_line(t: &str) -> bool {
+    const OFFS: &[&str] = &[
+        "kind regards",
+        "best regards",
+        "warm regards",
+        "warmest regards",
+        "many thanks",
+        "thanks again",
+        "thanks",
+        "thank you",
+        "thankyou",
+        "thx",
+        "best wishes",
+        "all the best",
+        "with thanks",
+        "yours sincerely",
+        "yours faithfully",
+        "regards",
+        "kr",
+        "best",
+        "cheers",
+        "ta",
+        "speak soon",
+    ];
+    let lower = t.trim().to_lowercase();
+    let lower = lower.trim_end_matches(['.', ',', '!', ' ']);
+    OFFS.iter().any(|off| {
+        let Some(rest) = lower.strip_prefix(off) else {
+            return false;
+        };
+        if rest.is_empty() {
+            return true;
+        }
+        // "Thanks, Farah", "Regards - Sam Patel": the sign-off and a name (up to three words), nothing more.
+        let rest = rest.trim_start_matches([',', ' ', '-', '\u{2013}', '\u{2014}']);
+        let words = rest.split_whitespace().count();
+        rest.len() < lower.len() - off.len()
+            && (1..=3).contains(&words)
+            && rest
+                .chars()
+                .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'')
+            && !["for", "to", "you", "so", "again", "in", "a", "all"]
+                .contains(&rest.split_whitespace().next().unwrap_or_default())
+    })
+}
+
+/// Whether `t` reads as a line of a signature block: a name alone, a job title or organisation, a phone
+/// number, an address, pronouns, a web or email address, or parts joined by "|".
+fn is_signature_line(t: &str) -> bool {
+    let t = t.trim();
+    if t.is_empty() {
+        return true;
+    }
+    let lower = t.to_lowercase();
+    let digits = t.chars().filter(char::is_ascii_digit).count();
+    let words = t.split_whitespace().count();
+    let capitalised = t.split_whitespace().all(|w| {
+        w.chars().next().is_some_and(|c| c.is_uppercase() || !c.is_alphabetic())
+            || matches!(w, "of" | "and" | "&" | "for" | "the" | "at")
+    });
+    let sentence = t.ends_with(['.', '?', '!']) && words > 4;
+    !sentence
+        && (t.contains(" | ")
+            || digits >= 6
+            || t.contains('@')
+            || lower.starts_with("www.")
+            || lower.starts_with("http")
+            || lower.contains("pronouns")
+            || lower.starts_with("tel")
+            || lower.starts_with("mob")
+            || lower.starts_with("phone")
+            || lower.starts_with("direct")
+            || lower.starts_with("ext")
+            || (words <= 8 && capitalised && !t.ends_with(':')))
+}
+
+/// Whether `t` is a name alone on its line: one to four capitalised words, nothing else.
+fn is_name_alone(t: &str) -> bool {
+    let words: Vec<&str> = t.split_whitespace().collect();
+    (1..=4).contains(&words.len())
+        && words.iter().all(|w| {
+            let w = w.trim_end_matches([',', '.']);
+            w.chars().next().is_some_and(char::is_uppercase)
+                && w.chars().all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '.'))
+                && !w.chars().skip(1).any(char::is_uppercase)
+        })
+        && !words
+            .first()
+            .is_some_and(|w| WORDS.iter().any(|(c, _)| w.eq_ignore_ascii_case(c)))
+}
+
+/// The new text without its sign-off and what follows it, a disclaimer, or a signature block at its end
+/// (a name alone, then job title, organisation, phone: a paragraph of its own, or a single name on the
+/// last line).
+pub fn without_sign_off(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut end = lines.len();
+    for (i, line) in lines.iter().enumerate().skip(1) {
+        let t = line.trim();
+        if is_sign_off_line(t) || crate::core::intake::values::is_disclaimer(t) {
+            end = i;
+            break;
+        }
+    }
+    let mut kept: Vec<&str> = lines.get(..end).unwrap_or_default().to_vec();
+    while kept.last().is_some_and(|l| l.trim().is_empty()) {
+        kept.pop();
+    }
+    // A signature block: the last paragraph, opening with a name alone, every line of it signature-like.
+    let start = kept.iter().rposition(|l| l.trim().is_empty()).map_or(0, |i| i + 1);
+    if start > 0 {
+        let para = kept.get(start..).unwrap_or_default();
+        if para.first().is_some_and(|l| is_name_alone(l.trim())) && para.iter().all(|l| is_signature_line(l)) {
+            kept.truncate(start);
+        }
+    }
+    // "RESOLVED – agreed\nFarah": one word alone on the last line, under the text.
+    if kept.len() >= 2 {
+        if let Some(last) = kept.last().map(|l| l.trim()) {
+            if is_name_alone(last) && last.split_whitespace().count() == 1 {
+                kept.pop();
+            }
+        }
+    }
+    kept.join("\n").trim().to_string()
 }
 
 /// The new text of a reply: everything above the first quote header, quoted line or signature. When
@@ -249,6 +422,64 @@ const WORDS: &[(&str, &str)] = &[
     ("REJECT", "REJECT"),
     ("REJECTED", "REJECT"),
 ];
+
+/// The commands that change a case: written with doubt, they are asked about, not applied.
+const CHANGES: &[&str] = &["RESOLVED", "ESCALATE", "EXTEND", "WITHDRAW", "IMPLEMENTED"];
+
+/// A command meant but hedged in the first sentence: "I think we can resolve this", "Can we escalate?",
+/// "Maybe we should withdraw". The command, if a hedge and a command's verb are both there.
+fn hedged_command(first_line: &str) -> Option<&'static str> {
+    let lower = first_line.to_lowercase().replace('\u{2019}', "'");
+    let sentence = lower.split(['.', '!']).next().unwrap_or_default();
+    const HEDGES: &[&str] = &[
+        "i think",
+        "i believe",
+        "i guess",
+        "maybe",
+        "perhaps",
+        "probably",
+        "possibly",
+        "might",
+        "could we",
+        "can we",
+        "should we",
+        "shall we",
+        "do we",
+        "i wonder",
+        "are we",
+        "is it",
+        "ready to",
+        "hopefully",
+        "not sure",
+        "unsure",
+        "?",
+    ];
+    if !HEDGES.iter().any(|h| sentence.contains(h)) {
+        return None;
+    }
+    let words: Vec<&str> = sentence
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| !w.is_empty())
+        .collect();
+    // "not resolved", "can't be resolved yet": no.
+    let negated = words.iter().any(|w| matches!(*w, "not" | "t" | "never" | "yet" | "no"));
+    if negated && !sentence.contains("not sure") {
+        return None;
+    }
+    words.iter().find_map(|w| {
+        if w.starts_with("resolv") {
+            Some("RESOLVED")
+        } else if w.starts_with("escalat") {
+            Some("ESCALATE")
+        } else if w.starts_with("withdr") {
+            Some("WITHDRAW")
+        } else if *w == "extend" || *w == "extension" {
+            Some("EXTEND")
+        } else {
+            None
+        }
+    })
+}
 
 /// How each command is written, for replies that get one wrong.
 pub const COMMAND_HELP: &str = "\
@@ -409,7 +640,31 @@ fn labelled(rest: &str, labels: &[(&str, &[&str])]) -> (Vec<(String, String)>, S
             current = None;
         }
         after_blank = line.trim().is_empty();
+        // A heading alone that repeats the one being read (a table's "Action" column under "Actions:") is a
+        // line of it.
+        let hit =
+            hit.filter(|(k, v)| !(v.is_empty() && current.and_then(|i| found.get(i)).is_some_and(|(ck, _)| ck == k)));
         match hit {
+            // "Action: … / Owner: … / Due: …" blocks, one after another: each is an item of the one list.
+            Some((k, v))
+                if k == "actions" && !v.is_empty() && line.trim_start().to_lowercase().starts_with("action:") =>
+            {
+                let item = format!("- {v}");
+                match found.iter().position(|(fk, _)| fk == "actions") {
+                    Some(i) => {
+                        let existing = &mut found[i].1;
+                        if !existing.is_empty() {
+                            existing.push('\n');
+                        }
+                        existing.push_str(&item);
+                        current = Some(i);
+                    }
+                    None => {
+                        found.push((k, item));
+                        current = Some(found.len() - 1);
+                    }
+                }
+            }
             Some(kv) => {
                 found.push(kv);
                 current = Some(found.len() - 1);
@@ -437,6 +692,30 @@ fn people_in(text: &str) -> Vec<Person> {
     let mut people = Vec::new();
     for line in text.lines() {
         for email in find_emails(line) {
+            // "Escalate to stage 3 please - Dr Amara Okafor amara.okafor@nhs.net": the capitalised words
+            // just before the address.
+            let before = line.get(..line.find(email.as_str()).unwrap_or(0)).unwrap_or_default();
+            let trailing: Vec<&str> = before
+                .trim_end()
+                .trim_end_matches(['<', '(', '[', ',', ':', '-'])
+                .split_whitespace()
+                .rev()
+                .take_while(|w| {
+                    let w = w.trim_matches(['"', ',']);
+                    w.chars().next().is_some_and(char::is_uppercase)
+                        && w.chars().all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '.'))
+                        && !WORDS.iter().any(|(c, _)| w.eq_ignore_ascii_case(c))
+                })
+                .take(4)
+                .collect();
+            let beside = (trailing.len() >= 2).then(|| {
+                trailing
+                    .iter()
+                    .rev()
+                    .map(|w| w.trim_matches(['"', ',']))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            });
             let name = line
                 .replace(&format!("<{email}>"), "")
                 .replace(&format!("({email})"), "")
@@ -447,6 +726,7 @@ fn people_in(text: &str) -> Vec<Person> {
                 .map(|s| s.rsplit(':').next().unwrap_or(s))
                 .map(|s| s.trim().trim_matches(|c: char| c == '-' || c == '"').trim().to_string())
                 .filter(|s| !s.is_empty() && s.split_whitespace().count() <= 6);
+            let name = beside.or(name);
             if !people.iter().any(|p: &Person| p.email.eq_ignore_ascii_case(&email)) {
                 people.push(Person {
                     email,
@@ -476,7 +756,7 @@ pub fn parse_reply(body: &str) -> ReplyIntent {
 /// [`parse_reply`] for a reply written on `written_on` (its Date header): dates without a year ("by
 /// Friday 15 January") are read as the next such day.
 pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent {
-    let text = new_text(body);
+    let text = without_sign_off(&new_text(body));
     let first_line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
     let first_word: String = first_line
         .trim()
@@ -493,11 +773,25 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
         .skip(first_word.chars().count())
         .find(|c| !matches!(c, ' ' | '.' | '*' | '_' | '!'))
         == Some('?');
-    let found = WORDS
-        .iter()
-        .find(|(w, _)| *w == first_word)
-        .filter(|(_, command)| !asked || matches!(*command, "STATUS" | "HELP" | "FORM"));
+    let known = WORDS.iter().find(|(w, _)| *w == first_word);
+    // "RESOLVED??", "Resolved?": the writer is unsure; asked whether they meant it.
+    if let Some(&(_, word)) = known.filter(|(_, c)| asked && CHANGES.contains(c)) {
+        return ReplyIntent {
+            command_word: Some(word.to_string()),
+            reply_text: text,
+            command: Ok(ReplyCommand::Unsure { word: word.to_string() }),
+        };
+    }
+    let found = known.filter(|(_, command)| !asked || matches!(*command, "STATUS" | "HELP" | "FORM"));
     let Some(&(_, word)) = found else {
+        // "I think we can resolve this now", "Shall we escalate?": a command meant, but not said.
+        if let Some(word) = hedged_command(first_line) {
+            return ReplyIntent {
+                command_word: Some(word.to_string()),
+                reply_text: text,
+                command: Ok(ReplyCommand::Unsure { word: word.to_string() }),
+            };
+        }
         let problem = if first_word.is_empty() {
             "The reply has no new text above the quoted message, so there is no command to read.".to_string()
         } else {
@@ -536,6 +830,8 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
     let apply = |command| Ok(ReplyCommand::Apply { command });
     let command = match word {
         "RESOLVED" => {
+            // A Word table of actions pasted into the text, anywhere: read under "Actions".
+            let rest = super::actions::lift_table(&rest);
             let (found, free) = labelled(
                 &rest,
                 &[
@@ -720,11 +1016,18 @@ mod tests {
             "Resolved...? We haven't even met",
             "**Resolved**? Not yet",
             "Resolved ? no",
+            "RESOLVED?? Gareth says his manager has agreed",
+            "I think we can resolve this now",
+            "Can we escalate to stage 2?",
         ] {
             let q = parse_reply(question);
-            assert_eq!(q.command_word, None, "{question}");
-            assert!(q.command.is_err(), "{question}");
+            assert!(
+                matches!(&q.command, Ok(ReplyCommand::Unsure { .. })),
+                "{question}: asked, neither applied nor unknown: {:?}",
+                q.command
+            );
         }
+        assert!(matches!(parse_reply("It is not resolved yet, sorry").command, Err(_)));
         assert!(parse_reply("Extend by 2 weeks please").command.is_err());
         let e = parse_reply("Extend by 3 please, waiting for the GP letter");
         assert_eq!(e.command_word.as_deref(), Some("EXTEND"));
@@ -736,6 +1039,78 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_one_line_reply_directly_above_the_quote_is_the_new_text() {
+        for body in [
+            "RESOLVED\n> On 5 Jan 2027, at 10:00, Escalations <esc@board.gov.uk> wrote:\n> Dear Sam",
+            "RESOLVED\nOn Tue, 5 Jan 2027, 10:00 Escalations, <esc@board.gov.uk> wrote:\n> Dear Sam",
+            "Resolved\nOn Tue, 5 Jan 2027 at 10:00, Escalations <\nesc@board.gov.uk> wrote:\n> Dear Sam",
+        ] {
+            assert_eq!(new_text(body).trim().to_uppercase(), "RESOLVED", "{body:?}");
+        }
+        // A wrapped attribution is still one.
+        let wrapped =
+            "Agreed at the meeting\n\nOn Tue, 5 Jan 2027 at 10:00, Escalations <\nesc@board.gov.uk> wrote:\n> x";
+        assert_eq!(new_text(wrapped), "Agreed at the meeting");
+    }
+
+    #[test]
+    fn sign_offs_and_signatures_end_the_new_text() {
+        for (body, kept) in [
+            (
+                "RESOLVED - joint visit agreed\n\nRegards\nNadia Qureshi\nDetective Constable 4471 | Westshire Police",
+                "RESOLVED - joint visit agreed",
+            ),
+            ("NOTE the GP has written\nThanks\nFarah", "NOTE the GP has written"),
+            (
+                "NOTE the GP has written\n\nMany thanks, Farah",
+                "NOTE the GP has written",
+            ),
+            ("NOTE the GP has written\nFarah", "NOTE the GP has written"),
+            (
+                "WITHDRAW resolved locally\n\nSam Patel\nTeam Manager\nWestshire Council\n01632 960 000",
+                "WITHDRAW resolved locally",
+            ),
+            (
+                "NOTE seen today\n\nThis email and any files transmitted with it are confidential.",
+                "NOTE seen today",
+            ),
+            (
+                "RESOLVED\nOutcome: Joint Visit Agreed\nReview date: 1 March 2027",
+                "RESOLVED\nOutcome: Joint Visit Agreed\nReview date: 1 March 2027",
+            ),
+        ] {
+            assert_eq!(without_sign_off(body), kept, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn escalate_takes_the_name_beside_the_address() {
+        let r = parse_reply("Escalate to stage 3 please - Dr Amara Okafor amara.okafor@nhs.net");
+        let Ok(ReplyCommand::Apply {
+            command: Command::Escalate { people, to_stage, .. },
+        }) = r.command
+        else {
+            panic!("{:?}", r.command);
+        };
+        assert_eq!(to_stage, Some(3));
+        assert_eq!(people[0].name.as_deref(), Some("Dr Amara Okafor"));
+    }
+
+    #[test]
+    fn action_blocks_are_one_list() {
+        let r = parse_reply("RESOLVED - joint plan agreed at the meeting\nAction: Joint visit\nOwner: Sam Patel\nDue: 09/03/2027\n\nAction: Capacity assessment\nOwner: Ola Bello\nDue: 16/03/2027\n\nThanks\nFarah");
+        let Ok(ReplyCommand::Apply {
+            command: Command::Resolve { actions, outcome, .. },
+        }) = r.command
+        else {
+            panic!("{:?}", r.command);
+        };
+        assert_eq!(actions.len(), 2, "{actions:?}");
+        assert_eq!(actions[1].owner.as_deref(), Some("Ola Bello"));
+        assert!(!outcome.contains("Farah"), "{outcome}");
+    }
 
     #[test]
     fn resolved_with_labels() {

@@ -244,6 +244,24 @@ pub fn review_recipients(case: &Case) -> Vec<String> {
 }
 
 /// Each agreed action in one line: "Joint visit — owner: Sam Smith <sam@x> — by Monday 1 March 2027".
+/// What the confirmation asks about the agreed actions: "I could not find an owner for: …", "I could not
+/// find a date for: …", "… an owner or a date for: …". An action is kept whatever it lacks.
+pub fn unclear_actions(r: &crate::core::case::Resolution) -> Vec<String> {
+    r.actions
+        .iter()
+        .filter_map(|a| {
+            let owner = a.owner.is_some() || a.owner_email.is_some();
+            let what = match (owner, a.due.is_some()) {
+                (true, true) => return None,
+                (false, true) => "an owner",
+                (true, false) => "a date",
+                (false, false) => "an owner or a date",
+            };
+            Some(format!("I could not find {what} for: {}", a.text))
+        })
+        .collect()
+}
+
 pub fn action_lines(r: &crate::core::case::Resolution) -> Vec<String> {
     r.actions.iter().map(|a| a.summary()).collect()
 }
@@ -1049,6 +1067,7 @@ impl Composer<'_> {
                 "outcome": r.outcome,
                 "actions": action_lines(r),
                 "actions_text": (r.actions.is_empty() && !r.agreed_actions.is_empty()).then(|| r.agreed_actions.clone()),
+                "actions_unclear": unclear_actions(r),
                 "outstanding": (!r.outstanding.is_empty()).then(|| r.outstanding.clone()),
                 "review": r.review_date.map(long_date),
                 "stage_name": policy.stage_name(r.at_stage),

@@ -2148,6 +2148,14 @@ impl<'a> Pipeline<'a> {
                     }
                     command.clone()
                 }
+                Ok(ReplyCommand::Unsure { word }) => {
+                    // Neither applied nor called unknown: asked.
+                    return Ok(Acted::Refuse {
+                        reference: Some(reference.clone()),
+                        problem: crate::core::reply::unsure_question(word, &reference),
+                        report,
+                    });
+                }
                 Ok(ReplyCommand::Approve | ReplyCommand::Reject { .. }) => {
                     return Ok(Acted::Refuse {
                         reference: Some(reference.clone()),
@@ -2333,7 +2341,12 @@ impl<'a> Pipeline<'a> {
                 vec![sender.email.clone()],
                 Vec::new(),
                 Some(&msg.message_id),
-                json!({ "greeting": sender.name.clone().unwrap_or_else(|| "colleague".into()), "reference": report.case, "problem": problem }),
+                json!({
+                    "greeting": sender.name.clone().unwrap_or_else(|| "colleague".into()),
+                    "reference": report.case, "problem": problem,
+                    // A command written with doubt is asked about, not refused.
+                    "question": problem.starts_with("Did you mean"),
+                }),
             )
             .map_err(StoreError::Data)?;
         report.replies = 1;
