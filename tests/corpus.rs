@@ -51,12 +51,13 @@ fn with_crlf(raw: &[u8]) -> Vec<u8> {
     out
 }
 
-#[tokio::test]
-async fn every_intake_record_reads_as_its_writer_meant_and_opens_a_case() {
+/// Every record under `dir` read as its writer meant, each file as written and with CRLF line endings, and
+/// processed into its expected outcome (a case opened on its board, or refused when an essential is
+/// missing): the records, the expectations checked and every miss.
+async fn check_intake(dir: &str) -> (usize, usize, Vec<String>) {
     let c = config();
     let pipeline = Pipeline::new(&c, b"test-secret".to_vec()).expect("pipeline");
-    let corpus = pairs(Path::new("tests/corpus/intake"));
-    assert!(corpus.len() >= 50, "at least ten records per board");
+    let corpus = pairs(Path::new(dir));
     let (store, db) = TestDb::sqlite().await;
     escalation_bot::app::prepare_store(&c, &store, at("2027-01-04T09:00:00Z"))
         .await
@@ -64,11 +65,7 @@ async fn every_intake_record_reads_as_its_writer_meant_and_opens_a_case() {
     let mut misses = Vec::new();
     let mut checked = 0;
     for (path, expected) in &corpus {
-        let name = path
-            .strip_prefix("tests/corpus/intake")
-            .unwrap_or(path)
-            .display()
-            .to_string();
+        let name = path.strip_prefix(dir).unwrap_or(path).display().to_string();
         let raw = std::fs::read(path).expect("read");
         for (endings, raw) in [("", raw.clone()), (" (CRLF)", with_crlf(&raw))] {
             let Ok((_, parsed)) = pipeline.read_escalation(&raw) else {
@@ -94,8 +91,18 @@ async fn every_intake_record_reads_as_its_writer_meant_and_opens_a_case() {
                     misses.push(format!("{name}{endings}: {key} lacks {phrase:?}, read {}", got[key]));
                 }
             }
+            // No agency holds a job title, an address or "Email".
+            for bad in expected["agency_excludes"].as_array().into_iter().flatten() {
+                checked += 1;
+                let bad = tidy(bad.as_str().unwrap_or_default());
+                for key in ["escalating_agency", "other_agency"] {
+                    if tidy(got[key].as_str().unwrap_or_default()).contains(&bad) {
+                        misses.push(format!("{name}{endings}: {key} holds {bad:?}: {}", got[key]));
+                    }
+                }
+            }
         }
-        // And the record opens a case on its board.
+        // And the record opens a case on its board, or is refused for a missing essential.
         let report = pipeline
             .process(
                 &store,
@@ -109,27 +116,68 @@ async fn every_intake_record_reads_as_its_writer_meant_and_opens_a_case() {
             .expect("processes");
         checked += 1;
         let board = expected["board"].as_str().unwrap_or_default();
-        if report.outcome != "case_opened" || report.board.as_deref() != Some(board) {
+        let want = expected["outcome"].as_str().unwrap_or("case_opened");
+        if report.outcome != want || report.board.as_deref() != Some(board) {
             misses.push(format!(
-                "{name}: {} on {:?}, expected case_opened on {board}: {:?}",
+                "{name}: {} on {:?}, expected {want} on {board}: {:?}",
                 report.outcome, report.board, report.problems
             ));
         }
     }
-    println!(
-        "{} records, {checked} expectations, {} missed",
-        corpus.len(),
-        misses.len()
-    );
     store.close().await;
     db.cleanup().await;
+    (corpus.len(), checked, misses)
+}
+
+#[tokio::test]
+async fn every_intake_record_reads_as_its_writer_meant_and_opens_a_case() {
+    let (records, checked, misses) = check_intake("tests/corpus/intake").await;
+    assert!(records >= 50, "at least ten records per board");
+    println!("{records} records, {checked} expectations, {} missed", misses.len());
+    assert!(misses.is_empty(), "{} missed:\n{}", misses.len(), misses.join("\n"));
+}
+
+#[tokio::test]
+async fn the_fourth_blind_corpus_records_read_as_their_writers_meant() {
+    let (records, checked, misses) = check_intake("tests/corpus/round4/intake").await;
+    assert!(records >= 40, "at least eight records per board");
+    let wrong: std::collections::BTreeSet<&str> = misses
+        .iter()
+        .filter_map(|m| m.split(':').next())
+        .map(|f| f.trim_end_matches(" (CRLF)"))
+        .collect();
+    println!(
+        "round 4: {records} records, {} read right; {checked} expectations, {} missed",
+        records - wrong.len(),
+        misses.len()
+    );
     assert!(misses.is_empty(), "{} missed:\n{}", misses.len(), misses.join("\n"));
 }
 
 #[test]
 fn every_reply_format_yields_its_command_and_new_text() {
-    let corpus = pairs(Path::new("tests/corpus/replies"));
-    assert!(corpus.len() >= 15, "at least fifteen reply formats");
+    let (replies, misses) = check_replies("tests/corpus/replies");
+    assert!(replies >= 15, "at least fifteen reply formats");
+    println!("{replies} replies, {} missed", misses.len());
+    assert!(misses.is_empty(), "{} missed:\n{}", misses.len(), misses.join("\n"));
+}
+
+#[test]
+fn the_fourth_blind_corpus_replies_do_what_their_writers_meant() {
+    let (replies, misses) = check_replies("tests/corpus/round4/replies");
+    assert!(replies >= 30, "at least thirty replies");
+    let wrong: std::collections::BTreeSet<&str> = misses.iter().filter_map(|m| m.split(':').next()).collect();
+    println!(
+        "round 4: {replies} replies, {} did what their writer meant; {} misses",
+        replies - wrong.len(),
+        misses.len()
+    );
+    assert!(misses.is_empty(), "{} missed:\n{}", misses.len(), misses.join("\n"));
+}
+
+/// Every reply under `dir` read as its writer meant: the number of replies and every miss.
+fn check_replies(dir: &str) -> (usize, Vec<String>) {
+    let corpus = pairs(Path::new(dir));
     let c = config();
     let trafford = c.board("trafford").expect("trafford");
     let mut new = common::new_case();
@@ -225,6 +273,7 @@ fn every_reply_format_yields_its_command_and_new_text() {
                     .map(|_| ())
                     .map_err(|e| e.0)
                 }
+                Ok(ReplyCommand::Unsure { word }) => Err(format!("asked whether {word} was meant")),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e.clone()),
             };
@@ -240,6 +289,39 @@ fn every_reply_format_yields_its_command_and_new_text() {
             Ok(ReplyCommand::Apply { command }) => Some(command.clone()),
             _ => None,
         };
+        // A command written with doubt is asked about: neither applied nor called unknown.
+        if expected["doubtful"].as_bool() == Some(true) && !matches!(&intent.command, Ok(ReplyCommand::Unsure { .. })) {
+            misses.push(format!("{name}: doubtful, but read as {:?}", intent.command));
+        }
+        let recorded = match &command {
+            Some(Command::Resolve { outcome, .. }) => Some(("outcome", outcome.clone())),
+            Some(Command::Note { text }) => Some(("note", text.clone())),
+            Some(Command::Withdraw { reason }) => Some(("note", reason.clone())),
+            Some(Command::Extend { reason, .. }) => Some(("note", reason.clone())),
+            Some(Command::ActionsImplemented { text }) => Some(("note", text.clone())),
+            Some(Command::Escalate { reason, .. }) => Some(("note", reason.clone().unwrap_or_default())),
+            _ => None,
+        };
+        for key in ["outcome_excludes", "note_excludes"] {
+            for bad in expected[key].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                if let Some((what, text)) = &recorded {
+                    if tidy(text).contains(&tidy(bad)) {
+                        misses.push(format!("{name}: the recorded {what} keeps {bad:?}"));
+                    }
+                }
+            }
+        }
+        if let Some(names) = expected.get("escalate_names").and_then(Value::as_array) {
+            let read: Vec<String> = match &command {
+                Some(Command::Escalate { people, .. }) => people.iter().filter_map(|p| p.name.clone()).collect(),
+                _ => Vec::new(),
+            };
+            for n in names.iter().filter_map(Value::as_str) {
+                if !read.iter().any(|r| r.contains(n)) {
+                    misses.push(format!("{name}: escalation lacks the name {n:?}: read {read:?}"));
+                }
+            }
+        }
         if let Some(days) = expected.get("extend_days").and_then(Value::as_u64) {
             if !matches!(&command, Some(Command::Extend { working_days, .. }) if u64::from(*working_days) == days) {
                 misses.push(format!("{name}: expected EXTEND {days}, read {command:?}"));
@@ -334,8 +416,7 @@ fn every_reply_format_yields_its_command_and_new_text() {
             }
         }
     }
-    println!("{} replies, {} missed", corpus.len(), misses.len());
-    assert!(misses.is_empty(), "{} missed:\n{}", misses.len(), misses.join("\n"));
+    (corpus.len(), misses)
 }
 
 /// A plain-text record email from `from` with `body`.

@@ -24,7 +24,8 @@ pub fn missing(record: &Record, sender_email: &str) -> Vec<String> {
                 .to_string(),
         );
     }
-    if record.get("summary").is_none() && record.get("theme").is_none() {
+    let about = record.get("summary").or_else(|| record.get("theme"));
+    if about.is_none_or(|a| says_nothing(&a)) {
         out.push("What the disagreement is about: a few lines on what you disagree about and why.".to_string());
     }
     if !identifies_adult(record) {
@@ -33,6 +34,36 @@ pub fn missing(record: &Record, sender_email: &str) -> Vec<String> {
         );
     }
     out
+}
+
+/// Whether `value` says nothing yet: "see attached", "details to follow", "as discussed", "TBC", "n/a".
+pub fn says_nothing(value: &str) -> bool {
+    let v = value.trim().to_lowercase();
+    let v = v.trim_matches(|c: char| !c.is_alphanumeric());
+    const EMPTY: &[&str] = &[
+        "see attached",
+        "attached",
+        "see below",
+        "as discussed",
+        "details to follow",
+        "to follow",
+        "tbc",
+        "tba",
+        "n/a",
+        "na",
+        "unknown",
+        "not known",
+        "withheld",
+        "will send",
+        "will follow",
+        "pending",
+        "none",
+        "-",
+    ];
+    v.is_empty()
+        || EMPTY
+            .iter()
+            .any(|e| v == *e || v.starts_with(&format!("{e} ")) || v.starts_with(&format!("{e},")))
 }
 
 /// Whether the record says who the disagreement is with: a person or an agency.
@@ -48,7 +79,7 @@ pub fn identifies_adult(record: &Record) -> bool {
     if record.get("nhs_number").is_some() {
         return true;
     }
-    let Some(name) = record.get("adult_name") else {
+    let Some(name) = record.get("adult_name").filter(|n| !says_nothing(n)) else {
         return false;
     };
     let has_dob = record.get("date_of_birth").is_some();
@@ -78,9 +109,9 @@ pub fn to_ask(form: &Form, record: &Record) -> Vec<(String, String)> {
         if NOT_ASKED.contains(&f.key.as_str()) || f.key.starts_with("date") {
             continue;
         }
-        // The adult is known by name or by number: one of them is enough not to ask for the other.
-        let known_adult = matches!(f.key.as_str(), "nhs_number") && identifies_adult(record);
-        if record.get(&f.key).is_none() && !known_adult && !out.iter().any(|(k, _)| k == &f.key) {
+        // What it is about, told at length, needs no theme in a few words.
+        let told = f.key == "theme" && record.get("summary").is_some();
+        if record.get(&f.key).is_none() && !told && !out.iter().any(|(k, _)| k == &f.key) {
             out.push((f.key.clone(), f.label.trim_end_matches(':').trim().to_string()));
         }
     }

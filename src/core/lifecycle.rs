@@ -827,7 +827,13 @@ pub fn apply(
                     "Case {reference} was withdrawn: its record is no longer updated."
                 )));
             }
-            let (changes, problems) = record_changes(rules, case, fields, today);
+            // Lines typed in the email by the person who raised it may correct who it is with.
+            let typed_by_referrer = !from.starts_with("the attached")
+                && case
+                    .participants
+                    .iter()
+                    .any(|p| p.email.eq_ignore_ascii_case(&by) && p.role == ParticipantRole::Escalating);
+            let (changes, problems) = record_changes(rules, case, fields, today, typed_by_referrer);
             if changes.is_empty() {
                 let mut why = format!(
                     "The form in {from} changes nothing in the record of case {reference}: every field it has is as the record already holds it."
@@ -840,6 +846,23 @@ pub fn apply(
             }
             let keys: Vec<String> = changes.iter().map(|(k, _)| k.clone()).collect();
             for (key, value) in changes {
+                if key == "other_email" {
+                    // The other party, at the address now given: on the case in place of the old one.
+                    next.record.other_email = Some(value.clone());
+                    let name = next.record.get("other_name");
+                    let agency = next.record.get("other_agency");
+                    match next.participants.iter_mut().find(|p| p.role == ParticipantRole::Other) {
+                        Some(p) => p.email = value,
+                        None => next.participants.push(Participant {
+                            email: value,
+                            name,
+                            agency,
+                            role: ParticipantRole::Other,
+                            stage: case.stage,
+                        }),
+                    }
+                    continue;
+                }
                 set_record_field(&mut next.record, &key, value);
             }
             let labels: Vec<String> = keys
@@ -992,11 +1015,22 @@ fn same_text(a: &str, b: &str) -> bool {
 
 /// The changes a returned form makes: the fields that differ from the record and from what the bot itself
 /// filled in (a form sent back unchanged changes nothing), with the problems of those that cannot be used.
+/// Who the disagreement is with, which the person who raised it may correct by typing the lines in an
+/// UPDATE ("Their email: …"), though never through a returned form (where the bot itself filled them in).
+const PARTY_TYPED: [&str; 5] = [
+    "other_name",
+    "other_agency",
+    "other_email",
+    "escalating_agency",
+    "other_job_title",
+];
+
 fn record_changes(
     rules: &BoardRules,
     case: &Case,
     fields: &std::collections::BTreeMap<String, String>,
     today: NaiveDate,
+    typed_by_referrer: bool,
 ) -> (Vec<(String, String)>, Vec<String>) {
     let filled = rules
         .policy
@@ -1029,6 +1063,20 @@ fn record_changes(
                 "The agreed outcome of a resolved case stays as it was confirmed: add anything further with NOTE."
                     .into(),
             );
+            continue;
+        }
+        if typed_by_referrer && PARTY_TYPED.contains(&key.as_str()) {
+            let value = value.trim();
+            if key == "other_email" && !looks_like_email(value) {
+                problems.push(format!("{value:?} does not look like an email address."));
+            } else if !value.is_empty() && case.record.get(key).is_none_or(|v| !same_text(&v, value)) {
+                changes.push((key.clone(), value.to_lowercase().clone()).clone());
+                if key != "other_email" {
+                    if let Some(last) = changes.last_mut() {
+                        last.1 = value.to_string();
+                    }
+                }
+            }
             continue;
         }
         let known = UPDATABLE.contains(&key.as_str())

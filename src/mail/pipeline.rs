@@ -21,6 +21,7 @@ use super::source::Ack;
 use super::token::Signer;
 use crate::config::{Board, Config};
 use crate::core::case::Person;
+use crate::core::intake::sender;
 use crate::core::intake::whole_email::{complete_other_email, Envelope};
 use crate::core::intake::{parse_record, Labels, ParsedRecord};
 use crate::core::lifecycle::{self, Event};
@@ -204,6 +205,25 @@ impl Reader {
     pub fn read_record(&self, msg: &Inbound) -> ParsedRecord {
         let mut parsed = self.read_form(msg);
         let from = msg.from.as_ref().map(|p| p.email.clone()).unwrap_or_default();
+        let text = Pipeline::body_text(msg);
+        // The person raising it is the sender, unless the form names someone else: their name and agency
+        // from the From header's display name, or the agency from their signature.
+        let sender_is_escalating = parsed
+            .record
+            .escalating_email
+            .as_deref()
+            .is_none_or(|e| e.eq_ignore_ascii_case(&from));
+        if parsed.fields_found > 0 && sender_is_escalating && !from.is_empty() {
+            let display = msg.from.as_ref().and_then(|p| p.name.clone()).unwrap_or_default();
+            let (name, agency) = sender::from_display_name(&display, &from);
+            if parsed.record.get("escalating_name").is_none() {
+                parsed.record.escalating_name = name;
+            }
+            if parsed.record.get("escalating_agency").is_none() {
+                parsed.record.escalating_agency =
+                    agency.or_else(|| sender::agency_in_signature(&text, parsed.record.escalating_name.as_deref()));
+            }
+        }
         if parsed.fields_found > 0 && parsed.record.escalating_email.is_none() && !from.is_empty() {
             parsed.record.escalating_email = Some(from.clone());
         }
@@ -216,7 +236,6 @@ impl Reader {
                 copied: &copied,
                 board: &self.board_addresses,
             };
-            let text = Pipeline::body_text(msg);
             complete_other_email(&mut parsed.record, &text, &envelope);
         }
         parsed

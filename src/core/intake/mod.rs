@@ -12,13 +12,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub mod prose;
+pub mod sender;
 pub mod values;
 pub mod vocabulary;
 pub mod whole_email;
 
 use super::case::Record;
 use super::policy::Policy;
-use values::{clean_agency, is_disclaimer, label_pairs};
+use values::{clean_agency, clean_name, is_disclaimer, label_pairs};
 
 /// Keys that stand for several fields written together ("name and agency of…").
 const ESCALATING_COMBINED: &str = "@escalating";
@@ -1040,12 +1041,19 @@ fn name_role_agency(rest: &str) -> Option<(String, String, String)> {
 /// Council" are the council or the home. Only when the first part reads as a role and a later part as an
 /// organisation; anything else is kept as written ("Leeds Teaching Hospitals, Safeguarding Team").
 fn without_job_title(agency: &str) -> String {
-    let parts: Vec<&str> = agency
+    let spaced = agency
+        .replace(" \u{2013} ", "|")
+        .replace(" \u{2014} ", "|")
+        .replace(" - ", "|");
+    let parts: Vec<&str> = spaced
         .split([',', '/', '|'])
         .map(str::trim)
         .filter(|p| !p.is_empty())
         .collect();
-    if parts.len() < 2 || !parts.first().is_some_and(|p| is_job_title(p)) {
+    // A job title first ("Community Staff Nurse – Aire Valley … Trust"), or a team that is no
+    // organisation before one that is ("District Nursing, Irwell Community Health NHS Trust").
+    let leads_with_other = parts.first().is_some_and(|p| is_job_title(p) || !is_organisation(p));
+    if parts.len() < 2 || !leads_with_other {
         return agency.to_string();
     }
     match parts.iter().position(|p| is_organisation(p)) {
@@ -1096,6 +1104,13 @@ const ROLE_ENDINGS: &[&str] = &[
 /// Words that make a name an organisation's: "Council", "NHS", "Trust", "Surgery", "Care Home".
 const ORGANISATION_WORDS: &[&str] = &[
     "council",
+    "mdc",
+    "surgery's",
+    "homes",
+    "hospice",
+    "college",
+    "university",
+    "ltd.",
     "nhs",
     "trust",
     "police",
@@ -1145,8 +1160,16 @@ fn words_outside_brackets(p: &str) -> Vec<String> {
 fn is_job_title(p: &str) -> bool {
     let first = p.split([',', '/', '|']).next().unwrap_or_default();
     let w = words_outside_brackets(first);
-    w.last().is_some_and(|l| ROLE_ENDINGS.contains(&l.as_str()))
-        || w.first().is_some_and(|f| f == "head") && w.get(1).is_some_and(|o| o == "of")
+    // Roles people write as letters: a community psychiatric nurse, an approved mental health
+    // professional, a police constable.
+    const ROLE_LETTERS: &[&str] = &[
+        "cpn", "amhp", "sw", "dn", "hca", "ot", "pc", "dc", "ds", "di", "sgt", "anp", "acp", "rmn", "rgn",
+    ];
+    w.last().is_some_and(|l| {
+        ROLE_ENDINGS.contains(&l.as_str())
+            || (l.len() > 6 && (l.ends_with("ician") || l.ends_with("ologist") || l.ends_with("iatrist")))
+            || (w.len() == 1 && ROLE_LETTERS.contains(&l.as_str()))
+    }) || w.first().is_some_and(|f| f == "head") && w.get(1).is_some_and(|o| o == "of")
 }
 
 fn is_organisation(p: &str) -> bool {
@@ -1326,10 +1349,14 @@ fn stage_by_level(w: &str) -> Option<u8> {
 }
 
 fn set(record: &mut Record, key: &str, value: String) {
-    // An agency holds the organisation only: no address, phone, job title or stray "Email".
-    let value = if key.ends_with("_agency") {
+    // A name is the name alone; an agency holds the organisation only: no address, phone, job title or
+    // stray "Email".
+    let value = if matches!(key, "adult_name" | "escalating_name" | "other_name") {
+        clean_name(&value)
+    } else if key.ends_with("_agency") {
         let cleaned = clean_agency(&without_job_title(&value));
-        if cleaned.is_empty() {
+        // A job title alone ("Managing Partner") is not an agency.
+        if cleaned.is_empty() || (is_job_title(&cleaned) && !is_organisation(&cleaned)) {
             return;
         }
         cleaned

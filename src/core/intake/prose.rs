@@ -430,8 +430,17 @@ pub fn read(record: &mut Record, text: &str, labelled: usize) -> usize {
     // The summary is the sender's own words, when nothing else gave one and the prose named the adult or
     // the other party: an email that says nothing about a disagreement gets no summary.
     let essentials_seen = filled > 0 || labelled > 0;
-    if record.get("summary").is_none() && record.get("theme").is_none() && essentials_seen && labelled == 0 {
-        let summary = own.trim();
+    if record.get("summary").is_none() && record.get("theme").is_none() && essentials_seen {
+        // The sentences, without the lines the labels gave.
+        let summary: Vec<&str> = own
+            .lines()
+            .filter(|l| {
+                let label = l.split(':').next().unwrap_or_default();
+                !(l.contains(':') && label.split_whitespace().count() <= 5 && !label.trim().is_empty())
+            })
+            .collect();
+        let summary = summary.join("\n");
+        let summary = summary.trim();
         if summary.split_whitespace().count() >= 8 {
             record.summary = Some(summary.to_string());
             filled += 1;

@@ -74,7 +74,8 @@ pub fn clean_agency(agency: &str) -> String {
     let mut s = agency.replace("mailto:", "");
     for e in find_emails(&s) {
         // Case-insensitively, as written.
-        if let Some(at) = s.to_lowercase().find(&e.to_lowercase()) {
+        let lower = s.to_lowercase();
+        if let Some(at) = lower.find(&e.to_lowercase()).filter(|_| lower.len() == s.len()) {
             if s.is_char_boundary(at) && s.is_char_boundary(at + e.len()) {
                 s.replace_range(at..at + e.len(), "");
             }
@@ -85,26 +86,44 @@ pub fn clean_agency(agency: &str) -> String {
         .replace("[]", "")
         .replace("<>", "")
         .replace("( )", "");
-    // The comma-separated parts that are the organisation: up to the first contact label, phone
-    // number or street address.
-    let mut kept: Vec<&str> = Vec::new();
-    for part in s.split([',', ';', '|']) {
+    // The organisation is the parts up to the first contact label, phone number, street address or
+    // note in lower case. The parts between separators (a comma, semicolon, bar, or a dash between spaces), as (start, end)
+    // in `s`, so that what is kept keeps its own separators.
+    let mut parts: Vec<(usize, usize)> = Vec::new();
+    let mut from = 0;
+    let chars: Vec<(usize, char)> = s.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        let dash = matches!(c, '-' | '\u{2013}' | '\u{2014}')
+            && k > 0
+            && chars.get(k - 1).is_some_and(|&(_, p)| p == ' ')
+            && chars.get(k + 1).is_some_and(|&(_, n)| n == ' ');
+        if matches!(c, ',' | ';' | '|') || dash {
+            parts.push((from, i));
+            from = i + c.len_utf8();
+        }
+    }
+    parts.push((from, s.len()));
+    let mut keep_to = 0;
+    for (n, &(a, b)) in parts.iter().enumerate() {
+        let part = s.get(a..b).unwrap_or_default();
         let p = part.trim().trim_end_matches(':').trim();
         let lower = p.to_lowercase();
+        // "… – copied in", "…, cc'd": a note in lower case after the organisation.
+        let note = n > 0 && !p.is_empty() && !p.chars().any(char::is_uppercase);
         let label_only = CONTACT_WORDS.contains(&lower.as_str())
             || CONTACT_WORDS
                 .iter()
                 .any(|w| lower.starts_with(&format!("{w}:")) || lower.starts_with(&format!("{w} -")));
         let digits = p.chars().filter(char::is_ascii_digit).count();
         let phone = digits >= 7 && digits * 2 >= p.chars().filter(|c| !c.is_whitespace()).count();
-        if label_only || phone || is_street_address(p) {
+        if note || label_only || phone || is_street_address(p) {
             break;
         }
         if !p.is_empty() {
-            kept.push(p);
+            keep_to = b;
         }
     }
-    let joined = kept.join(", ");
+    let joined = s.get(..keep_to).unwrap_or_default().to_string();
     // A contact label written after the name without a comma: "Beckside Homes Email".
     let mut out = joined.trim().to_string();
     for w in CONTACT_WORDS {
@@ -122,28 +141,114 @@ pub fn clean_agency(agency: &str) -> String {
         .to_string()
 }
 
+/// A person's name as a reader would write it down: its first line, without "Mr"/"Mrs"/"Ms"/"Miss"/"Mx"
+/// or a police rank before it ("Dr" is kept: it says who a professional is), and without what is written
+/// after it: a bracket ("(Discharge Lead Nurse)", "(NHS …)"), an age (", 58"), a date of birth or NHS
+/// number, or another field after a run of spaces.
+pub fn clean_name(value: &str) -> String {
+    const BEFORE: &[&str] = &[
+        "Mr", "Mrs", "Ms", "Miss", "Mx", "Mr.", "Mrs.", "Ms.", "Mx.", "PC", "DC", "DS", "DI", "PS", "Sgt", "Sgt.",
+        "Insp", "Insp.",
+    ];
+    let first = value.lines().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+    let mut words: Vec<&str> = first.split(' ').filter(|w| !w.is_empty()).collect();
+    while words.len() > 1 && words.first().is_some_and(|w| BEFORE.contains(w)) {
+        words.remove(0);
+    }
+    let joined = words.join(" ");
+    // Cut where something other than the name starts.
+    let lower = joined.to_lowercase();
+    let mut cut = joined.len();
+    for marker in [
+        "(",
+        "[",
+        "  ",
+        "\t",
+        ", aged",
+        " aged ",
+        " age ",
+        " dob",
+        ", dob",
+        " d.o.b",
+        " born",
+        " nhs",
+        ", nhs",
+        " - ",
+        " \u{2013} ",
+        " \u{2014} ",
+    ] {
+        if let Some(i) = lower.find(marker) {
+            cut = cut.min(i);
+        }
+    }
+    // ", 58": an age after a comma.
+    if let Some(i) = joined.find(", ") {
+        if joined
+            .get(i + 2..)
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            cut = cut.min(i);
+        }
+    }
+    let name = joined
+        .get(..cut)
+        .unwrap_or(&joined)
+        .trim()
+        .trim_end_matches([',', ';', ':', '-', '.'])
+        .trim();
+    if name.is_empty() {
+        joined.trim().to_string()
+    } else {
+        name.to_string()
+    }
+}
+
 /// "Name: Daniel Okonjo; Job Title: Police Sergeant; Agency: Thames Valley Police": the pairs, when every
 /// piece between the separators is "label: value" and a label names a part of a person (`part_of`
 /// says which). At least two pairs, or `None`.
-pub fn label_pairs<'a>(
-    value: &'a str,
-    part_of: &dyn Fn(&str) -> Option<&'static str>,
-) -> Option<Vec<(&'static str, String)>> {
+pub fn label_pairs(value: &str, part_of: &dyn Fn(&str) -> Option<&'static str>) -> Option<Vec<(&'static str, String)>> {
     if !value.contains(':') {
         return None;
     }
-    let pieces: Vec<&'a str> = value
-        .split([';', '|', '\t'])
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    let mut out = Vec::new();
-    for p in &pieces {
-        let (label, v) = p.split_once(':')?;
-        let part = part_of(label.trim())?;
-        out.push((part, v.trim().to_string()));
+    // Every "label:" that names a part, where it starts after a separator (";", ",", "|", a tab, a run of
+    // spaces or the start of the line): (where its label starts, where its value starts, the part).
+    let mut marks: Vec<(usize, usize, &'static str)> = Vec::new();
+    for (colon, _) in value.match_indices(':') {
+        let before = value.get(..colon).unwrap_or_default();
+        let start = before
+            .char_indices()
+            .rev()
+            .take(32)
+            .find(|&(i, c)| {
+                matches!(c, ';' | ',' | '|' | '\t') || (c == ' ' && before.get(..i).is_some_and(|b| b.ends_with(' ')))
+            })
+            .map_or_else(
+                || if before.chars().count() <= 32 { 0 } else { usize::MAX },
+                |(i, c)| i + c.len_utf8(),
+            );
+        if start == usize::MAX {
+            continue;
+        }
+        let label = before.get(start..).unwrap_or_default().trim();
+        if let Some(part) = part_of(label) {
+            marks.push((start, colon + 1, part));
+        }
     }
-    (out.len() >= 2).then_some(out)
+    if marks.len() < 2
+        || marks
+            .first()
+            .is_some_and(|m| value.get(..m.0).is_some_and(|b| !b.trim().is_empty()))
+    {
+        return None;
+    }
+    let mut out = Vec::new();
+    for (k, &(_, from, part)) in marks.iter().enumerate() {
+        let to = marks.get(k + 1).map_or(value.len(), |m| m.0);
+        let v = value.get(from..to).unwrap_or_default();
+        let v = v.trim().trim_end_matches([';', ',', '|']).trim();
+        out.push((part, v.to_string()));
+    }
+    Some(out)
 }
 
 /// Whether `t` (a trimmed line) starts a legal or confidentiality disclaimer, which is never part of a
@@ -226,6 +331,28 @@ mod tests {
         assert_eq!(got[0], ("name", "Daniel Okonjo".to_string()));
         assert_eq!(got[2], ("agency", "Thames Valley Police".to_string()));
         assert!(label_pairs("Sam Social; Westshire Council", &part).is_none());
+        let got = label_pairs(
+            "Name: Ann Bell, Job Title: Team Manager, Adult Safeguarding, Agency: Westshire Council, Date: 01/03/2027",
+            &part,
+        )
+        .expect("pairs");
+        assert_eq!(got[1], ("job_title", "Team Manager, Adult Safeguarding".to_string()));
+        assert_eq!(got[2], ("agency", "Westshire Council".to_string()));
+    }
+
+    #[test]
+    fn names_as_a_reader_writes_them_down() {
+        for (written, name) in [
+            ("Mrs Winifred Tolley", "Winifred Tolley"),
+            ("Kenneth Ormerod, 58", "Kenneth Ormerod"),
+            ("Mrs Dorothy Wren\nD.O.B 04/08/1936", "Dorothy Wren"),
+            ("Stanley Boateng   NHS: 999 328 4025", "Stanley Boateng"),
+            ("Karen Mottram (Discharge Lead Nurse)", "Karen Mottram"),
+            ("Dr Priyanka Menon", "Dr Priyanka Menon"),
+            ("PC Kieran Doyle", "Kieran Doyle"),
+        ] {
+            assert_eq!(clean_name(written), name, "{written}");
+        }
     }
 
     #[test]
