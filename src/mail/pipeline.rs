@@ -206,6 +206,33 @@ impl Reader {
         let mut parsed = self.read_form(msg);
         let from = msg.from.as_ref().map(|p| p.email.clone()).unwrap_or_default();
         let text = Pipeline::body_text(msg);
+        // A forwarded message below the sender's own words: a manager forwarding a practitioner's record
+        // (the practitioner raises it), or a practitioner forwarding their exchange with the other party
+        // (who is then the other party).
+        if parsed.fields_found > 0 && parsed.record.get("escalating_email").is_none() && !from.is_empty() {
+            if let Some(((fwd_name, fwd_email), to)) = sender::forwarded_header(&text) {
+                let sender_in_thread =
+                    fwd_email.eq_ignore_ascii_case(&from) || to.iter().any(|(_, e)| e.eq_ignore_ascii_case(&from));
+                let r = &mut parsed.record;
+                if !sender_in_thread && !self.board_addresses.iter().any(|b| b.eq_ignore_ascii_case(&fwd_email)) {
+                    r.escalating_email = Some(fwd_email);
+                    r.escalating_name = fwd_name.or(r.escalating_name.take());
+                } else if r.get("other_name").is_none() && r.get("other_email").is_none() {
+                    let other = std::iter::once((fwd_name, fwd_email)).chain(to).find(|(_, e)| {
+                        !e.eq_ignore_ascii_case(&from)
+                            && !self.board_addresses.iter().any(|b| b.eq_ignore_ascii_case(e))
+                    });
+                    if let Some((name, email)) = other {
+                        r.other_agency = r
+                            .other_agency
+                            .take()
+                            .or_else(|| sender::agency_in_signature(&text, name.as_deref()));
+                        r.other_name = name;
+                        r.other_email = Some(email);
+                    }
+                }
+            }
+        }
         // The person raising it is the sender, unless the form names someone else: their name and agency
         // from the From header's display name, or the agency from their signature.
         let sender_is_escalating = parsed

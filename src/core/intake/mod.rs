@@ -317,7 +317,21 @@ fn bare_stage(line: &str) -> Option<String> {
         .get(..6)
         .filter(|h| h.eq_ignore_ascii_case("stage "))
         .and_then(|_| t.get(6..))?;
-    (t.chars().count() <= 40 && matches!(parse_stage(value), Ok(Some(_)))).then(|| value.to_string())
+    // "Stage 3 - senior managers (our Head of Safeguarding and DI Garside)": the stage, then what it is.
+    // Not a sentence about a stage ("Stage 1 (CPN to duty social worker) did not resolve").
+    let lower = t.to_lowercase();
+    let sentence = [
+        " did ", " was ", " were ", " not ", " failed", " tried", " resolve", " had ", " has ",
+    ]
+    .iter()
+    .any(|w| lower.contains(w));
+    let short = t.chars().count() <= 40
+        || !sentence
+            && value
+                .trim_start()
+                .split_once(|c: char| !c.is_alphanumeric())
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['-', '\u{2013}', '\u{2014}', '(', ':']));
+    (short && t.chars().count() <= 160 && matches!(parse_stage(value), Ok(Some(_)))).then(|| value.to_string())
 }
 
 /// `line` without a bracketed hint in its label: "Raised by (name, agency): X" as "Raised by: X".
@@ -1256,10 +1270,21 @@ fn stage_in_prose(text: &str) -> Option<u8> {
         "now at stage ",
         "currently at stage ",
         "we are at stage ",
+        "we're at stage ",
         "it is at stage ",
+        "it's at stage ",
+        "is now at stage ",
         "has reached stage ",
         "have reached stage ",
         "now reached stage ",
+        "treat this as stage ",
+        "treat it as stage ",
+        "log this as stage ",
+        "this is stage ",
+        "this is now stage ",
+        "escalated to stage ",
+        "moved to stage ",
+        "now stage ",
     ];
     // Only the sender's own words, as a reply's are read: above the quoted message and the signature.
     let own = crate::core::reply::new_text(text);
@@ -1417,6 +1442,21 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
                 i += 1;
                 continue;
             }
+            // "Signature of challenger manager Name: Harpreet Gill; Job Title: …; Agency: …".
+            let label_of = |part: &str| {
+                match part {
+                    "job_title" => "job title",
+                    other => other,
+                }
+                .to_string()
+            };
+            if let Some(pairs) = sub.and_then(|part| label_pairs(&format!("{}: {value}", label_of(part)), &sub_part)) {
+                for (part, v) in pairs {
+                    fields.push((sub_key(side, part), value_of(v)));
+                }
+                i += 1;
+                continue;
+            }
             let key = match sub {
                 Some(part) => sub_key(side, part),
                 None if side == "escalating" => ESCALATING_COMBINED.to_string(),
@@ -1533,7 +1573,10 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
         // "Name: …; Job Title: …; Agency: …" after a party's label.
         if let (Some(side), Some(pairs)) = (
             side_of(&key).filter(|_| key == ESCALATING_COMBINED || key == OTHER_COMBINED),
-            label_pairs(&value, &sub_part),
+            label_pairs(
+                value.trim_start_matches(['-', '\u{2013}', '\u{2014}', ':', ' ']),
+                &sub_part,
+            ),
         ) {
             for (part, v) in pairs {
                 let k = sub_key(side, part);
@@ -1706,8 +1749,21 @@ fn tidy_record(record: &mut Record, text: &str) {
             .filter(|l| l.to_lowercase().contains("nhs"))
             .find_map(nhs_number_in);
     }
+    // A stage the sender states above the form (a manager forwarding it: "please treat this as stage 2")
+    // is the latest one stated.
+    match (record.stage, stage_in_prose(text)) {
+        (None, said) => record.stage = said,
+        (Some(form), Some(said)) if said > form => record.stage = Some(said),
+        _ => {}
+    }
+    // "Additional notes: stage 2 – sergeant to team manager".
     if record.stage.is_none() {
-        record.stage = stage_in_prose(text);
+        if let Some(notes) = record
+            .get("notes")
+            .filter(|n| n.trim_start().to_lowercase().starts_with("stage"))
+        {
+            record.stage = parse_stage(&notes).ok().flatten();
+        }
     }
     if record.immediate_risk.is_none() {
         // "Additional notes: Immediate risk - N.", "… immediate risk: yes – see summary", "No immediate risk".

@@ -414,7 +414,7 @@ pub fn read(record: &mut Record, text: &str, labelled: usize) -> usize {
             filled += 1;
         }
     }
-    if record.get("adult_name").is_none() && (labelled == 0 || record.get("nhs_number").is_none()) {
+    if record.get("adult_name").is_none() {
         let mut not = known_people.clone();
         not.extend(record.other_name.clone());
         if let Some(n) = adult_in(&own, &not) {

@@ -142,6 +142,55 @@ pub fn agency_in_signature(text: &str, name: Option<&str>) -> Option<String> {
     None
 }
 
+/// A person in a quoted or forwarded message's header lines: (name, address).
+pub type Quoted = (Option<String>, String);
+
+/// The first forwarded or quoted message's header in `text`: its "From:" person and its "To:" people
+/// ("From: Walsh, Liam <liam.walsh@bradford.gov.uk>", "> To: Olu Adebayo <olu.adebayo@nhs.net>").
+pub fn forwarded_header(text: &str) -> Option<(Quoted, Vec<Quoted>)> {
+    let person = |v: &str| -> Option<Quoted> {
+        let email = super::find_emails(v).into_iter().next()?;
+        let display = v.split('<').next().unwrap_or_default().trim().trim_matches('"');
+        let (name, _) = from_display_name(display, &email);
+        Some((name, email.to_lowercase()))
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let t = line.trim().trim_start_matches('>').trim();
+        let Some(value) = t.strip_prefix("From:").or_else(|| t.strip_prefix("from:")) else {
+            continue;
+        };
+        // An address wrapped onto the next line by the sender's client.
+        let mut value = value.trim().to_string();
+        if !value.contains('@') || value.ends_with('<') {
+            if let Some(next) = lines.get(i + 1) {
+                value.push(' ');
+                value.push_str(next.trim().trim_start_matches('>').trim());
+            }
+        }
+        let Some(from) = person(&value) else {
+            continue;
+        };
+        // A header block: a Sent/Date and a To line follow within a few lines.
+        let block: Vec<&str> = lines
+            .iter()
+            .skip(i + 1)
+            .take(6)
+            .map(|l| l.trim().trim_start_matches('>').trim())
+            .collect();
+        if !block.iter().any(|l| l.starts_with("Sent:") || l.starts_with("Date:")) {
+            continue;
+        }
+        let to = block
+            .iter()
+            .filter_map(|l| l.strip_prefix("To:"))
+            .flat_map(|v| v.split(';').filter_map(|p| person(p)).collect::<Vec<_>>())
+            .collect();
+        return Some((from, to));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
