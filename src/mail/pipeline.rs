@@ -211,10 +211,14 @@ impl Reader {
         // (who is then the other party).
         if parsed.fields_found > 0 && parsed.record.get("escalating_email").is_none() && !from.is_empty() {
             if let Some(((fwd_name, fwd_email), to)) = sender::forwarded_header(&text) {
-                let sender_in_thread =
-                    fwd_email.eq_ignore_ascii_case(&from) || to.iter().any(|(_, e)| e.eq_ignore_ascii_case(&from));
+                let sender_wrote_it = fwd_email.eq_ignore_ascii_case(&from);
+                let top = crate::core::reply::new_text(&text);
+                let raises = sender::forwarded_raiser(&top, fwd_name.as_deref(), &parsed.record);
                 let r = &mut parsed.record;
-                if !sender_in_thread && !self.board_addresses.iter().any(|b| b.eq_ignore_ascii_case(&fwd_email)) {
+                if !sender_wrote_it
+                    && raises
+                    && !self.board_addresses.iter().any(|b| b.eq_ignore_ascii_case(&fwd_email))
+                {
                     r.escalating_email = Some(fwd_email);
                     r.escalating_name = fwd_name.or(r.escalating_name.take());
                 } else if r.get("other_name").is_none() && r.get("other_email").is_none() {
@@ -253,6 +257,21 @@ impl Reader {
         }
         if parsed.fields_found > 0 && parsed.record.escalating_email.is_none() && !from.is_empty() {
             parsed.record.escalating_email = Some(from.clone());
+        }
+        // The adult named only in the subject ("Professional disagreement - Mrs Edith Pickersgill").
+        if parsed.fields_found > 0 && parsed.record.get("adult_name").is_none() {
+            let not: Vec<String> = [&parsed.record.escalating_name, &parsed.record.other_name]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let subjects: Vec<&str> = std::iter::once(msg.subject.as_str())
+                .chain(
+                    text.lines()
+                        .filter_map(|l| l.trim().trim_start_matches('>').trim().strip_prefix("Subject:")),
+                )
+                .collect();
+            parsed.record.adult_name = crate::core::intake::prose::adult_in(&subjects.join("\n"), &not);
         }
         // The whole email, not only the form: the other party's address from "copied to", the email's
         // own To and Cc, or beside their name in the text.

@@ -902,6 +902,27 @@ pub fn find_emails(text: &str) -> Vec<String> {
     out
 }
 
+/// `value` up to the end of its first sentence (a full stop, outside brackets, before a capital letter).
+fn first_sentence(value: &str) -> String {
+    let mut depth = 0i32;
+    let chars: Vec<(usize, char)> = value.char_indices().collect();
+    for (k, &(i, c)) in chars.iter().enumerate() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            '.' | '!' | '?' if depth <= 0 => {
+                let next = chars.get(k + 1).map(|&(_, n)| n);
+                let after = chars.get(k + 2).map(|&(_, n)| n);
+                if next == Some(' ') && after.is_some_and(char::is_uppercase) {
+                    return value.get(..i).unwrap_or(value).to_string();
+                }
+            }
+            _ => {}
+        }
+    }
+    value.to_string()
+}
+
 /// A UK-looking telephone number in `text` (at least 10 digits, spaces allowed).
 fn find_phone(text: &str) -> Option<String> {
     // "Tel:" and the like after an address on one line: ':' separates too.
@@ -1609,7 +1630,16 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
                 } else {
                     "other"
                 };
+                // The party is the first sentence: what follows is something else said about it.
+                let value = first_sentence(&value);
                 let (name, agency, email) = split_person(&value);
+                // "South Gloucestershire Council (x@y)": an organisation where the name would be.
+                let (name, agency) = match name {
+                    Some(n) if is_organisation(&n) && agency.as_deref().is_none_or(|a| !is_organisation(a)) => {
+                        (None, Some(n))
+                    }
+                    other => (other, agency),
+                };
                 if let Some(n) = name {
                     set(&mut out.record, &format!("{side}_name"), n);
                 }

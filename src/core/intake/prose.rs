@@ -88,7 +88,7 @@ fn name_at(words: &[&str], k: usize) -> Option<String> {
 
 /// The adult named in prose, if any: the fullest "Mr/Mrs/Ms X Y", then "my patient X Y", then a name
 /// directly before an NHS number or date of birth. `not` are names already known as the professionals.
-fn adult_in(text: &str, not: &[String]) -> Option<String> {
+pub fn adult_in(text: &str, not: &[String]) -> Option<String> {
     let is_professional = |n: &str| {
         not.iter()
             .any(|p| !p.is_empty() && (p.contains(n) || n.contains(p.as_str())))
@@ -156,6 +156,9 @@ fn adult_in(text: &str, not: &[String]) -> Option<String> {
 
 /// Phrases after which the other party is named.
 const WITH: &[&str] = &[
+    "disagreement is with ",
+    "dispute is with ",
+    "escalation is with ",
     "disagreement with ",
     "disagreeing with ",
     "disagree with ",
@@ -231,6 +234,26 @@ fn party_after(clause: &str) -> (Option<String>, Option<String>, Option<String>)
         )
     }));
     let name = name_at(&words, skip).filter(|n| n.split_whitespace().count() >= 2);
+    // "Kingswood Lane Surgery (Dr Gail Summers)", "Oakwood Lodge Care Home (Paula Greaves)": an
+    // organisation first, the person in the bracket.
+    if let Some(org) = name.as_ref().filter(|n| is_organisation(n)) {
+        let head = c.split('(').next().unwrap_or_default().trim().trim_end_matches(',');
+        let agency = clean_agency(head);
+        let person =
+            c.split_once('(')
+                .and_then(|(_, r)| r.split(')').next())
+                .map(|inner| {
+                    let ws: Vec<&str> = inner.split_whitespace().collect();
+                    let skip = usize::from(ws.first().is_some_and(|w| {
+                        matches!(w.trim_end_matches('.'), "Dr" | "Mr" | "Mrs" | "Ms" | "Miss" | "the")
+                    }));
+                    name_at(&ws, skip)
+                })
+                .flatten()
+                .filter(|n| n.split_whitespace().count() >= 2 && !is_organisation(n));
+        let agency = if agency.is_empty() { org.clone() } else { agency };
+        return (person, Some(agency), email);
+    }
     let rest = match &name {
         Some(n) => c
             .get(c.find(n.as_str()).map_or(0, |i| i + n.len())..)
@@ -279,6 +302,86 @@ fn other_in(text: &str) -> Option<(Option<String>, Option<String>, Option<String
         }
     }
     best.map(|(_, f)| f)
+}
+
+/// "Bucks council ASC (Marie Quinn on duty) won't…", "trafford council asc (paul hesketh) say…": an
+/// agency with the person in brackets after it, written in a sentence. (name, agency).
+fn agency_with_person(text: &str, not: &[String]) -> Option<(String, String)> {
+    for sentence in text.split(['.', '\n', '!', '?', ';']) {
+        let mut from = 0;
+        while let Some(open) = sentence.get(from..).and_then(|r| r.find('(')).map(|i| from + i) {
+            from = open + 1;
+            let inner = sentence
+                .get(open + 1..)
+                .and_then(|r| r.split(')').next())
+                .unwrap_or_default();
+            let words: Vec<&str> = inner.split_whitespace().collect();
+            let [a, b, ..] = words.as_slice() else {
+                continue;
+            };
+            let is_word =
+                |w: &str| w.chars().count() >= 2 && w.chars().all(|c| c.is_alphabetic() || c == '-' || c == '\'');
+            if !is_word(a)
+                || !is_word(b)
+                || matches!(
+                    a.to_lowercase().as_str(),
+                    "the" | "a" | "an" | "nhs" | "dob" | "aged" | "age"
+                )
+            {
+                continue;
+            }
+            let title = |w: &str| {
+                let mut cs = w.chars();
+                cs.next()
+                    .map(|f| f.to_uppercase().collect::<String>() + &cs.as_str().to_lowercase())
+                    .unwrap_or_default()
+            };
+            let name = format!("{} {}", title(a), title(b));
+            if not.iter().any(|n| n.contains(&name) || name.contains(n.as_str())) {
+                continue;
+            }
+            // The agency: the words before the bracket, back to a word that starts the clause.
+            let before = sentence.get(..open).unwrap_or_default();
+            let ws: Vec<&str> = before.split_whitespace().collect();
+            let start = ws
+                .iter()
+                .rposition(|w| {
+                    matches!(
+                        w.to_lowercase().trim_matches(','),
+                        "re" | "with"
+                            | "and"
+                            | "but"
+                            | "that"
+                            | "because"
+                            | "as"
+                            | "i"
+                            | "we"
+                            | "by"
+                            | "to"
+                            | "from"
+                            | "of"
+                            | "said"
+                            | "says"
+                    ) || w.ends_with(',')
+                })
+                .map_or(0, |i| i + 1);
+            let agency_words = ws.get(start..).unwrap_or_default();
+            if agency_words.is_empty() || agency_words.len() > 6 {
+                continue;
+            }
+            let agency = agency_words.join(" ");
+            let has_org = is_organisation(&agency)
+                || agency_words.iter().any(|w| {
+                    w.len() >= 2 && w.chars().all(|c| c.is_ascii_uppercase())
+                        || matches!(w.to_lowercase().as_str(), "asc" | "team" | "ward" | "duty" | "cmht")
+                });
+            if has_org {
+                let agency = super::sender::proper_case(&agency);
+                return Some((name, agency));
+            }
+        }
+    }
+    None
 }
 
 /// "TRFT view: …" / "ASC position: …": the agencies whose views a summary sets side by side; the one that
@@ -406,6 +509,10 @@ pub fn read(record: &mut Record, text: &str, labelled: usize) -> usize {
                     record.other_email = Some(e.to_lowercase());
                 }
             }
+        } else if let Some((name, agency)) = agency_with_person(&own, &known_people) {
+            record.other_name = Some(name);
+            record.other_agency = Some(agency);
+            filled += 2;
         } else if let Some(agency) = record.get("summary").and_then(|s| {
             let own_agency: Vec<String> = record.escalating_agency.iter().cloned().collect();
             agency_by_view(&s, &own_agency)
@@ -429,7 +536,7 @@ pub fn read(record: &mut Record, text: &str, labelled: usize) -> usize {
     }
     // The summary is the sender's own words, when nothing else gave one and the prose named the adult or
     // the other party: an email that says nothing about a disagreement gets no summary.
-    let essentials_seen = filled > 0 || labelled > 0;
+    let essentials_seen = filled > 0 || labelled > 0 || record.get("nhs_number").is_some();
     if record.get("summary").is_none() && record.get("theme").is_none() && essentials_seen {
         // The sentences, without the lines the labels gave.
         let summary: Vec<&str> = own

@@ -191,6 +191,60 @@ pub fn forwarded_header(text: &str) -> Option<(Quoted, Vec<Quoted>)> {
     None
 }
 
+/// Whether the person whose message is forwarded raised the disagreement (a manager forwarding a
+/// practitioner's record: "Forwarding Emma's escalation", "on behalf of Liam", "Adam's details are in the
+/// form"), rather than being the other party the sender forwards an exchange with ("Gavin and I can't
+/// agree", "I disagree with Gavin"). `top` is the sender's own words above the forward.
+pub fn forwarded_raiser(top: &str, name: Option<&str>, record: &crate::core::case::Record) -> bool {
+    let Some(name) = name else {
+        return false;
+    };
+    let lower = top.to_lowercase().replace('\u{2019}', "'");
+    let first = name.split_whitespace().next().unwrap_or_default().to_lowercase();
+    let surname = name.split_whitespace().last().unwrap_or_default().to_lowercase();
+    // The record itself names them.
+    if record
+        .get("escalating_name")
+        .is_some_and(|n| n.to_lowercase().contains(&surname))
+    {
+        return true;
+    }
+    if record
+        .get("other_name")
+        .is_some_and(|n| n.to_lowercase().contains(&surname))
+    {
+        return false;
+    }
+    let said = |patterns: &[String]| patterns.iter().any(|p| lower.contains(p.as_str()));
+    let theirs = [
+        format!("{first}'s"),
+        format!("behalf of {first}"),
+        format!("from {first}"),
+        format!("{first} has asked"),
+        format!("{first} asked"),
+        format!("{first} raised"),
+        format!("raised by {first}"),
+    ];
+    let against = [
+        format!("{first} and i"),
+        format!("with {first}"),
+        format!("{first} won't"),
+        format!("{first} will not"),
+        format!("{first} has refused"),
+        format!("{first} refuses"),
+        format!("{first} says"),
+        format!("{first} said"),
+    ];
+    if said(&theirs) {
+        return true;
+    }
+    if said(&against) {
+        return false;
+    }
+    // Nothing said: a forward that carries a form was forwarded for its writer.
+    record.get("summary").is_some() && lower.contains("forward")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

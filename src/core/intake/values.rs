@@ -135,6 +135,15 @@ pub fn clean_agency(agency: &str) -> String {
             }
         }
     }
+    // "Beckside Homes (housing association)": a description in lower case in a closing bracket.
+    if out.ends_with(')') {
+        if let Some(open) = out.rfind('(') {
+            let inner = out.get(open + 1..out.len() - 1).unwrap_or_default();
+            if !inner.is_empty() && !inner.chars().any(char::is_uppercase) && open > 0 {
+                out.truncate(open);
+            }
+        }
+    }
     out.trim()
         .trim_end_matches([',', ';', '-', '\u{2013}', ':', ' ', '('])
         .trim()
