@@ -201,7 +201,12 @@ fn owner_beside(text: &str) -> Option<String> {
         .unwrap_or_default()
         .trim()
         .trim_end_matches('.');
-    is_name(tail).then(|| tail.to_string())
+    // "… – Farah, no date agreed": a first name alone after the dash.
+    let first_name = !tail.contains(' ')
+        && tail.chars().count() >= 3
+        && tail.chars().next().is_some_and(char::is_uppercase)
+        && tail.chars().skip(1).all(char::is_lowercase);
+    (is_name(tail) || first_name).then(|| tail.to_string())
 }
 
 /// A person's name at the start of an action ("Grace Adeyemi to rebook…", "Housing officer (Paul Whitty)

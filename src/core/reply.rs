@@ -627,6 +627,18 @@ fn labelled(rest: &str, labels: &[(&str, &[&str])]) -> (Vec<(String, String)>, S
                     .iter()
                     .find(|(_, names)| names.contains(&n.as_str()))
                     .map(|(key, _)| (key.to_string(), String::new()))
+            })
+            .or_else(|| {
+                // A label of two words or more and its value, without the colon ("Review date 1 Feb 2027").
+                let words: Vec<&str> = line.split_whitespace().collect();
+                labels.iter().find_map(|(key, names)| {
+                    names.iter().filter(|n| n.contains(' ')).find_map(|name| {
+                        let len = name.split(' ').count();
+                        let head = words.get(..len)?.join(" ");
+                        (normalise_label(&head) == *name && words.len() > len)
+                            .then(|| (key.to_string(), words.get(len..).unwrap_or_default().join(" ")))
+                    })
+                })
             });
         // A blank line ends a labelled value, unless a list item follows it (a list spaced out by blank
         // lines is still one list).
@@ -774,8 +786,21 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
         .find(|c| !matches!(c, ' ' | '.' | '*' | '_' | '!'))
         == Some('?');
     let known = WORDS.iter().find(|(w, _)| *w == first_word);
-    // "RESOLVED??", "Resolved?": the writer is unsure; asked whether they meant it.
-    if let Some(&(_, word)) = known.filter(|(_, c)| asked && CHANGES.contains(c)) {
+    // "RESOLVED??", "Resolved?", "Resolved I think?": the writer is unsure; asked whether they meant it.
+    let first_lower = first_line.to_lowercase();
+    // The first sentence, with the mark that ends it.
+    let first_sentence = first_line
+        .char_indices()
+        .find(|&(_, c)| matches!(c, '.' | '!' | '?'))
+        .map_or(first_line, |(i, c)| {
+            first_line.get(..i + c.len_utf8()).unwrap_or(first_line)
+        });
+    let hedged_line = first_sentence.split_whitespace().count() <= 8
+        && (first_sentence.trim_end().ends_with('?')
+            || ["i think", "i believe", "maybe", "perhaps", "probably", "not sure"]
+                .iter()
+                .any(|h| first_lower.contains(h)));
+    if let Some(&(_, word)) = known.filter(|(_, c)| (asked || hedged_line) && CHANGES.contains(c)) {
         return ReplyIntent {
             command_word: Some(word.to_string()),
             reply_text: text,

@@ -213,7 +213,8 @@ impl Reader {
             if let Some(((fwd_name, fwd_email), to)) = sender::forwarded_header(&text) {
                 let sender_wrote_it = fwd_email.eq_ignore_ascii_case(&from);
                 let top = crate::core::reply::new_text(&text);
-                let raises = sender::forwarded_raiser(&top, fwd_name.as_deref(), &parsed.record);
+                let sender_in_to = to.iter().any(|(_, e)| e.eq_ignore_ascii_case(&from));
+                let raises = sender::forwarded_raiser(&top, fwd_name.as_deref(), &parsed.record, sender_in_to);
                 let r = &mut parsed.record;
                 if !sender_wrote_it
                     && raises

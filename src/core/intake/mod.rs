@@ -1316,7 +1316,8 @@ fn stage_in_prose(text: &str) -> Option<u8> {
             // "I don't think we are at stage 2 yet", "once it is at stage 3", "the complaint is now at
             // stage 2": not the escalation's stage.
             let before = lower.get(..at).unwrap_or_default();
-            let sentence = before.rsplit(['.', '!', '?', ';']).next().unwrap_or_default();
+            // The clause that says it: "we haven't agreed, so it's at stage 2" says it.
+            let sentence = before.rsplit(['.', '!', '?', ';', ',']).next().unwrap_or_default();
             let doubt = [
                 "not ",
                 "n't ",

@@ -321,13 +321,64 @@ fn agency_with_person(text: &str, not: &[String]) -> Option<(String, String)> {
             };
             let is_word =
                 |w: &str| w.chars().count() >= 2 && w.chars().all(|c| c.is_alphabetic() || c == '-' || c == '\'');
-            if !is_word(a)
-                || !is_word(b)
-                || matches!(
-                    a.to_lowercase().as_str(),
-                    "the" | "a" | "an" | "nhs" | "dob" | "aged" | "age"
-                )
-            {
+            const NOT_NAMES: &[&str] = &[
+                "the",
+                "a",
+                "an",
+                "nhs",
+                "dob",
+                "aged",
+                "age",
+                "copied",
+                "from",
+                "see",
+                "via",
+                "cc",
+                "on",
+                "duty",
+                "who",
+                "which",
+                "she",
+                "he",
+                "they",
+                "her",
+                "his",
+                "our",
+                "my",
+                "their",
+                "not",
+                "no",
+                "yes",
+                "incl",
+                "including",
+                "also",
+                "was",
+                "is",
+                "has",
+                "district",
+                "county",
+                "borough",
+                "ward",
+                "team",
+                "unit",
+                "hub",
+                "service",
+                "locality",
+                "north",
+                "south",
+                "east",
+                "west",
+                "central",
+                "and",
+                "or",
+                "in",
+                "at",
+                "for",
+                "to",
+                "with",
+            ];
+            let common = |w: &str| NOT_NAMES.contains(&w.to_lowercase().as_str());
+            if !is_word(a) || !is_word(b) || common(a) || common(b) {
                 continue;
             }
             let title = |w: &str| {
@@ -366,7 +417,12 @@ fn agency_with_person(text: &str, not: &[String]) -> Option<(String, String)> {
                 })
                 .map_or(0, |i| i + 1);
             let agency_words = ws.get(start..).unwrap_or_default();
-            if agency_words.is_empty() || agency_words.len() > 6 {
+            if agency_words.is_empty()
+                || agency_words.len() > 6
+                || agency_words
+                    .iter()
+                    .any(|w| w.contains('|') || w.chars().any(|c| c.is_ascii_digit()))
+            {
                 continue;
             }
             let agency = agency_words.join(" ");
@@ -548,7 +604,33 @@ pub fn read(record: &mut Record, text: &str, labelled: usize) -> usize {
             .collect();
         let summary = summary.join("\n");
         let summary = summary.trim();
-        if summary.split_whitespace().count() >= 8 {
+        // Words about the email itself ("could you open an escalation", "I'll send the details later") say
+        // nothing about the disagreement.
+        let substance: usize = summary
+            .split(['.', '!', '?', '\n'])
+            .filter(|sentence| {
+                let l = sentence.to_lowercase().replace('\u{2019}', "'");
+                ![
+                    "send me",
+                    "i'll send",
+                    "i will send",
+                    "will send",
+                    "to follow",
+                    "attached",
+                    "the reference",
+                    "open an escalation",
+                    "open a case",
+                    "log this",
+                    "please log",
+                    "please open",
+                    "once i'm back",
+                ]
+                .iter()
+                .any(|m| l.contains(m))
+            })
+            .map(|sentence| sentence.split_whitespace().count())
+            .sum();
+        if substance >= 8 {
             record.summary = Some(summary.to_string());
             filled += 1;
         }

@@ -195,7 +195,7 @@ pub fn forwarded_header(text: &str) -> Option<(Quoted, Vec<Quoted>)> {
 /// practitioner's record: "Forwarding Emma's escalation", "on behalf of Liam", "Adam's details are in the
 /// form"), rather than being the other party the sender forwards an exchange with ("Gavin and I can't
 /// agree", "I disagree with Gavin"). `top` is the sender's own words above the forward.
-pub fn forwarded_raiser(top: &str, name: Option<&str>, record: &crate::core::case::Record) -> bool {
+pub fn forwarded_raiser(top: &str, name: Option<&str>, record: &crate::core::case::Record, sender_in_to: bool) -> bool {
     let Some(name) = name else {
         return false;
     };
@@ -241,8 +241,9 @@ pub fn forwarded_raiser(top: &str, name: Option<&str>, record: &crate::core::cas
     if said(&against) {
         return false;
     }
-    // Nothing said: a forward that carries a form was forwarded for its writer.
-    record.get("summary").is_some() && lower.contains("forward")
+    // Nothing said of them: a message written to the sender and forwarded by them was forwarded for its
+    // writer, when it carries the record.
+    record.get("summary").is_some() && (lower.contains("forward") || (sender_in_to && !lower.contains(&first)))
 }
 
 #[cfg(test)]
