@@ -947,7 +947,8 @@ fn split_person(value: &str) -> (Option<String>, Option<String>, Option<String>)
     let emails = find_emails(value);
     let email = emails.first().cloned();
     let mut rest = value.replace("mailto:", "");
-    for e in &emails {
+    // A few addresses at most: each is a pass over the value (the agency loses any left over).
+    for e in emails.iter().take(3) {
         for wrapped in [format!("<{e}>"), format!("({e})"), format!("[{e}]")] {
             rest = rest.replace(&wrapped, "");
         }

@@ -177,7 +177,11 @@ const WITH: &[&str] = &[
 /// about.
 fn clause_end(s: &str) -> usize {
     let mut depth = 0i32;
-    for (i, c) in s.char_indices() {
+    // A clause naming someone is short: the scan is bounded, so that reading stays linear.
+    for (n, (i, c)) in s.char_indices().enumerate() {
+        if n >= 400 {
+            return i;
+        }
         match c {
             '(' => depth += 1,
             ')' => depth -= 1,
@@ -311,10 +315,14 @@ fn agency_with_person(text: &str, not: &[String]) -> Option<(String, String)> {
         let mut from = 0;
         while let Some(open) = sentence.get(from..).and_then(|r| r.find('(')).map(|i| from + i) {
             from = open + 1;
-            let inner = sentence
+            // Bounded looks inside the bracket and back before it keep this linear on hostile text.
+            let inner: String = sentence
                 .get(open + 1..)
-                .and_then(|r| r.split(')').next())
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .chars()
+                .take(80)
+                .take_while(|c| *c != ')')
+                .collect();
             let words: Vec<&str> = inner.split_whitespace().collect();
             let [a, b, ..] = words.as_slice() else {
                 continue;
@@ -393,6 +401,12 @@ fn agency_with_person(text: &str, not: &[String]) -> Option<(String, String)> {
             }
             // The agency: the words before the bracket, back to a word that starts the clause.
             let before = sentence.get(..open).unwrap_or_default();
+            let before = before
+                .char_indices()
+                .rev()
+                .nth(200)
+                .and_then(|(i, _)| before.get(i..))
+                .unwrap_or(before);
             let ws: Vec<&str> = before.split_whitespace().collect();
             let start = ws
                 .iter()

@@ -3,8 +3,6 @@
 //! pairs ("Name: …; Job Title: …; Agency: …") cut into them; and the end of a value where a signature
 //! block or disclaimer starts. Pure and linear in the value.
 
-use super::find_emails;
-
 /// Labels people leave at the end of an agency when the contact details that followed were cut away:
 /// "Severn Meadows Housing, Email".
 const CONTACT_WORDS: &[&str] = &[
@@ -71,16 +69,13 @@ fn is_postcode(t: &str) -> bool {
 /// brackets or after "mailto:"), phone numbers, a trailing contact label, a street address or postcode,
 /// and brackets left empty.
 pub fn clean_agency(agency: &str) -> String {
-    let mut s = agency.replace("mailto:", "");
-    for e in find_emails(&s) {
-        // Case-insensitively, as written.
-        let lower = s.to_lowercase();
-        if let Some(at) = lower.find(&e.to_lowercase()).filter(|_| lower.len() == s.len()) {
-            if s.is_char_boundary(at) && s.is_char_boundary(at + e.len()) {
-                s.replace_range(at..at + e.len(), "");
-            }
-        }
-    }
+    // Addresses out, in one pass: every word with an "@" in it, with the brackets round it.
+    let s: String = agency
+        .replace("mailto:", "")
+        .split(' ')
+        .filter(|w| !w.contains('@'))
+        .collect::<Vec<_>>()
+        .join(" ");
     let s = s
         .replace("()", "")
         .replace("[]", "")
