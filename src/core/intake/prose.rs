@@ -154,6 +154,36 @@ pub fn adult_in(text: &str, not: &[String]) -> Option<String> {
     best
 }
 
+/// Initials and a date of birth written together ("pt is JH dob 14/07/1961", "J.H. (DOB 14/07/1961)"):
+/// (initials, date of birth as written).
+fn initials_with_birth(text: &str) -> Option<(String, String)> {
+    for line in text.lines().take(400) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for (k, w) in words.iter().enumerate() {
+            let letters: String = w.chars().filter(|c| c.is_alphabetic()).collect();
+            let initials = (2..=3).contains(&letters.chars().count())
+                && letters.chars().all(char::is_uppercase)
+                && w.chars().all(|c| c.is_alphabetic() || matches!(c, '.' | ','));
+            if !initials {
+                continue;
+            }
+            let next = words
+                .get(k + 1)
+                .map(|n| n.to_lowercase().trim_matches(['(', ':', ',']).to_string());
+            if !next.is_some_and(|n| matches!(n.as_str(), "dob" | "d.o.b" | "d.o.b." | "born" | "b.")) {
+                continue;
+            }
+            let date = words
+                .get(k + 2)
+                .map(|d| d.trim_matches([')', ',', '.', ':']).to_string());
+            if let Some(d) = date.filter(|d| d.chars().filter(char::is_ascii_digit).count() >= 4) {
+                return Some((letters, d));
+            }
+        }
+    }
+    None
+}
+
 /// Phrases after which the other party is named.
 const WITH: &[&str] = &[
     "disagreement is with ",
@@ -596,6 +626,13 @@ pub fn read(record: &mut Record, text: &str, labelled: usize) -> usize {
         not.extend(record.other_name.clone());
         if let Some(n) = adult_in(&own, &not) {
             record.adult_name = Some(n);
+            filled += 1;
+        }
+    }
+    if record.get("adult_name").is_none() && record.get("nhs_number").is_none() {
+        if let Some((initials, born)) = initials_with_birth(&own) {
+            record.adult_name = Some(initials);
+            record.extra.entry("date_of_birth".into()).or_insert(born);
             filled += 1;
         }
     }

@@ -280,10 +280,14 @@ pub fn key_for(label: &str) -> Option<&'static str> {
     // or "to" after "escalated"/"referred", is the other party; "by" after one is the person raising it.
     let mut side = None;
     for (k, w) in words.iter().enumerate() {
+        // "Disagreement with", "Dissagreement with" (one slip forgiven), "I disagree with".
         let after_verb = k > 0
-            && words
-                .get(k - 1)
-                .is_some_and(|p| PARTY_VERBS.contains(&p.as_str()) || p == "i" || p == "we");
+            && words.get(k - 1).is_some_and(|p| {
+                PARTY_VERBS.contains(&p.as_str())
+                    || p == "i"
+                    || p == "we"
+                    || (p.chars().count() >= 6 && PARTY_VERBS.iter().any(|v| v.chars().count() >= 6 && near(v, p)))
+            });
         match w.as_str() {
             "with" if after_verb || k == 0 => side = side.or(Some(Cat::Other)),
             "to" if k > 0 && matches!(words[k - 1].as_str(), "escalated" | "referred" | "sent" | "raised") => {
