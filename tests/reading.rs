@@ -215,3 +215,78 @@ async fn a_record_written_as_one_paragraph_opens() {
     store.close().await;
     db.cleanup().await;
 }
+
+#[tokio::test]
+async fn an_update_giving_the_other_partys_address_brings_them_in_with_the_acknowledgement() {
+    let c = config();
+    let pipeline = Pipeline::new(&c, b"test-secret".to_vec()).expect("pipeline");
+    let (store, db) = TestDb::sqlite().await;
+    escalation_bot::app::prepare_store(&c, &store, at("2027-01-04T09:00:00Z"))
+        .await
+        .expect("prepare");
+    let raw = email(
+        "Nia Nurse <nia.nurse@nhs.net>",
+        "escalations@trafford-ssp.invalid",
+        None,
+        "no-address-1@nhs.net",
+        "",
+        "Name of adult at risk: Alan Testperson\nDisagreement with: Sam Social, Westshire Council\n\
+         Summary: The discharge went ahead without a care package.",
+    );
+    let r = pipeline
+        .process(
+            &store,
+            &Source::default(),
+            &raw,
+            None,
+            at("2027-01-04T10:00:00Z"),
+            false,
+        )
+        .await
+        .expect("processes");
+    assert_eq!(r.outcome, "case_opened", "{:?}", r.problems);
+    let ack = store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .find(|o| o.email.kind == "acknowledgement" && o.email.to == ["nia.nurse@nhs.net".to_string()])
+        .expect("the referrer's acknowledgement");
+    assert!(ack.email.text.contains("no email address given"), "{}", ack.email.text);
+    let update = email(
+        "Nia Nurse <nia.nurse@nhs.net>",
+        "escalations@trafford-ssp.invalid",
+        None,
+        "update-1@nhs.net",
+        &format!("In-Reply-To: <{0}>\r\nReferences: <{0}>\r\n", ack.email.message_id),
+        "UPDATE\nTheir email: sam.social@westshire.gov.uk\n\nThanks\nNia",
+    );
+    let r = pipeline
+        .process(
+            &store,
+            &Source::default(),
+            &update,
+            None,
+            at("2027-01-04T11:00:00Z"),
+            false,
+        )
+        .await
+        .expect("processes");
+    assert_eq!(r.outcome, "command_applied", "{:?}", r.problems);
+    let reference = r.case.expect("the case");
+    let stored = store.load_case(&reference).await.expect("load").expect("case");
+    assert_eq!(
+        stored.case.other_party().map(|p| p.email.as_str()),
+        Some("sam.social@westshire.gov.uk")
+    );
+    let to_sam: Vec<_> = store
+        .outbox(None)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|o| o.email.kind == "acknowledgement" && o.email.to == ["sam.social@westshire.gov.uk".to_string()])
+        .collect();
+    assert_eq!(to_sam.len(), 1, "the other party gets the acknowledgement once");
+    store.close().await;
+    db.cleanup().await;
+}

@@ -347,7 +347,7 @@ pub fn without_sign_off(text: &str) -> String {
     if start > 0 {
         let para = kept.get(start..).unwrap_or_default();
         if para.first().is_some_and(|l| is_name_alone(l.trim())) && para.iter().all(|l| is_signature_line(l)) {
-            kept.truncate(start);
+            kept.truncate(start); // byte-slice: a Vec of lines, cut at a line index
         }
     }
     // "RESOLVED – agreed\nFarah": one word alone on the last line, under the text.

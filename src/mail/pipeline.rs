@@ -353,6 +353,7 @@ fn completed(earlier: ParsedRecord, later: ParsedRecord) -> ParsedRecord {
         record,
         problems: later.problems,
         fields_found: earlier.fields_found + later.fields_found,
+        from_prose: earlier.from_prose + later.from_prose,
     }
 }
 
@@ -692,7 +693,7 @@ impl<'a> Pipeline<'a> {
                 continue;
             }
             match docx::read_record(&doc.bytes, &self.reader.labels) {
-                Ok(parsed) if parsed.fields_found >= 2 => {
+                Ok(parsed) if parsed.labelled() >= 2 => {
                     found = Some(Ok((fields_of(&parsed.record), name)));
                     break;
                 }
@@ -2279,6 +2280,27 @@ impl<'a> Pipeline<'a> {
             let mut outbox = composer
                 .confirmation(&t, &sender.email, &msg.message_id, &headline)
                 .map_err(StoreError::Data)?;
+            // An UPDATE that gives the other party's address (or corrects it): they get the case's
+            // acknowledgement now, as they would have had it when the case opened.
+            if matches!(command, lifecycle::Command::UpdateRecord { .. }) {
+                let before = case.other_party().map(|p| p.email.to_lowercase());
+                let newly = t
+                    .case
+                    .other_party()
+                    .map(|p| p.email.clone())
+                    .filter(|e| Some(e.to_lowercase()) != before);
+                if let Some(address) = newly {
+                    let ack = composer
+                        .acknowledgement(&t, &msg.message_id, &address, &[])
+                        .map_err(StoreError::Data)?;
+                    outbox.extend(
+                        composer
+                            .one_per_recipient(vec![ack])
+                            .into_iter()
+                            .filter(|e| e.to.iter().any(|a| a.eq_ignore_ascii_case(&address))),
+                    );
+                }
+            }
             outbox.extend(
                 composer
                     .notifications(&t, &t.notifications, &msg.message_id)

@@ -858,8 +858,17 @@ pub struct ParsedRecord {
     pub record: Record,
     /// Values present but unusable, each said so the sender can fix it.
     pub problems: Vec<String>,
-    /// How many labelled fields were found.
+    /// How many fields were found, labelled or read from the sentences.
     pub fields_found: usize,
+    /// How many of them were read from the sentences ([`prose`]), not from the form's labels.
+    pub from_prose: usize,
+}
+
+impl ParsedRecord {
+    /// How many fields the form's labels gave: what tells a filled-in form from a letter.
+    pub fn labelled(&self) -> usize {
+        self.fields_found.saturating_sub(self.from_prose)
+    }
 }
 
 fn is_email_char(c: char) -> bool {
@@ -1724,7 +1733,9 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
     }
     tidy_record(&mut out.record, &text);
     // What the labels did not give, from the sentences: a record written as prose.
-    out.fields_found += prose::read(&mut out.record, &text, out.fields_found);
+    let from_prose = prose::read(&mut out.record, &text, out.fields_found);
+    out.fields_found += from_prose;
+    out.from_prose = from_prose;
     out
 }
 

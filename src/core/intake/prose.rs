@@ -247,7 +247,7 @@ fn party_after(clause: &str) -> (Option<String>, Option<String>, Option<String>)
         " re ",
     ] {
         if let Some(i) = c.find(stop) {
-            c.truncate(i);
+            c.truncate(i); // byte-slice: `i` is where `find` matched, a character boundary
         }
     }
     let mut c = c.replace("mailto:", "");

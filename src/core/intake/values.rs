@@ -126,7 +126,7 @@ pub fn clean_agency(agency: &str) -> String {
         if lower.ends_with(&format!(" {w}")) && out.len() > w.len() + 1 {
             let cut = out.len() - w.len() - 1;
             if out.is_char_boundary(cut) {
-                out.truncate(cut);
+                out.truncate(cut); // byte-slice: checked with is_char_boundary above
             }
         }
     }
@@ -135,7 +135,7 @@ pub fn clean_agency(agency: &str) -> String {
         if let Some(open) = out.rfind('(') {
             let inner = out.get(open + 1..out.len() - 1).unwrap_or_default();
             if !inner.is_empty() && !inner.chars().any(char::is_uppercase) && open > 0 {
-                out.truncate(open);
+                out.truncate(open); // byte-slice: `open` is where `rfind` matched a bracket
             }
         }
     }
