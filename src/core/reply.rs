@@ -1052,7 +1052,7 @@ mod tests {
                 q.command
             );
         }
-        assert!(matches!(parse_reply("It is not resolved yet, sorry").command, Err(_)));
+        assert!(parse_reply("It is not resolved yet, sorry").command.is_err());
         assert!(parse_reply("Extend by 2 weeks please").command.is_err());
         let e = parse_reply("Extend by 3 please, waiting for the GP letter");
         assert_eq!(e.command_word.as_deref(), Some("EXTEND"));

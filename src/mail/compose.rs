@@ -129,7 +129,7 @@ pub fn recorded_lines(board: &Board, case: &Case) -> Vec<String> {
     };
     let email = r
         .get("other_email")
-        .map_or_else(|| "no email address given".to_string(), |e| e);
+        .unwrap_or_else(|| "no email address given".to_string());
     out.push(format!("The disagreement is with: {with} ({email})"));
     out.push(format!("Stage: {}", policy.stage_name(case.stage)));
     out.push(format!(

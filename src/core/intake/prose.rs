@@ -276,14 +276,13 @@ fn party_after(clause: &str) -> (Option<String>, Option<String>, Option<String>)
         let person =
             c.split_once('(')
                 .and_then(|(_, r)| r.split(')').next())
-                .map(|inner| {
+                .and_then(|inner| {
                     let ws: Vec<&str> = inner.split_whitespace().collect();
                     let skip = usize::from(ws.first().is_some_and(|w| {
                         matches!(w.trim_end_matches('.'), "Dr" | "Mr" | "Mrs" | "Ms" | "Miss" | "the")
                     }));
                     name_at(&ws, skip)
                 })
-                .flatten()
                 .filter(|n| n.split_whitespace().count() >= 2 && !is_organisation(n));
         let agency = if agency.is_empty() { org.clone() } else { agency };
         return (person, Some(agency), email);

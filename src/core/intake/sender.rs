@@ -184,7 +184,7 @@ pub fn forwarded_header(text: &str) -> Option<(Quoted, Vec<Quoted>)> {
         let to = block
             .iter()
             .filter_map(|l| l.strip_prefix("To:"))
-            .flat_map(|v| v.split(';').filter_map(|p| person(p)).collect::<Vec<_>>())
+            .flat_map(|v| v.split(';').filter_map(&person).collect::<Vec<_>>())
             .collect();
         return Some((from, to));
     }
