@@ -69,14 +69,7 @@ pub fn from_display_name(display: &str, email: &str) -> (Option<String>, Option<
         ),
         _ => (display, None),
     };
-    let local: String = email
-        .split('@')
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
-        .chars()
-        .filter(|c| c.is_alphabetic())
-        .collect();
+    let local = super::whole_email::local_letters(email);
     let name = if let Some((surname, rest)) = names.split_once(',') {
         // "Firth, Lauren PS 2291": the first names, then the surname; ranks and numbers dropped.
         let first: Vec<String> = rest

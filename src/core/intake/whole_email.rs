@@ -30,17 +30,22 @@ fn name_words(name: &str) -> Vec<String> {
         .collect()
 }
 
-/// Whether `address` reads as belonging to someone called `name`: its local part holds their surname,
-/// or their first name with the surname's initial ("kelly.dunne", "kdunne", "dunnek", "kelly.d").
-pub fn address_fits_name(address: &str, name: &str) -> bool {
-    let local: String = address
+/// The letters of an address's local part, lower-cased: "kelly.dunne2@…" is "kellydunne".
+pub fn local_letters(address: &str) -> String {
+    address
         .split('@')
         .next()
         .unwrap_or_default()
         .to_lowercase()
         .chars()
         .filter(|c| c.is_alphabetic())
-        .collect();
+        .collect()
+}
+
+/// Whether `address` reads as belonging to someone called `name`: its local part holds their surname,
+/// or their first name with the surname's initial ("kelly.dunne", "kdunne", "dunnek", "kelly.d").
+pub fn address_fits_name(address: &str, name: &str) -> bool {
+    let local = local_letters(address);
     let words = name_words(name);
     let Some(last) = words.last() else {
         return false;
