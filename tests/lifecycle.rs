@@ -143,12 +143,12 @@ fn opening_refusals_list_every_problem() {
     assert!(!refusal.out_of_scope);
     let all = refusal.problems.join("\n");
     for expected in [
-        "The adult at risk: their name, or their NHS number",
-        "What the disagreement is about",
+        "who the adult at risk is",
+        "what the disagreement is about",
         "check digit",
         "\"not an address\" does not look like an email address",
-        "Who is raising the disagreement",
-        "Who the disagreement is with",
+        "who is raising the disagreement",
+        "who the disagreement is with",
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }

@@ -116,7 +116,7 @@ async fn an_incomplete_record_gets_its_form_back_filled_in_and_a_reply_completin
         .expect("processes");
     assert_eq!(r.outcome, "refused");
     assert!(
-        r.problems.iter().any(|p| p.starts_with("The adult at risk")),
+        r.problems.iter().any(|p| p.contains("who the adult at risk is")),
         "{:?}",
         r.problems
     );

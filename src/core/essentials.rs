@@ -16,21 +16,24 @@ pub fn missing(record: &Record, sender_email: &str) -> Vec<String> {
         && record.get("escalating_name").is_none()
         && sender_email.trim().is_empty()
     {
-        out.push("Who is raising the disagreement: your name, agency and email.".to_string());
+        out.push("It does not say who is raising the disagreement: give your name, agency and email.".to_string());
     }
     if !names_other_party(record) {
         out.push(
-            "Who the disagreement is with: the other professional's name, their agency, and their email if you have it."
+            "It does not say who the disagreement is with: give the other professional's name and agency, and their email if you have it."
                 .to_string(),
         );
     }
     let about = record.get("summary").or_else(|| record.get("theme"));
     if about.is_none_or(|a| says_nothing(&a)) {
-        out.push("What the disagreement is about: a few lines on what you disagree about and why.".to_string());
+        out.push(
+            "It does not say what the disagreement is about: give a few lines on what you disagree about and why."
+                .to_string(),
+        );
     }
     if !identifies_adult(record) {
         out.push(
-            "The adult at risk: their name, or their NHS number, or their initials and date of birth.".to_string(),
+            "It does not say who the adult at risk is: give their name, or their NHS number, or their initials and date of birth.".to_string(),
         );
     }
     out
@@ -154,8 +157,8 @@ mod tests {
         let r = record(&[("summary", "Closing the enquiry too early")]);
         let m = missing(&r, "nia.nurse@nhs.net");
         assert_eq!(m.len(), 2, "{m:?}");
-        assert!(m[0].starts_with("Who the disagreement is with"));
-        assert!(m[1].starts_with("The adult at risk"));
+        assert!(m[0].contains("who the disagreement is with"));
+        assert!(m[1].contains("who the adult at risk is"));
     }
 
     #[test]

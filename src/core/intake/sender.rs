@@ -101,7 +101,7 @@ pub fn from_display_name(display: &str, email: &str) -> (Option<String>, Option<
         }
     };
     // A team mailbox ("Adult Social Care Duty Team") is not a person.
-    let name = name.filter(|n| !is_organisation(n) && !is_job_title(n));
+    let name = name.filter(|n| !is_organisation(n));
     (name, agency)
 }
 
