@@ -78,8 +78,8 @@ async fn a_record_with_the_essentials_opens_and_its_acknowledgement_says_what_wa
     }
     assert!(!text.contains("Thanks\nNia"), "no sign-off read as the summary");
     assert!(
-        acks[0].email.attachments.iter().any(|a| a.filename.ends_with(".docx")),
-        "the record so far, to complete"
+        text.contains("reply FORM for the board's form filled in so far"),
+        "{text}"
     );
     store.close().await;
     db.cleanup().await;
@@ -287,6 +287,130 @@ async fn an_update_giving_the_other_partys_address_brings_them_in_with_the_ackno
         .filter(|o| o.email.kind == "acknowledgement" && o.email.to == ["sam.social@westshire.gov.uk".to_string()])
         .collect();
     assert_eq!(to_sam.len(), 1, "the other party gets the acknowledgement once");
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_update_never_replaces_the_other_party_and_a_refusal_is_completed_once() {
+    let c = config();
+    let pipeline = Pipeline::new(&c, b"test-secret".to_vec()).expect("pipeline");
+    let (store, db) = TestDb::sqlite().await;
+    escalation_bot::app::prepare_store(&c, &store, at("2027-01-04T09:00:00Z"))
+        .await
+        .expect("prepare");
+    let outbox = || async { store.outbox(None).await.expect("outbox") };
+    // A case whose other party has an address: an UPDATE naming another address changes no one.
+    let raw = email(
+        "Nia Nurse <nia.nurse@nhs.net>",
+        "escalations@trafford-ssp.invalid",
+        None,
+        "with-address-1@nhs.net",
+        "",
+        "Name of adult at risk: Alan Testperson\nDisagreement with: Sam Social, Westshire Council, sam.social@westshire.gov.uk\n\
+         Summary: The discharge went ahead without a care package.",
+    );
+    let r = pipeline
+        .process(
+            &store,
+            &Source::default(),
+            &raw,
+            None,
+            at("2027-01-04T10:00:00Z"),
+            false,
+        )
+        .await
+        .expect("processes");
+    let reference = r.case.expect("opens");
+    let ack = outbox()
+        .await
+        .into_iter()
+        .find(|o| o.email.kind == "acknowledgement" && o.email.to == ["nia.nurse@nhs.net".to_string()])
+        .expect("ack");
+    let update = email(
+        "Nia Nurse <nia.nurse@nhs.net>",
+        "escalations@trafford-ssp.invalid",
+        None,
+        "update-2@nhs.net",
+        &format!("In-Reply-To: <{0}>\r\nReferences: <{0}>\r\n", ack.email.message_id),
+        "UPDATE\nTheir email: someone.else@elsewhere.gov.uk",
+    );
+    pipeline
+        .process(
+            &store,
+            &Source::default(),
+            &update,
+            None,
+            at("2027-01-04T11:00:00Z"),
+            false,
+        )
+        .await
+        .expect("processes");
+    let stored = store.load_case(&reference).await.expect("load").expect("case");
+    assert!(
+        stored.case.is_participant("sam.social@westshire.gov.uk"),
+        "the other party stays"
+    );
+    assert!(
+        !stored.case.is_participant("someone.else@elsewhere.gov.uk"),
+        "no one is brought in by UPDATE"
+    );
+    // A refused record completed by a reply opens one case; a second reply to the same refusal opens none.
+    let first = email(
+        "Nia Nurse <nia.nurse@nhs.net>",
+        "escalations@trafford-ssp.invalid",
+        None,
+        "first-2@nhs.net",
+        "",
+        "Disagreement with: Sam Social, Westshire Council, sam.social@westshire.gov.uk\n\
+         Summary: Another discharge went ahead without a care package.",
+    );
+    pipeline
+        .process(
+            &store,
+            &Source::default(),
+            &first,
+            None,
+            at("2027-01-05T10:00:00Z"),
+            false,
+        )
+        .await
+        .expect("processes");
+    let refusal = outbox()
+        .await
+        .into_iter()
+        .find(|o| o.email.kind == "refusal")
+        .expect("refused");
+    let mut opened = 0;
+    for (n, at_) in [(1, "2027-01-05T11:00:00Z"), (2, "2027-01-05T12:00:00Z")] {
+        let reply = email(
+            "Nia Nurse <nia.nurse@nhs.net>",
+            "escalations@trafford-ssp.invalid",
+            None,
+            &format!("completion-{n}@nhs.net"),
+            &format!("In-Reply-To: <{0}>\r\nReferences: <{0}>\r\n", refusal.email.message_id),
+            "Name of adult at risk: Beryl Testperson",
+        );
+        let r = pipeline
+            .process(&store, &Source::default(), &reply, None, at(at_), false)
+            .await
+            .expect("processes");
+        if r.outcome == "case_opened" {
+            opened += 1;
+            let stored = store
+                .load_case(r.case.as_deref().unwrap_or_default())
+                .await
+                .expect("load")
+                .expect("case");
+            assert!(stored
+                .case
+                .record
+                .summary
+                .unwrap_or_default()
+                .contains("Another discharge"));
+        }
+    }
+    assert_eq!(opened, 1, "the first reply completes it; the second finds it completed");
     store.close().await;
     db.cleanup().await;
 }

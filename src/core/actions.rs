@@ -202,10 +202,44 @@ fn owner_beside(text: &str) -> Option<String> {
         .trim()
         .trim_end_matches('.');
     // "… – Farah, no date agreed": a first name alone after the dash.
+    const NOT_NAMES: &[&str] = &[
+        "Monday",
+        "Tuesday",
+        "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
+        "Sunday",
+        "Ongoing",
+        "Done",
+        "Complete",
+        "Completed",
+        "Urgent",
+        "Asap",
+        "Today",
+        "Tomorrow",
+        "Weekly",
+        "Daily",
+        "Monthly",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
     let first_name = !tail.contains(' ')
         && tail.chars().count() >= 3
         && tail.chars().next().is_some_and(char::is_uppercase)
-        && tail.chars().skip(1).all(char::is_lowercase);
+        && tail.chars().skip(1).all(char::is_lowercase)
+        && !tail.ends_with("ing")
+        && !NOT_NAMES.contains(&tail);
     (is_name(tail) || first_name).then(|| tail.to_string())
 }
 

@@ -43,7 +43,8 @@ pub fn missing(record: &Record, sender_email: &str) -> Vec<String> {
 pub fn says_nothing(value: &str) -> bool {
     let v = value.trim().to_lowercase();
     let v = v.trim_matches(|c: char| !c.is_alphanumeric());
-    const EMPTY: &[&str] = &[
+    // Said alone: the whole value.
+    const ALONE: &[&str] = &[
         "see attached",
         "attached",
         "see below",
@@ -57,16 +58,22 @@ pub fn says_nothing(value: &str) -> bool {
         "unknown",
         "not known",
         "withheld",
-        "will send",
-        "will follow",
         "pending",
         "none",
-        "-",
+        "will send",
+        "will follow",
+    ];
+    // Said first, whatever follows: "As discussed with Joanne on the phone", "Details to follow tomorrow".
+    const OPENING: &[&str] = &[
+        "see attached",
+        "as discussed",
+        "details to follow",
+        "will send",
+        "see the attached",
     ];
     v.is_empty()
-        || EMPTY
-            .iter()
-            .any(|e| v == *e || v.starts_with(&format!("{e} ")) || v.starts_with(&format!("{e},")))
+        || ALONE.contains(&v)
+        || (v.split_whitespace().count() <= 12 && OPENING.iter().any(|e| v.starts_with(&format!("{e} "))))
 }
 
 /// Whether the record says who the disagreement is with: a person or an agency.

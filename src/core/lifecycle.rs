@@ -847,20 +847,16 @@ pub fn apply(
             let keys: Vec<String> = changes.iter().map(|(k, _)| k.clone()).collect();
             for (key, value) in changes {
                 if key == "other_email" {
-                    // The other party, at the address now given: on the case in place of the old one.
+                    // The other party, at the address now given, joins the case (record_changes takes an
+                    // address only where the case has no other party yet).
                     next.record.other_email = Some(value.clone());
-                    let name = next.record.get("other_name");
-                    let agency = next.record.get("other_agency");
-                    match next.participants.iter_mut().find(|p| p.role == ParticipantRole::Other) {
-                        Some(p) => p.email = value,
-                        None => next.participants.push(Participant {
-                            email: value,
-                            name,
-                            agency,
-                            role: ParticipantRole::Other,
-                            stage: case.stage,
-                        }),
-                    }
+                    next.participants.push(Participant {
+                        email: value,
+                        name: next.record.get("other_name"),
+                        agency: next.record.get("other_agency"),
+                        role: ParticipantRole::Other,
+                        stage: case.stage,
+                    });
                     continue;
                 }
                 set_record_field(&mut next.record, &key, value);
@@ -1067,15 +1063,22 @@ fn record_changes(
         }
         if typed_by_referrer && PARTY_TYPED.contains(&key.as_str()) {
             let value = value.trim();
-            if key == "other_email" && !looks_like_email(value) {
-                problems.push(format!("{value:?} does not look like an email address."));
-            } else if !value.is_empty() && case.record.get(key).is_none_or(|v| !same_text(&v, value)) {
-                changes.push((key.clone(), value.to_lowercase().clone()).clone());
-                if key != "other_email" {
-                    if let Some(last) = changes.last_mut() {
-                        last.1 = value.to_string();
-                    }
+            if key == "other_email" {
+                // The other party's address is given once, where the record had none: an address already
+                // on the case, or a second one, is not taken from an UPDATE (ADD brings someone else in).
+                let on_case = case.participants.iter().any(|p| p.email.eq_ignore_ascii_case(value));
+                if !looks_like_email(value) {
+                    problems.push(format!("{value:?} does not look like an email address."));
+                } else if let Some(other) = case.other_party().filter(|p| !p.email.eq_ignore_ascii_case(value)) {
+                    problems.push(format!(
+                        "The other party's address is already {}: it is not changed by an UPDATE. To bring someone else in, reply ADD with their name and email.",
+                        other.email
+                    ));
+                } else if !on_case {
+                    changes.push((key.clone(), value.to_lowercase()));
                 }
+            } else if !value.is_empty() && case.record.get(key).is_none_or(|v| !same_text(&v, value)) {
+                changes.push((key.clone(), value.to_string()));
             }
             continue;
         }

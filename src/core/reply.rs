@@ -267,17 +267,39 @@ pub fn is_sign_off_line(t: &str) -> bool {
         if rest.is_empty() {
             return true;
         }
-        // "Thanks, Farah", "Regards - Sam Patel": the sign-off and a name (up to three words), nothing more.
+        // "Thanks, Farah", "Regards - Sam Patel": the sign-off and a name (up to three capitalised words as
+        // written), nothing more; "Best interests meeting held" is no sign-off.
         let rest = rest.trim_start_matches([',', ' ', '-', '\u{2013}', '\u{2014}']);
         let words = rest.split_whitespace().count();
+        let written = t.trim().trim_end_matches(['.', ',', '!', ' ']);
+        let as_written = written
+            .get(written.len().saturating_sub(rest.len())..)
+            .unwrap_or_default();
         rest.len() < lower.len() - off.len()
             && (1..=3).contains(&words)
             && rest
                 .chars()
                 .all(|c| c.is_alphabetic() || c == ' ' || c == '-' || c == '\'')
-            && !["for", "to", "you", "so", "again", "in", "a", "all"]
-                .contains(&rest.split_whitespace().next().unwrap_or_default())
+            && as_written
+                .split_whitespace()
+                .all(|w| w.chars().next().is_some_and(char::is_uppercase))
     })
+}
+
+/// Whether the lines after a sign-off read as what follows one: nothing, or a short signature (a name,
+/// a title, an organisation, a phone), not more of the message ("Thank you Sam. / The review is on …").
+fn only_signature_after(lines: &[&str]) -> bool {
+    // Up to a disclaimer (all of which is disclaimer) or a mobile footer.
+    let rest: Vec<&str> = lines
+        .iter()
+        .map(|l| l.trim())
+        .take_while(|l| !crate::core::intake::values::is_disclaimer(l) && !is_mobile_footer(l))
+        .filter(|l| !l.is_empty())
+        .collect();
+    rest.len() <= 8
+        && rest
+            .iter()
+            .all(|l| l.chars().count() <= 80 && !(l.ends_with(['.', '?', '!']) && l.split_whitespace().count() > 6))
 }
 
 /// Whether `t` reads as a line of a signature block: a name alone, a job title or organisation, a phone
@@ -333,7 +355,8 @@ pub fn without_sign_off(text: &str) -> String {
     let mut end = lines.len();
     for (i, line) in lines.iter().enumerate().skip(1) {
         let t = line.trim();
-        if is_sign_off_line(t) || crate::core::intake::values::is_disclaimer(t) {
+        let signs_off = is_sign_off_line(t) && only_signature_after(lines.get(i + 1..).unwrap_or_default());
+        if signs_off || crate::core::intake::values::is_disclaimer(t) {
             end = i;
             break;
         }
@@ -346,14 +369,42 @@ pub fn without_sign_off(text: &str) -> String {
     let start = kept.iter().rposition(|l| l.trim().is_empty()).map_or(0, |i| i + 1);
     if start > 0 {
         let para = kept.get(start..).unwrap_or_default();
-        if para.first().is_some_and(|l| is_name_alone(l.trim())) && para.iter().all(|l| is_signature_line(l)) {
+        // Not a label and its value ("Review Date / 1 March 2027").
+        let labelled = para.first().is_some_and(|l| {
+            let l = l.to_lowercase();
+            [
+                "review",
+                "date",
+                "outcome",
+                "action",
+                "due",
+                "owner",
+                "outstanding",
+                "stage",
+                "reason",
+            ]
+            .iter()
+            .any(|w| l.contains(w))
+        });
+        if !labelled
+            && para.first().is_some_and(|l| is_name_alone(l.trim()))
+            && para.iter().all(|l| is_signature_line(l))
+        {
             kept.truncate(start); // byte-slice: a Vec of lines, cut at a line index
         }
     }
-    // "RESOLVED – agreed\nFarah": one word alone on the last line, under the text.
+    // "NOTE the GP has written\nFarah": one word alone on the last line, under a message of its own (not
+    // the one word of a message: "WITHDRAW\nDuplicate", "RESOLVED\nAgreed.").
     if kept.len() >= 2 {
+        let said = kept
+            .get(..kept.len() - 1)
+            .unwrap_or_default()
+            .iter()
+            .flat_map(|l| l.split_whitespace())
+            .count();
         if let Some(last) = kept.last().map(|l| l.trim()) {
-            if is_name_alone(last) && last.split_whitespace().count() == 1 {
+            let one_word = last.split_whitespace().count() == 1 && !last.ends_with(['.', '!', ':']);
+            if is_name_alone(last) && one_word && said >= 4 {
                 kept.pop();
             }
         }
@@ -707,19 +758,36 @@ fn people_in(text: &str) -> Vec<Person> {
             // "Escalate to stage 3 please - Dr Amara Okafor amara.okafor@nhs.net": the capitalised words
             // just before the address.
             let before = line.get(..line.find(email.as_str()).unwrap_or(0)).unwrap_or_default();
-            let trailing: Vec<&str> = before
-                .trim_end()
-                .trim_end_matches(['<', '(', '[', ',', ':', '-'])
+            let before = before.trim_end().trim_end_matches(['<', '(', '[', ',', ':', '-', ' ']);
+            // Not a role ("Team Manager", "Head of Service"), which people write between a name and its
+            // address: "Joy Adeyemi-Clarke, Ward Manager (joy@…)", "Head of Service Jo Bloggs jo@…".
+            let role_like = |n: &str| {
+                let lower = n.to_lowercase();
+                [
+                    "manager", "service", "team", "head", "lead", "director", "officer", "worker", "nurse", "council",
+                ]
+                .iter()
+                .any(|r| lower.split_whitespace().any(|w| w.trim_matches([',', '(', ')']) == *r))
+            };
+            let mut segments: Vec<&str> = before.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+            if segments.len() >= 2 && segments.last().is_some_and(|s| role_like(s)) {
+                segments.pop();
+            }
+            let segment = segments.last().copied().unwrap_or_default();
+            let mut trailing: Vec<&str> = segment
                 .split_whitespace()
                 .rev()
                 .take_while(|w| {
-                    let w = w.trim_matches(['"', ',']);
+                    let w = w.trim_matches('"');
                     w.chars().next().is_some_and(char::is_uppercase)
                         && w.chars().all(|c| c.is_alphabetic() || matches!(c, '-' | '\'' | '.'))
                         && !WORDS.iter().any(|(c, _)| w.eq_ignore_ascii_case(c))
                 })
                 .take(4)
                 .collect();
+            if let Some(cut) = trailing.iter().position(|w| role_like(w)) {
+                trailing.truncate(cut); // byte-slice: a Vec of words, cut at a word index
+            }
             let beside = (trailing.len() >= 2).then(|| {
                 trailing
                     .iter()
@@ -787,7 +855,6 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
         == Some('?');
     let known = WORDS.iter().find(|(w, _)| *w == first_word);
     // "RESOLVED??", "Resolved?", "Resolved I think?": the writer is unsure; asked whether they meant it.
-    let first_lower = first_line.to_lowercase();
     // The first sentence, with the mark that ends it.
     let first_sentence = first_line
         .char_indices()
@@ -795,11 +862,12 @@ pub fn parse_reply_on(body: &str, written_on: Option<NaiveDate>) -> ReplyIntent 
         .map_or(first_line, |(i, c)| {
             first_line.get(..i + c.len_utf8()).unwrap_or(first_line)
         });
+    let sentence_lower = first_sentence.to_lowercase();
     let hedged_line = first_sentence.split_whitespace().count() <= 8
         && (first_sentence.trim_end().ends_with('?')
             || ["i think", "i believe", "maybe", "perhaps", "probably", "not sure"]
                 .iter()
-                .any(|h| first_lower.contains(h)));
+                .any(|h| sentence_lower.contains(h)));
     if let Some(&(_, word)) = known.filter(|(_, c)| (asked || hedged_line) && CHANGES.contains(c)) {
         return ReplyIntent {
             command_word: Some(word.to_string()),
@@ -1107,6 +1175,44 @@ mod tests {
             ),
         ] {
             assert_eq!(without_sign_off(body), kept, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn sign_offs_are_not_read_in_the_middle_of_a_message() {
+        for (body, kept) in [
+            (
+                "NOTE spoke to the GP\nThank you Sam.\nThe review is on Friday and the daughter will attend.",
+                "NOTE spoke to the GP\nThank you Sam.\nThe review is on Friday and the daughter will attend.",
+            ),
+            (
+                "RESOLVED - agreed\nBest interests meeting held on Monday",
+                "RESOLVED - agreed\nBest interests meeting held on Monday",
+            ),
+            ("WITHDRAW\nDuplicate", "WITHDRAW\nDuplicate"),
+            ("RESOLVED\nAgreed.", "RESOLVED\nAgreed."),
+            (
+                "RESOLVED - joint visit agreed\n\nReview Date\n1 March 2027",
+                "RESOLVED - joint visit agreed\n\nReview Date\n1 March 2027",
+            ),
+        ] {
+            assert_eq!(without_sign_off(body), kept, "{body:?}");
+        }
+        assert!(matches!(
+            parse_reply("RESOLVED. I think that covers everything.").command,
+            Ok(ReplyCommand::Apply { .. })
+        ));
+        for (line, name) in [
+            ("ESCALATE\nHead of Service Jo Bloggs jo.bloggs@x.gov.uk", "Jo Bloggs"),
+            ("ESCALATE\nJane Smith, Team Manager, jane.smith@x.gov.uk", "Jane Smith"),
+        ] {
+            let Ok(ReplyCommand::Apply {
+                command: Command::Escalate { people, .. },
+            }) = parse_reply(line).command
+            else {
+                panic!("{line}");
+            };
+            assert_eq!(people[0].name.as_deref(), Some(name), "{line}");
         }
     }
 

@@ -210,7 +210,9 @@ impl Reader {
         // (the practitioner raises it), or a practitioner forwarding their exchange with the other party
         // (who is then the other party).
         if parsed.fields_found > 0 && parsed.record.get("escalating_email").is_none() && !from.is_empty() {
-            if let Some(((fwd_name, fwd_email), to)) = sender::forwarded_header(&text) {
+            if let Some(((fwd_name, fwd_email), to, at_line)) = sender::forwarded_header(&text) {
+                // Their signature is in the forwarded part, not under the sender's own words.
+                let quoted: String = text.lines().skip(at_line).collect::<Vec<_>>().join("\n");
                 let sender_wrote_it = fwd_email.eq_ignore_ascii_case(&from);
                 let top = crate::core::reply::new_text(&text);
                 let sender_in_to = to.iter().any(|(_, e)| e.eq_ignore_ascii_case(&from));
@@ -231,7 +233,7 @@ impl Reader {
                         r.other_agency = r
                             .other_agency
                             .take()
-                            .or_else(|| sender::agency_in_signature(&text, name.as_deref()));
+                            .or_else(|| sender::agency_in_signature(&quoted, name.as_deref()));
                         r.other_name = name;
                         r.other_email = Some(email);
                     }
@@ -719,7 +721,7 @@ impl<'a> Pipeline<'a> {
             } else {
                 intent.reply_text.clone()
             };
-            let parsed = parse_record(&below_word, &self.reader.labels);
+            let parsed = crate::core::intake::parse_labelled(&below_word, &self.reader.labels);
             // Text updates the record only under the word UPDATE: lines that happen to look like the
             // form's in an ordinary reply are not an update.
             if asked && parsed.fields_found >= 1 {
@@ -1362,9 +1364,15 @@ impl<'a> Pipeline<'a> {
         // A reply to our answer to an incomplete record completes it: the case opens from both emails
         // together, and its clock starts from the first.
         let mut opened_at = now;
-        if let Some((earlier, first_at)) = self.earlier_refused(store, composer, msg).await? {
-            parsed = completed(earlier, parsed);
+        let mut completes = None;
+        if let Some((earlier_id, earlier, first_at)) = self.earlier_refused(store, composer, msg, now).await? {
+            // The reply's own words only: the refusal it quotes is ours, not the record.
+            let mut own = msg.clone();
+            own.text = Some(crate::core::reply::new_text(&Self::body_text(msg)));
+            own.html = None;
+            parsed = completed(earlier, self.read_record(&own));
             opened_at = first_at.min(now);
+            completes = Some(earlier_id);
         }
         let mut report = Report::new("refused");
         report.board = Some(board.id().to_string());
@@ -1425,7 +1433,8 @@ impl<'a> Pipeline<'a> {
                 .email(
                     "refusal",
                     None,
-                    &refusal_nonce(inbound_id, &msg.message_id),
+                    // Still incomplete after a reply: the next reply completes the first email.
+                    &refusal_nonce(completes.or(inbound_id), &msg.message_id),
                     vec![sender.email.clone()],
                     Vec::new(),
                     Some(&msg.message_id),
@@ -1502,6 +1511,12 @@ impl<'a> Pipeline<'a> {
             Ok(stored) => {
                 report.case = Some(stored.case.reference.clone());
                 report.replies = 1;
+                // The first email is now part of this case: a second reply to its refusal opens nothing.
+                if let Some(id) = completes {
+                    store
+                        .set_inbound_outcome(id, "completed", Some(&stored.case.reference), &[], now)
+                        .await?;
+                }
                 for e in &suppressed {
                     store.record_event(board.id(), Some(&stored.case.reference), e).await?;
                 }
@@ -1523,7 +1538,8 @@ impl<'a> Pipeline<'a> {
         store: &S,
         composer: &Composer<'_>,
         msg: &Inbound,
-    ) -> Result<Option<(ParsedRecord, DateTime<Utc>)>, StoreError> {
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, ParsedRecord, DateTime<Utc>)>, StoreError> {
         let earlier_id = msg
             .in_reply_to
             .iter()
@@ -1536,8 +1552,9 @@ impl<'a> Pipeline<'a> {
         let Some(row) = store.inbound_row(id).await? else {
             return Ok(None);
         };
-        // Only a record that was refused (the refusal's id is signed for this board), from the same sender.
-        if row.outcome.as_deref() != Some("refused") {
+        // Only a record that was refused (the refusal's id is signed for this board) and not completed
+        // since, answered within four weeks, from the same sender.
+        if row.outcome.as_deref() != Some("refused") || now - row.received_at > chrono::Duration::days(28) {
             return Ok(None);
         }
         let Some((raw, _)) = store.inbound_raw(id).await? else {
@@ -1553,7 +1570,7 @@ impl<'a> Pipeline<'a> {
         if !same_sender {
             return Ok(None);
         }
-        Ok(Some((self.read_record(&earlier), row.received_at)))
+        Ok(Some((id, self.read_record(&earlier), row.received_at)))
     }
 
     /// The case a reply is about, if it is one: named by the bot's own signed Message-ID in its thread

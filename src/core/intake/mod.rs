@@ -1448,7 +1448,7 @@ fn set(record: &mut Record, key: &str, value: String) {
 }
 
 /// Read the labelled fields of `text`.
-pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
+pub fn parse_labelled(text: &str, labels: &Labels) -> ParsedRecord {
     let text: std::borrow::Cow<str> = if text.contains(['\r', '\0']) {
         text.replace("\r\n", "\n").replace(['\r', '\0'], "\n").into()
     } else {
@@ -1558,7 +1558,9 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
                 .is_some_and(|(k, _)| FREE_TEXT_FIELDS.contains(&k.trim_start_matches([WEAK, GUESS])));
             let after_blank = i > 0 && lines.get(i - 1).is_some_and(|l| l.trim().is_empty());
             let free_key = FREE_TEXT_FIELDS.contains(&key.trim_start_matches(GUESS));
-            if in_free_text && free_key && !after_blank {
+            // "Risks: he falls at night and …" goes on with the answer; "Risk now: no" is a field.
+            let long_value = value.split_whitespace().count() > 6 && parse_bool(&value).is_none();
+            if in_free_text && !after_blank && (free_key || long_value) {
                 if let Some((_, values)) = fields.last_mut() {
                     values.push(line.trim().to_string());
                 }
@@ -1733,6 +1735,15 @@ pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
     }
     tidy_record(&mut out.record, &text);
     // What the labels did not give, from the sentences: a record written as prose.
+    out
+}
+
+/// Read a new record from `text`: its labelled fields ([`parse_labelled`]), then what the labels did not
+/// give from its sentences ([`prose`]): a record written as prose. An UPDATE to a case reads the labelled
+/// lines alone: a sentence written in it changes nothing.
+pub fn parse_record(text: &str, labels: &Labels) -> ParsedRecord {
+    let mut out = parse_labelled(text, labels);
+    let text = text.replace("\r\n", "\n");
     let from_prose = prose::read(&mut out.record, &text, out.fields_found);
     out.fields_found += from_prose;
     out.from_prose = from_prose;

@@ -58,6 +58,11 @@ fn is_name_word(w: &str) -> bool {
                 | "Council"
                 | "Trust"
                 | "Team"
+                | "Your"
+                | "My"
+                | "Our"
+                | "Escalation"
+                | "Disagreement"
         )
 }
 
@@ -103,9 +108,9 @@ pub fn adult_in(text: &str, not: &[String]) -> Option<String> {
             } else if ADULT_LEADS.contains(&lead.as_str())
                 && (lead != "about" && lead != "for" || words.get(k + 1).is_some_and(|n| is_name_word(n)))
             {
-                // "about Doreen Haworth (NHS …)" names; "about the discharge" does not.
-                let n = name_at(&words, k + 1);
-                n.filter(|n| n.split_whitespace().count() >= 2 || lead != "about" && lead != "for")
+                // "about Doreen Haworth (NHS …)" names; "about the discharge" and "about Adult Social Care's
+                // decision" do not: a name of two words or more that is no organisation's.
+                name_at(&words, k + 1).filter(|n| n.split_whitespace().count() >= 2 && !is_organisation(n))
             } else {
                 None
             };
@@ -195,11 +200,6 @@ const WITH: &[&str] = &[
     "dispute with ",
     "disputing with ",
     "conflict with ",
-    "escalating to ",
-    "escalate to ",
-    "escalated to ",
-    "challenge to ",
-    "challenging ",
     "professional disagreement with ",
 ];
 
@@ -544,7 +544,13 @@ fn own_paragraphs(text: &str) -> String {
         {
             continue;
         }
-        if is_sign_off(t) || is_disclaimer(t) || t == "--" || t.starts_with('>') || super::is_mobile_footer(t) {
+        if is_sign_off(t)
+            || crate::core::reply::is_sign_off_line(t)
+            || is_disclaimer(t)
+            || t == "--"
+            || t.starts_with('>')
+            || super::is_mobile_footer(t)
+        {
             break;
         }
         kept.push(line);

@@ -139,8 +139,9 @@ pub fn agency_in_signature(text: &str, name: Option<&str>) -> Option<String> {
 pub type Quoted = (Option<String>, String);
 
 /// The first forwarded or quoted message's header in `text`: its "From:" person and its "To:" people
-/// ("From: Walsh, Liam <liam.walsh@bradford.gov.uk>", "> To: Olu Adebayo <olu.adebayo@nhs.net>").
-pub fn forwarded_header(text: &str) -> Option<(Quoted, Vec<Quoted>)> {
+/// ("From: Walsh, Liam <liam.walsh@bradford.gov.uk>", "> To: Olu Adebayo <olu.adebayo@nhs.net>"), and the
+/// line it starts on.
+pub fn forwarded_header(text: &str) -> Option<(Quoted, Vec<Quoted>, usize)> {
     let person = |v: &str| -> Option<Quoted> {
         let email = super::find_emails(v).into_iter().next()?;
         let display = v.split('<').next().unwrap_or_default().trim().trim_matches('"');
@@ -179,7 +180,7 @@ pub fn forwarded_header(text: &str) -> Option<(Quoted, Vec<Quoted>)> {
             .filter_map(|l| l.strip_prefix("To:"))
             .flat_map(|v| v.split(';').filter_map(&person).collect::<Vec<_>>())
             .collect();
-        return Some((from, to));
+        return Some((from, to, i));
     }
     None
 }

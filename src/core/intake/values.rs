@@ -182,7 +182,15 @@ pub fn clean_name(value: &str) -> String {
         " \u{2014} ",
     ] {
         if let Some(i) = lower.find(marker) {
-            cut = cut.min(i);
+            // A marker made of letters is a word of its own ("Margaret Dobson" has no date of birth).
+            let in_a_word = marker.ends_with(char::is_alphabetic)
+                && lower
+                    .get(i + marker.len()..)
+                    .and_then(|r| r.chars().next())
+                    .is_some_and(char::is_alphabetic);
+            if !in_a_word {
+                cut = cut.min(i);
+            }
         }
     }
     // ", 58": an age after a comma.
@@ -227,7 +235,13 @@ pub fn label_pairs(value: &str, part_of: &dyn Fn(&str) -> Option<&'static str>) 
                 matches!(c, ';' | ',' | '|' | '\t') || (c == ' ' && before.get(..i).is_some_and(|b| b.ends_with(' ')))
             })
             .map_or_else(
-                || if before.chars().count() <= 32 { 0 } else { usize::MAX },
+                || {
+                    if before.chars().nth(32).is_none() {
+                        0
+                    } else {
+                        usize::MAX
+                    }
+                },
                 |(i, c)| i + c.len_utf8(),
             );
         if start == usize::MAX {
@@ -267,6 +281,8 @@ pub fn is_disclaimer(t: &str) -> bool {
         "this email is confidential",
         "this e-mail is confidential",
         "this email may contain",
+        "this message may contain",
+        "this message is confidential",
         "this e-mail may contain",
         "the information contained in this",
         "the information in this email",
@@ -353,6 +369,8 @@ mod tests {
             ("Stanley Boateng   NHS: 999 328 4025", "Stanley Boateng"),
             ("Karen Mottram (Discharge Lead Nurse)", "Karen Mottram"),
             ("Dr Priyanka Menon", "Dr Priyanka Menon"),
+            ("Margaret Dobson", "Margaret Dobson"),
+            ("Ann Bornholm (DOB 01/02/1940)", "Ann Bornholm"),
             ("PC Kieran Doyle", "Kieran Doyle"),
         ] {
             assert_eq!(clean_name(written), name, "{written}");

@@ -136,6 +136,7 @@ const WORDS: &[(&str, Cat)] = &[
     ("initiating", Cat::Mine),
     ("challenger", Cat::Mine),
     ("challenging", Cat::Mine),
+    ("raising", Cat::Mine),
     ("sender", Cat::Mine),
     ("originator", Cat::Mine),
     ("name", Cat::Name),
@@ -258,6 +259,15 @@ pub fn key_for(label: &str) -> Option<&'static str> {
     {
         return None;
     }
+    // Words that make a label about something no field holds ("My pronouns", "Our ref", "Ward").
+    if words.iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "pronoun" | "pronouns" | "ref" | "reference" | "ward" | "bed"
+        )
+    }) {
+        return None;
+    }
     let mut cats: Vec<Option<Cat>> = words.iter().map(|w| category(w)).collect();
     // "Person at risk", "adult at risk": the adult, not a question about risk.
     for k in 1..words.len() {
@@ -314,9 +324,12 @@ pub fn key_for(label: &str) -> Option<&'static str> {
     }
     // "Their view", "Other agency's position": what the other side thinks is part of the summary.
     let opinion = has(Cat::Views)
-        || words
-            .iter()
-            .any(|w| matches!(w.as_str(), "opinion" | "decision" | "position"));
+        || words.iter().any(|w| {
+            matches!(
+                w.as_str(),
+                "opinion" | "decision" | "position" | "response" | "reply" | "answer" | "stance" | "reasoning"
+            )
+        });
     if let Some(side) = side {
         if opinion && part.is_none() {
             return Some("summary");
@@ -420,6 +433,8 @@ mod tests {
             ("D.O.B", "date_of_birth"),
             ("Outcome sought", "outcome"),
             ("Their view", "summary"),
+            ("Their response", "summary"),
+            ("Name of person raising concern", "escalating_name"),
         ] {
             if key_for(label) != Some(key) {
                 wrong.push(format!("{label}: {:?}, expected {key}", key_for(label)));
@@ -437,6 +452,7 @@ mod tests {
             "The GP",
             "Sent 4 January",
             "see https://example.org",
+            "My pronouns",
         ] {
             assert_eq!(key_for(label), None, "{label}");
         }

@@ -45,24 +45,28 @@ pub fn local_letters(address: &str) -> String {
 /// Whether `address` reads as belonging to someone called `name`: its local part holds their surname,
 /// or their first name with the surname's initial ("kelly.dunne", "kdunne", "dunnek", "kelly.d").
 pub fn address_fits_name(address: &str, name: &str) -> bool {
-    let local = local_letters(address);
+    let local = address.split('@').next().unwrap_or_default().to_lowercase();
+    // The local part's words: "kelly.dunne2" is "kelly", "dunne".
+    let parts: Vec<&str> = local
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let joined: String = parts.concat();
     let words = name_words(name);
-    let Some(last) = words.last() else {
+    let (Some(first), Some(last)) = (words.first(), words.last()) else {
         return false;
     };
-    let first = words.first().filter(|_| words.len() >= 2);
-    let strip = |s: &str| s.chars().filter(|c| c.is_alphabetic()).collect::<String>();
-    let last = strip(last);
-    if last.chars().count() >= 3 && local.contains(&last) {
-        return true;
+    if last.chars().count() < 2 {
+        return false;
     }
-    match first.map(|f| strip(f)) {
-        Some(f) if f.chars().count() >= 3 && local.contains(&f) => {
-            let initial = last.chars().next().map(String::from).unwrap_or_default();
-            local.starts_with(&f) && local.len() <= f.len() + last.len() + 1 && local.contains(&initial)
-        }
-        _ => false,
-    }
+    let initial = first.chars().next().map(String::from).unwrap_or_default();
+    let last_initial = last.chars().next().map(String::from).unwrap_or_default();
+    parts.contains(&last.as_str())
+        || joined == format!("{first}{last}")
+        || joined == format!("{initial}{last}")
+        || joined == format!("{last}{initial}")
+        || joined == format!("{first}{last_initial}")
+        || (words.len() >= 2 && parts.first() == Some(&first.as_str()) && parts.get(1) == Some(&last_initial.as_str()))
 }
 
 /// Whether `address` is one a record can give for the other party: not the sender's, not the
@@ -88,10 +92,13 @@ pub fn complete_other_email(record: &mut Record, text: &str, envelope: &Envelope
             .into_iter()
             .filter(|a| is_candidate(record, envelope, a))
             .collect();
-        let pick = found
-            .iter()
-            .find(|a| named && address_fits_name(a, &name))
-            .or_else(|| (found.len() == 1).then(|| &found[0]));
+        // Their name known, only an address that fits it ("copied to: my manager Jane Smith" is not them);
+        // not known, the only address there.
+        let pick = if named {
+            found.iter().find(|a| address_fits_name(a, &name))
+        } else {
+            (found.len() == 1).then(|| &found[0])
+        };
         if let Some(a) = pick {
             record.other_email = Some(a.to_lowercase());
             return;
@@ -143,6 +150,8 @@ mod tests {
         assert!(address_fits_name("amara.okafor@nhs.net", "Dr Amara Okafor"));
         assert!(!address_fits_name("sam.social@westshire.gov.uk", "Kelly Dunne"));
         assert!(!address_fits_name("team@x.gov.uk", ""));
+        assert!(!address_fits_name("alison.smith@nhs.net", "Ali Khan"));
+        assert!(address_fits_name("kelly.d@trafford.gov.uk", "Kelly Dunne"));
     }
 
     #[test]
