@@ -77,10 +77,16 @@ async fn a_record_with_the_essentials_opens_and_its_acknowledgement_says_what_wa
         assert!(text.contains(said), "{said:?} in:\n{text}");
     }
     assert!(!text.contains("Thanks\nNia"), "no sign-off read as the summary");
+    let own = acks
+        .iter()
+        .find(|a| a.email.to == ["nia.nurse@nhs.net".to_string()])
+        .expect("the sender's copy");
     assert!(
-        text.contains("reply FORM for the board's form filled in so far"),
-        "{text}"
+        own.email.attachments.iter().any(|a| a.filename.ends_with(".docx")),
+        "the sender's copy has the record so far, to complete"
     );
+    let documents = acks.iter().filter(|a| !a.email.attachments.is_empty()).count();
+    assert_eq!(documents, 1, "one Word document per case, in the sender's copy");
     store.close().await;
     db.cleanup().await;
 }

@@ -1489,7 +1489,23 @@ impl<'a> Pipeline<'a> {
                 let mut outbox =
                     vec![composer.acknowledgement(&t, &msg.message_id, &sender.email, &parsed.problems)?];
                 outbox.extend(composer.notifications(&t, &t.notifications, &msg.message_id)?);
-                let (outbox, limited) = budget.admit(composer.one_per_recipient(outbox), now);
+                let mut outbox = composer.one_per_recipient(outbox);
+                // The sender's own copy carries the board's record filled in so far, where the form asks for
+                // more: one Word document per case, not one per recipient.
+                let asks_more = !crate::core::essentials::to_ask(&policy.form, &t.case.record).is_empty();
+                if let Some(own) = outbox
+                    .iter_mut()
+                    .find(|e| e.kind == "acknowledgement" && e.to.iter().any(|a| a.eq_ignore_ascii_case(&sender.email)))
+                    .filter(|_| asks_more)
+                {
+                    composer.attach_record(
+                        own,
+                        &t.case,
+                        crate::core::paperwork::Audience::Case,
+                        board.rules.local_date(opened_at),
+                    )?;
+                }
+                let (outbox, limited) = budget.admit(outbox, now);
                 if let Ok(mut s) = suppressed.lock() {
                     s.extend(limited);
                 }
