@@ -570,6 +570,25 @@ impl Composer<'_> {
         Ok(())
     }
 
+    /// The board's record document, filled in for the case so far, attached to `email` as a Word document
+    /// alone (its text already says what is missing). Nothing when the policy has no document.
+    pub fn attach_record_document(
+        &self,
+        email: &mut OutboundEmail,
+        case: &Case,
+        today: chrono::NaiveDate,
+    ) -> Result<(), String> {
+        let Some(doc) = &self.board.policy().record_document else {
+            return Ok(());
+        };
+        let form = paperwork::fill(&self.board.rules, doc, case, Audience::Case, today);
+        let bytes = docx::write(&form)?;
+        email
+            .attachments
+            .push(Attachment::new(&form.filename, docx::DOCX_TYPE, &bytes));
+        Ok(())
+    }
+
     /// Whether `address` is the board's own: its mailbox or one of its roles' addresses (which get the
     /// board's copy of the record, never the case's).
     fn is_board_address(&self, address: &str) -> bool {

@@ -1498,12 +1498,7 @@ impl<'a> Pipeline<'a> {
                     .find(|e| e.kind == "acknowledgement" && e.to.iter().any(|a| a.eq_ignore_ascii_case(&sender.email)))
                     .filter(|_| asks_more)
                 {
-                    composer.attach_record(
-                        own,
-                        &t.case,
-                        crate::core::paperwork::Audience::Case,
-                        board.rules.local_date(opened_at),
-                    )?;
+                    composer.attach_record_document(own, &t.case, board.rules.local_date(opened_at))?;
                 }
                 let (outbox, limited) = budget.admit(outbox, now);
                 if let Ok(mut s) = suppressed.lock() {
