@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Database};
-use crate::mail::pipeline::Pipeline;
+use crate::mail::pipeline::{read_all, Pipeline, Reader, Reading};
 use crate::mail::send::{run_sender, Transport};
 use crate::mail::source::{self, Incoming};
+use crate::mail::timebox::Timebox;
 use crate::store::{Batching, PgStore, SqliteStore, Store};
 
 /// Where "now" comes from. The daemon reads it; the core never does.
@@ -253,6 +254,48 @@ where
     }
 }
 
+/// A batch from one source, read: one [`Reading`] per message, in order.
+struct ReadBatch {
+    incoming: Incoming,
+    read: Vec<Reading>,
+}
+
+/// One board's mail, read as it comes in and handed to the main loop in the order it came: each board has
+/// a reader of its own, and the reading runs on threads of its own within the time limit ([`read_all`]),
+/// so that a message slow to read delays neither another board's mail nor the case clock, and the main
+/// loop (which decides, writes and answers) never waits for reading. A batch whose reading fails outright
+/// is dropped unacknowledged: its messages stay in the mailbox and are read again.
+async fn read_board(
+    reader: std::sync::Arc<Reader>,
+    timebox: Timebox,
+    mut incoming: mpsc::Receiver<Incoming>,
+    out: mpsc::Sender<ReadBatch>,
+) {
+    while let Some(batch) = incoming.recv().await {
+        let started = std::time::Instant::now();
+        let raws = batch.messages.iter().map(|(_, raw)| raw.clone()).collect();
+        let read = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(read_all(
+            reader.clone(),
+            &timebox,
+            raws,
+        )))
+        .await;
+        let Ok(read) = read else {
+            tracing::error!(board = %batch.board, "reading a batch failed; its messages stay in the mailbox and are read again");
+            continue;
+        };
+        tracing::debug!(
+            board = %batch.board,
+            messages = batch.messages.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch read"
+        );
+        if out.send(ReadBatch { incoming: batch, read }).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Sleep for `d`, or for ever when there is nothing to wait for.
 async fn sleep_or_never(d: Option<std::time::Duration>) {
     match d {
@@ -330,11 +373,21 @@ async fn serve<S: Batching + Clone + Send + Sync + 'static>(
         }
         None => None,
     };
-    let (tx, mut rx) = mpsc::channel::<Incoming>(256);
+    let (read_tx, mut rx) = mpsc::channel::<ReadBatch>(256);
     let mut sources = Vec::new();
+    let mut readers = Vec::new();
     for b in &config.boards {
         let id = b.id().to_string();
-        let (tx, stop) = (tx.clone(), stop_rx.clone());
+        // The source hands its batches to the board's own reader (a few at most: an IMAP source sends
+        // more before the first is answered), which hands them, read, to the main loop.
+        let (tx, incoming) = mpsc::channel::<Incoming>(8);
+        readers.push(tokio::spawn(read_board(
+            pipeline.reader.clone(),
+            pipeline.timebox.clone(),
+            incoming,
+            read_tx.clone(),
+        )));
+        let stop = stop_rx.clone();
         sources.push(match b.settings.imap.clone() {
             Some(imap) => tokio::spawn(supervise(format!("IMAP source {id}"), stop_rx.clone(), move || {
                 crate::mail::imap::watch_mailbox(id.clone(), imap.clone(), tx.clone(), stop.clone())
@@ -348,7 +401,7 @@ async fn serve<S: Batching + Clone + Send + Sync + 'static>(
             }
         });
     }
-    drop(tx);
+    drop(read_tx);
     tracing::info!(
         boards = config.boards.len(),
         database = %config.settings.database.describe(),
@@ -437,9 +490,9 @@ async fn serve<S: Batching + Clone + Send + Sync + 'static>(
                 wake.notify_one();
                 next_timer = next_wake(&pipeline, store, clock.now()).await;
             }
-            Some(incoming) = rx.recv() => {
+            Some(ReadBatch { incoming, read }) = rx.recv() => {
                 let started = std::time::Instant::now();
-                let ack = pipeline.process_batch(store, &incoming.board, &incoming.messages, clock.now()).await;
+                let ack = pipeline.process_read(store, &incoming.board, &incoming.messages, read, clock.now()).await;
                 crate::monitor::monitor().batch_processed(started.elapsed());
                 tracing::debug!(
                     board = %incoming.board,
@@ -460,7 +513,11 @@ async fn serve<S: Batching + Clone + Send + Sync + 'static>(
     // within STOP_WITHIN is left: nothing it holds is lost, only not yet acknowledged.
     let _ = stop_tx.send(true);
     // Batches fetched and not processed are dropped unacknowledged: their sources stop waiting for them,
-    // and the messages stay in the mailbox for next time.
+    // and the messages stay in the mailbox for next time. Reading stops at once: a reading still running
+    // is left to its thread, which holds nothing (and does not keep the process from exiting).
+    for r in &readers {
+        r.abort();
+    }
     drop(rx);
     let stopped = tokio::time::timeout(STOP_WITHIN, async {
         let _ = sender.await;

@@ -90,6 +90,46 @@ struct SettingsFile {
     secret_file: Option<String>,
     smtp: Option<crate::mail::send::SmtpSettings>,
     http: Option<HttpSettings>,
+    reading: Option<ReadingSettings>,
+}
+
+/// How long reading one message may take (`[reading]`): decoding it and reading the record or the reply
+/// in it. Past `budget_ms`, the message counts as a failed attempt (three quarantine it) and the daemon
+/// moves on without waiting for it; the reading left running on its own thread is abandoned, and at most
+/// `max_abandoned` of those may run at once (beyond, messages wait to be read).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingSettings {
+    #[serde(default = "default_budget_ms")]
+    pub budget_ms: u64,
+    #[serde(default = "default_max_abandoned")]
+    pub max_abandoned: usize,
+}
+
+impl Default for ReadingSettings {
+    fn default() -> Self {
+        ReadingSettings {
+            budget_ms: default_budget_ms(),
+            max_abandoned: default_max_abandoned(),
+        }
+    }
+}
+
+impl ReadingSettings {
+    /// The time one message's reading may take.
+    pub fn budget(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.budget_ms)
+    }
+}
+
+/// Five seconds: a message is read in milliseconds (every parser is linear in its input), a 25 MB one in
+/// well under a second.
+fn default_budget_ms() -> u64 {
+    5_000
+}
+
+fn default_max_abandoned() -> usize {
+    4
 }
 
 /// The optional health and metrics listener (`[http]`): off unless `listen` is given.
@@ -163,6 +203,8 @@ pub struct Settings {
     pub smtp: Option<crate::mail::send::SmtpSettings>,
     /// The health and metrics listener, if any.
     pub http: Option<HttpSettings>,
+    /// How long reading one message may take (`[reading]`).
+    pub reading: ReadingSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -802,6 +844,7 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
         secret_file: None,
         smtp: None,
         http: None,
+        reading: None,
     });
 
     let mut url = file
@@ -860,7 +903,22 @@ pub fn load_with_env(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Resul
             s
         }),
         http: file.http,
+        reading: file.reading.unwrap_or_default(),
     };
+    if settings.reading.budget_ms == 0 {
+        errors.push(issue(
+            path,
+            "reading.budget_ms",
+            "must be at least 1 (milliseconds; the default, 5000, is five seconds)",
+        ));
+    }
+    if settings.reading.max_abandoned == 0 {
+        errors.push(issue(
+            path,
+            "reading.max_abandoned",
+            "must be at least 1: with none, a message that overran would stop all reading",
+        ));
+    }
     if let Some(h) = &settings.http {
         if h.listen.parse::<std::net::SocketAddr>().is_err() {
             errors.push(issue(

@@ -23,7 +23,14 @@ fn main() -> std::process::ExitCode {
         libc::mallopt(libc::M_ARENA_MAX, 2);
     }
     match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(run()),
+        Ok(runtime) => {
+            let code = runtime.block_on(run());
+            // Done: whatever still runs on the runtime's blocking threads is not waited for beyond a moment
+            // (dropping the runtime would wait for it without end). Reading runs on threads of its own,
+            // which never hold the exit back.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+            code
+        }
         Err(e) => {
             eprintln!("escalation-bot: the async runtime could not start: {e}");
             std::process::ExitCode::FAILURE

@@ -1,11 +1,15 @@
 //! Every parser entry point that text or bytes from outside reach, fed arbitrary Unicode and arbitrary
 //! bytes, and text shaped like the real thing (labels, commands, dates, quote headers) with arbitrary
-//! Unicode in between: none may panic. In CI each target runs a fixed number of cases; `scripts/fuzz.sh`
-//! runs each for a set time (`ESCALATION_BOT_FUZZ_SECONDS`) and prints how many cases it ran.
+//! Unicode in between: none may panic. Hostile shapes too (a piece that once stalled a parser repeated
+//! thousands of times, nested or run together, with arbitrary text between): none may panic, nor take long
+//! (`tests/linear_growth.rs` measures how each parser's time grows). In CI each target runs a fixed number
+//! of cases; `scripts/fuzz.sh` runs each for a set time (`ESCALATION_BOT_FUZZ_SECONDS`) and prints how many
+//! cases it ran.
 
 use std::time::{Duration, Instant};
 
-use escalation_bot::core::intake::{find_emails, html_to_text, normalise_label, parse_record, Labels};
+use escalation_bot::core::html::html_to_text;
+use escalation_bot::core::intake::{find_emails, normalise_label, parse_record, Labels};
 use escalation_bot::core::nhs;
 use escalation_bot::core::reply::{new_text, parse_reply};
 use escalation_bot::mail::mime::{decode, Limits};
@@ -381,4 +385,109 @@ fn word_documents_never_panic() {
             let _ = escalation_bot::mail::docx::read_record(&bytes, &labels);
         },
     );
+}
+
+/// The pieces of the shapes that stalled, or could stall, a parser: each repeated up to thousands of times
+/// and mixed with arbitrary text.
+const HOSTILE: &[&str] = &[
+    // HTML: runs of `&`, paragraphs padding a cell, nesting, comments and tags never closed.
+    "&",
+    "&a",
+    "&#x",
+    "<p>",
+    "<td>",
+    "<tr>",
+    "<table>",
+    "<div>",
+    "<!--",
+    "<",
+    "a<b",
+    "</td>",
+    // Word: nested content controls, placeholders, hidden runs, nested tables.
+    "<w:sdt><w:sdtContent>",
+    "<w:sdtPr><w:showingPlcHdr/></w:sdtPr>",
+    "</w:sdtContent></w:sdt>",
+    "<w:tbl><w:tr><w:tc>",
+    "<w:p><w:r><w:t>x</w:t></w:r></w:p>",
+    "<w:rPr><w:vanish/></w:rPr>",
+    // Text: quote levels, label-like lines, separators, attribution-like lines, addresses.
+    ">",
+    "> ",
+    ":",
+    "Name of adult at risk: ",
+    "Summary: ",
+    "Actions:\n",
+    "- Sam <sam@x.gov.uk> to visit by 1 March 2027\n",
+    "On Tue, 5 Jan 2027 at 10:00, Sam <sam@x.gov.uk> wrote:\n",
+    "From: a\n",
+    "\t",
+    "\n",
+    "word",
+    " ",
+    "a@b.cc ",
+];
+
+/// A hostile input: one piece repeated `n` times, maybe wrapped in a form and mixed with a little text.
+fn hostile_text() -> impl Strategy<Value = String> {
+    (
+        prop::sample::select(HOSTILE.to_vec()),
+        0usize..20_000,
+        prop::sample::select(vec![
+            "",
+            "RESOLVED\n",
+            "ESCALATE to stage 2\n",
+            "<table><tr><td>x",
+            "Summary of the disagreement:\t",
+        ]),
+        any::<String>(),
+    )
+        .prop_map(|(piece, n, before, after)| format!("{before}{}{after}", piece.repeat(n)))
+}
+
+impl std::fmt::Debug for Hostile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bytes starting {:?}",
+            self.0.len(),
+            self.0.chars().take(120).collect::<String>()
+        )
+    }
+}
+
+/// A hostile input, shown shortened when a case fails (it may be a megabyte).
+#[derive(Clone)]
+struct Hostile(String);
+
+#[test]
+fn hostile_shapes_never_panic_nor_stall() {
+    use escalation_bot::mail::docx::document_text;
+    let labels = labels();
+    let limit = Duration::from_secs(10);
+    let timed = |what: &str, input: &Hostile, f: &dyn Fn()| {
+        let t = Instant::now();
+        f();
+        assert!(t.elapsed() < limit, "{what} took {:?} on {input:?}", t.elapsed());
+    };
+    fuzz("hostile shapes", 150, hostile_text().prop_map(Hostile), |h| {
+        let t = h.0.as_str();
+        timed("html_to_text", h, &|| {
+            let _ = html_to_text(t);
+        });
+        timed("document_text", h, &|| {
+            let _ = document_text(&format!("<w:document><w:body>{t}</w:body></w:document>"), &|l| {
+                labels.is_label(l)
+            });
+        });
+        timed("parse_record", h, &|| {
+            let _ = parse_record(t, &labels);
+        });
+        timed("parse_reply", h, &|| {
+            let _ = parse_reply(t);
+        });
+        timed("decode", h, &|| {
+            let raw = format!("From: a@nhs.net\r\nTo: BSAB@bradford.gov.uk\r\nContent-Type: text/html\r\n\r\n{t}");
+            let _ = decode(raw.as_bytes(), &Limits::default());
+        });
+    });
 }

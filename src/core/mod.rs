@@ -14,7 +14,8 @@
 //! - [`paperwork`]: the board's own record form, filled in from the case.
 //! - [`directory`]: whom to involve at the next stage, and the board's directory of people by role.
 //! - [`nhs`]: NHS number validation.
-//! - [`intake`]: reading an escalation record out of an email's text (and HTML tables).
+//! - [`html`]: an email's HTML as text (tables as tab-separated lines), in one linear pass.
+//! - [`intake`]: reading an escalation record out of an email's text.
 //! - [`actions`]: the agreed actions of a resolution, with owners and dates.
 //! - [`reply`]: reading a command from the new text at the top of a reply.
 //! - [`digest`]: the board manager's digest, and when scheduled digests go.
@@ -26,6 +27,7 @@ pub mod case;
 pub mod digest;
 pub mod directory;
 pub mod essentials;
+pub mod html;
 pub mod intake;
 pub mod lifecycle;
 pub mod nhs;

@@ -751,13 +751,34 @@ fn labelled(rest: &str, labels: &[(&str, &[&str])]) -> (Vec<(String, String)>, S
     (found, free.join("\n").trim().to_string())
 }
 
+/// The longest stretch of a line read for the name beside an address: a name and its address are far
+/// shorter, and a longer stretch would be searched again for every address in it.
+const MAX_NAME_STRETCH: usize = 1000;
+
+/// The people named with their addresses in `text`, one a line or several to a line: the name is what is
+/// left, before the first comma or semicolon and after the last colon ("Line manager: Lee Lead
+/// <lee.lead@nhs.net>"), once the address is taken out.
 fn people_in(text: &str) -> Vec<Person> {
     let mut people = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for line in text.lines() {
+        // An address holds no comma, semicolon or colon, so the stretch where the name is can be found
+        // before taking the address out, once for the line.
+        let stretch = line.split([',', ';']).next().unwrap_or_default();
+        let stretch = stretch.rsplit(':').next().unwrap_or(stretch);
         for email in find_emails(line) {
+            if !seen.insert(email.to_ascii_lowercase()) {
+                continue;
+            }
+            // A line of bounded length only: the name beside each address is looked for in it.
+            let short_line = line.len() <= MAX_NAME_STRETCH;
             // "Escalate to stage 3 please - Dr Amara Okafor amara.okafor@nhs.net": the capitalised words
             // just before the address.
-            let before = line.get(..line.find(email.as_str()).unwrap_or(0)).unwrap_or_default();
+            let before = if short_line {
+                line.get(..line.find(email.as_str()).unwrap_or(0)).unwrap_or_default()
+            } else {
+                ""
+            };
             let before = before.trim_end().trim_end_matches(['<', '(', '[', ',', ':', '-', ' ']);
             // Not a role ("Team Manager", "Head of Service"), which people write between a name and its
             // address: "Joy Adeyemi-Clarke, Ward Manager (joy@…)", "Head of Service Jo Bloggs jo@…".
@@ -796,24 +817,20 @@ fn people_in(text: &str) -> Vec<Person> {
                     .collect::<Vec<_>>()
                     .join(" ")
             });
-            let name = line
-                .replace(&format!("<{email}>"), "")
-                .replace(&format!("({email})"), "")
-                .replace(&email, "")
-                .split([',', ';'])
-                .next()
-                // "Line manager: Lee Lead <lee.lead@nhs.net>": the name is after the role.
-                .map(|s| s.rsplit(':').next().unwrap_or(s))
+            let name = (stretch.len() <= MAX_NAME_STRETCH)
+                .then(|| {
+                    stretch
+                        .replace(&format!("<{email}>"), "")
+                        .replace(&format!("({email})"), "")
+                        .replace(&email, "")
+                })
                 .map(|s| s.trim().trim_matches(|c: char| c == '-' || c == '"').trim().to_string())
                 .filter(|s| !s.is_empty() && s.split_whitespace().count() <= 6);
-            let name = beside.or(name);
-            if !people.iter().any(|p: &Person| p.email.eq_ignore_ascii_case(&email)) {
-                people.push(Person {
-                    email,
-                    name,
-                    agency: None,
-                });
-            }
+            people.push(Person {
+                email,
+                name: beside.or(name),
+                agency: None,
+            });
         }
     }
     people

@@ -6,7 +6,7 @@
 //! document properties — with the form as a two-column table, then the stages and the agreed actions.
 //!
 //! Reading: [`read_text`] turns `word/document.xml` into the text a person sees, tables as tab-separated
-//! lines (as `intake::html_to_text` does for HTML tables), so that the same record reader reads it. What
+//! lines (as `core::html::html_to_text` does for HTML tables), so that the same record reader reads it. What
 //! Word shows but is not the document's text is left out: deleted text of tracked changes, field codes,
 //! hidden text, a content control's placeholder, and the fallback copy of a text box.
 
@@ -455,6 +455,32 @@ pub fn read_record(
     Ok(parsed)
 }
 
+/// An open content control (`w:sdt`), as far as hiding its text goes: its placeholder is shown (Word's grey
+/// "Click or tap here to enter text") and its content has started.
+#[derive(Debug, Clone, Copy, Default)]
+struct Sdt {
+    placeholder: bool,
+    in_content: bool,
+}
+
+impl Sdt {
+    /// Whether its content is a placeholder, not text.
+    fn hides(self) -> bool {
+        self.placeholder && self.in_content
+    }
+
+    /// Change it with `change`, keeping `shown` (how many open controls hide their content) true.
+    fn update(&mut self, shown: &mut usize, change: impl FnOnce(&mut Sdt)) {
+        let before = self.hides();
+        change(self);
+        match (before, self.hides()) {
+            (false, true) => *shown += 1,
+            (true, false) => *shown = shown.saturating_sub(1),
+            _ => {}
+        }
+    }
+}
+
 /// Why a document could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreadable(pub String);
@@ -494,9 +520,11 @@ pub fn document_text(xml: &str, is_label: &dyn Fn(&str) -> bool) -> Result<Strin
     let mut in_text = false;
     let mut run_hidden = false;
     let mut in_rpr = false;
-    // Content controls: whether each open one shows its placeholder.
-    let mut sdt_placeholder: Vec<bool> = Vec::new();
-    let mut in_sdt_content: Vec<bool> = Vec::new();
+    // Content controls: for each open one, whether it shows its placeholder and whether its content has
+    // started; and how many open ones are both, so that whether text is hidden is known in one step on
+    // every event (walking the open controls each time made a document of nested controls quadratic).
+    let mut sdts: Vec<Sdt> = Vec::new();
+    let mut placeholders_shown = 0usize;
     // Tables: per open table, the cells of the current row so far.
     let mut tables: Vec<Vec<String>> = Vec::new();
     // The text of the paragraph being read (pushed to the current cell or to `out` at its end).
@@ -513,7 +541,7 @@ pub fn document_text(xml: &str, is_label: &dyn Fn(&str) -> bool) -> Result<Strin
         let ev = reader
             .read_event()
             .map_err(|e| Unreadable(format!("its text is not well-formed XML ({e})")))?;
-        let hidden = skip_depth > 0 || run_hidden || sdt_placeholder.iter().zip(&in_sdt_content).any(|(p, c)| *p && *c);
+        let hidden = skip_depth > 0 || run_hidden || placeholders_shown > 0;
         match ev {
             Event::Eof => break,
             Event::Start(e) => {
@@ -527,13 +555,10 @@ pub fn document_text(xml: &str, is_label: &dyn Fn(&str) -> bool) -> Result<Strin
                     b"r" => run_hidden = false,
                     b"rPr" => in_rpr = true,
                     b"vanish" if in_rpr => run_hidden = !attr_is_off(&e),
-                    b"sdt" => {
-                        sdt_placeholder.push(false);
-                        in_sdt_content.push(false);
-                    }
+                    b"sdt" => sdts.push(Sdt::default()),
                     b"sdtContent" => {
-                        if let Some(c) = in_sdt_content.last_mut() {
-                            *c = true;
+                        if let Some(sdt) = sdts.last_mut() {
+                            sdt.update(&mut placeholders_shown, |s| s.in_content = true);
                         }
                     }
                     b"tbl" => {
@@ -573,8 +598,9 @@ pub fn document_text(xml: &str, is_label: &dyn Fn(&str) -> bool) -> Result<Strin
                 match name.as_slice() {
                     b"vanish" if in_rpr => run_hidden = !attr_is_off(&e),
                     b"showingPlcHdr" => {
-                        if let Some(p) = sdt_placeholder.last_mut() {
-                            *p = !attr_is_off(&e);
+                        if let Some(sdt) = sdts.last_mut() {
+                            let shown = !attr_is_off(&e);
+                            sdt.update(&mut placeholders_shown, |s| s.placeholder = shown);
                         }
                     }
                     b"tab" if !hidden && !in_rpr => para.push(if tables.is_empty() { '\t' } else { ' ' }),
@@ -623,8 +649,9 @@ pub fn document_text(xml: &str, is_label: &dyn Fn(&str) -> bool) -> Result<Strin
                     b"rPr" => in_rpr = false,
                     b"r" => run_hidden = false,
                     b"sdt" => {
-                        sdt_placeholder.pop();
-                        in_sdt_content.pop();
+                        if let Some(mut sdt) = sdts.pop() {
+                            sdt.update(&mut placeholders_shown, |s| *s = Sdt::default());
+                        }
                     }
                     b"p" => {
                         let cells = tables.last_mut();
@@ -814,6 +841,30 @@ mod tests {
             </w:body></w:document>"#;
         let text = document_text(xml, &|l| l == "Label").expect("reads");
         assert_eq!(text, "Keep this & that\n\nLabel\tValue\u{2028}More");
+    }
+
+    #[test]
+    fn a_placeholder_hides_only_its_own_content_however_deep() {
+        let xml = r#"<w:document xmlns:w="w"><w:body>
+            <w:sdt><w:sdtContent>
+              <w:sdt><w:sdtPr><w:showingPlcHdr/></w:sdtPr><w:sdtContent>
+                <w:p><w:r><w:t>Click here to enter text.</w:t></w:r></w:p>
+                <w:sdt><w:sdtContent><w:p><w:r><w:t>Inside the placeholder</w:t></w:r></w:p></w:sdtContent></w:sdt>
+              </w:sdtContent></w:sdt>
+              <w:p><w:r><w:t>Shown</w:t></w:r></w:p>
+              <w:sdt><w:sdtPr><w:showingPlcHdr w:val="0"/></w:sdtPr><w:sdtContent><w:p><w:r><w:t>Filled in</w:t></w:r></w:p></w:sdtContent></w:sdt>
+            </w:sdtContent></w:sdt>
+            <w:p><w:r><w:t>After</w:t></w:r></w:p>
+            </w:body></w:document>"#;
+        let text = document_text(xml, &|_| false).expect("reads");
+        assert_eq!(text, "Shown\nFilled in\nAfter");
+        // Many levels deep, each event costs the same: a million nested controls read at once.
+        let deep = format!(
+            "<w:document xmlns:w=\"w\"><w:body>{}<w:p><w:r><w:t>x</w:t></w:r></w:p>{}</w:body></w:document>",
+            "<w:sdt><w:sdtContent>".repeat(20_000),
+            "</w:sdtContent></w:sdt>".repeat(20_000)
+        );
+        assert_eq!(document_text(&deep, &|_| false).expect("reads"), "x");
     }
 
     #[test]

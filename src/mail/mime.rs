@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::core::case::Person;
-use crate::core::intake::html_to_text;
+use crate::core::html::html_to_text;
 
 /// What the bot will read.
 #[derive(Debug, Clone, Copy)]
@@ -294,6 +294,16 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             limits.max_header_bytes / 1024
         )));
     }
+    // Each multipart container names its boundary: more of them than the parts the bot reads, and the
+    // message is refused before it is parsed (mail-parser keeps a state of some hundreds of bytes for each
+    // open level of a deep nesting).
+    let declared = declared_boundaries(raw);
+    if declared > limits.max_parts {
+        return Err(Unreadable(format!(
+            "it declares {declared} multipart sections, more than the {} MIME parts the bot reads; please send the form on its own",
+            limits.max_parts
+        )));
+    }
     let Some(msg) = MessageParser::default().parse(raw) else {
         return Err(Unreadable(
             "it is not an email message (no headers could be read)".into(),
@@ -407,6 +417,22 @@ pub fn decode(raw: &[u8], limits: &Limits) -> Result<Inbound, Unreadable> {
             .take(MAX_DOCUMENTS)
             .collect(),
     })
+}
+
+/// How many times `boundary=` is written in `raw` (in any case): at least as many as the multipart
+/// containers it declares, found in one pass without parsing.
+fn declared_boundaries(raw: &[u8]) -> usize {
+    raw.split(|&b| b == b'=')
+        .rev()
+        .skip(1)
+        .filter(|piece| {
+            piece
+                .len()
+                .checked_sub(8)
+                .and_then(|from| piece.get(from..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(b"boundary"))
+        })
+        .count()
 }
 
 /// A format=flowed text (RFC 3676) as the lines its writer meant: a line ending in a space (a soft break)

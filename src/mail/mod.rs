@@ -7,6 +7,7 @@
 //! - [`docx`]: the board's record form as a Word document, HTML and text; a Word document read as text.
 //! - [`compose`]: the emails that follow from a transition, with their recipients and headers.
 //! - [`pipeline`]: one message in, one outcome out, committed with everything it causes.
+//! - [`timebox`]: reading on threads of its own, each message within a time limit, never waited for past it.
 //! - [`source`]: mailbox sources (Maildir; IMAP) feeding the daemon, acknowledged after commit.
 //! - [`oauth`]: OAuth2 client-credentials tokens and SASL XOAUTH2, for Microsoft 365 and NHSmail.
 //! - [`send`]: the sender task delivering the outbox (SMTP, or a Maildir folder) with retry.
@@ -21,4 +22,5 @@ pub mod pipeline;
 pub mod render;
 pub mod send;
 pub mod source;
+pub mod timebox;
 pub mod token;

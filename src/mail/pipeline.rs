@@ -18,6 +18,7 @@ use super::limits::Budget;
 use super::mime::{decode, Inbound, Limits};
 use super::render::Templates;
 use super::source::Ack;
+use super::timebox::{Timebox, Timed};
 use super::token::Signer;
 use crate::config::{Board, Config};
 use crate::core::case::Person;
@@ -26,7 +27,7 @@ use crate::core::intake::whole_email::{complete_other_email, Envelope};
 use crate::core::intake::{parse_record, Labels, ParsedRecord};
 use crate::core::lifecycle::{self, Event};
 use crate::core::nhs;
-use crate::core::reply::{parse_reply_on, ReplyCommand};
+use crate::core::reply::{parse_reply_on, ReplyCommand, ReplyIntent};
 use crate::mail::docx;
 use crate::store::{
     Batching, Change, HeldCommand, HeldRecord, InboundDone, InboundInsert, InboundMessage, OutboundEmail, Store,
@@ -35,6 +36,9 @@ use crate::store::{
 
 /// The reference under which the request about a held record is signed: `HOLD-` and a nonce.
 const HOLD_PREFIX: &str = "HOLD-";
+
+/// A raw message and where it came from, as a source hands it over.
+type Message = (Source, Vec<u8>);
 
 /// What acting on a reply came to: done (and answered), or refused with the problem to answer.
 enum Acted {
@@ -163,6 +167,9 @@ impl Report {
 pub struct Pipeline<'a> {
     pub config: &'a Config,
     pub reader: std::sync::Arc<Reader>,
+    /// Reading runs here: on threads of its own, each message within the configured time
+    /// (`[reading] budget_ms`).
+    pub timebox: Timebox,
     pub templates: Templates,
     pub key: Vec<u8>,
     /// See [`Composer::salt`]: set by [`Pipeline::retrying`].
@@ -179,33 +186,41 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// Decode `raw` and read the record in it.
+    /// Decode `raw` and read everything in it that a decision may need: the record, and the command and
+    /// documents of a reply. All of a message's parsing happens here, so that it runs under the time
+    /// limit ([`read_all`]); the decisions after it only look up what was read.
     /// A fault in a parser (a panic) makes the message unreadable, never the caller stop.
     pub fn prepare(&self, raw: &[u8]) -> Prepared {
         let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let decoded = decode(raw, &self.limits);
-            let record = decoded.as_ref().ok().map(|m| self.read_record(m));
-            Prepared { decoded, record }
+            let (record, reply) = match &decoded {
+                Ok(m) => {
+                    let texts = Texts::of(m);
+                    let reply = self.read_reply_in(&texts);
+                    let record =
+                        self.read_record_in(&texts, reply.documents_read.then_some(reply.documents.as_slice()));
+                    (Some(record), Some(reply))
+                }
+                Err(_) => (None, None),
+            };
+            Prepared { decoded, record, reply }
         }));
-        read.unwrap_or_else(|panic| {
-            let text = panic_text(panic.as_ref());
-            tracing::error!(message = %super::mime::content_id(raw), panic = %text, "reading a message panicked");
-            Prepared {
-                decoded: Err(super::mime::Unreadable(format!(
-                    "the message could not be read (a fault in the escalation service's reader: {text})"
-                ))),
-                record: None,
-            }
-        })
+        read.unwrap_or_else(|panic| Prepared::faulty(Some(raw), &panic_text(panic.as_ref())))
     }
 
     /// The best reading of the record: the plain text, the HTML or an attached Word document, whichever
     /// yields more fields. Where the
     /// form gives no email for the person escalating, it is the sender's (as the case will have it).
     pub fn read_record(&self, msg: &Inbound) -> ParsedRecord {
-        let mut parsed = self.read_form(msg);
+        self.read_record_in(&Texts::of(msg), None)
+    }
+
+    /// [`Reader::read_record`], with the attached documents' readings when they were read already.
+    fn read_record_in(&self, texts: &Texts<'_>, documents: Option<&[DocumentReading]>) -> ParsedRecord {
+        let msg = texts.msg;
+        let mut parsed = self.read_form(texts, documents);
         let from = msg.from.as_ref().map(|p| p.email.clone()).unwrap_or_default();
-        let text = Pipeline::body_text(msg);
+        let text = texts.body();
         // A forwarded message below the sender's own words: a manager forwarding a practitioner's record
         // (the practitioner raises it), or a practitioner forwarding their exchange with the other party
         // (who is then the other party).
@@ -290,25 +305,74 @@ impl Reader {
         parsed
     }
 
-    fn read_form(&self, msg: &Inbound) -> ParsedRecord {
+    fn read_form(&self, texts: &Texts<'_>, read: Option<&[DocumentReading]>) -> ParsedRecord {
+        let msg = texts.msg;
         let text = msg.text.as_deref().map(|t| parse_record(t, &self.labels));
         // A plain text that already carries a whole form needs no second reading from the HTML.
         let text = match text {
             Some(t) if t.fields_found >= 8 && t.problems.is_empty() => return t,
             other => other,
         };
-        let html = msg.html_text().map(|t| parse_record(&t, &self.labels));
+        let html = texts.html().map(|t| parse_record(t, &self.labels));
         // The board's Word form attached ("please find the form attached"): read like the body.
-        let documents = msg
-            .documents
-            .iter()
-            .filter_map(|d| docx::read_record(&d.bytes, &self.labels).ok());
+        let documents: Vec<ParsedRecord> = match read {
+            Some(read) => read.iter().filter_map(|d| d.record.as_ref().ok().cloned()).collect(),
+            None => msg
+                .documents
+                .iter()
+                .filter_map(|d| docx::read_record(&d.bytes, &self.labels).ok())
+                .collect(),
+        };
         [text, html]
             .into_iter()
             .flatten()
             .chain(documents)
             .max_by_key(|p| p.fields_found)
             .unwrap_or_default()
+    }
+
+    /// What a decision about the message as a reply needs: its command, and what a reply that sends the
+    /// board's form back (a Word document attached, or `UPDATE` and the form's lines) holds. The documents
+    /// and the lines are read only where [`Pipeline::record_update`] looks at them: when the reply has no
+    /// command word, or says UPDATE.
+    pub fn read_reply(&self, msg: &Inbound) -> ReplyReading {
+        self.read_reply_in(&Texts::of(msg))
+    }
+
+    fn read_reply_in(&self, texts: &Texts<'_>) -> ReplyReading {
+        let msg = texts.msg;
+        let intent = parse_reply_on(&texts.body(), msg.date.map(|d| d.date_naive()));
+        let asked = matches!(intent.command, Ok(ReplyCommand::Update));
+        let documents_read = asked || intent.command_word.is_none();
+        let documents = if documents_read {
+            msg.documents
+                .iter()
+                .map(|doc| DocumentReading {
+                    references: docx::read_text(&doc.bytes, &|_| false)
+                        .ok()
+                        .map(|t| reference_shaped(&format!("{} {}", doc.filename, t))),
+                    record: docx::read_record(&doc.bytes, &self.labels),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let update_lines = asked.then(|| {
+            let below_word = intent
+                .reply_text
+                .lines()
+                .skip_while(|l| l.trim().is_empty())
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join("\n");
+            crate::core::intake::parse_labelled(&below_word, &self.labels)
+        });
+        ReplyReading {
+            intent,
+            documents_read,
+            documents,
+            update_lines,
+        }
     }
 }
 
@@ -359,11 +423,132 @@ fn completed(earlier: ParsedRecord, later: ParsedRecord) -> ParsedRecord {
     }
 }
 
-/// A message decoded and its record read, ready for the decisions that need the store.
+/// A message's texts as the readers take them: the HTML part converted once, when first asked for.
+struct Texts<'a> {
+    msg: &'a Inbound,
+    html: std::cell::OnceCell<Option<String>>,
+}
+
+impl<'a> Texts<'a> {
+    fn of(msg: &'a Inbound) -> Self {
+        Texts {
+            msg,
+            html: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The HTML part as text (tables as tabbed lines).
+    fn html(&self) -> Option<&str> {
+        self.html.get_or_init(|| self.msg.html_text()).as_deref()
+    }
+
+    /// The text a reply is read from: the plain text, or the HTML's where there is none
+    /// ([`Pipeline::reply_intent`]).
+    fn body(&self) -> String {
+        self.msg
+            .text
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .or_else(|| self.html().map(str::to_string))
+            .unwrap_or_default()
+    }
+}
+
+/// A message decoded and everything in it read, ready for the decisions that need the store.
 pub struct Prepared {
     decoded: Result<Inbound, super::mime::Unreadable>,
     /// The record, read whether or not the message turns out to be a new escalation.
     record: Option<ParsedRecord>,
+    /// The message read as a reply, whether or not it turns out to be one.
+    reply: Option<ReplyReading>,
+}
+
+impl Prepared {
+    /// A message whose reading failed with a fault (a panic) in the reader: unreadable.
+    fn faulty(raw: Option<&[u8]>, panic: &str) -> Self {
+        let id = raw.map(super::mime::content_id).unwrap_or_default();
+        tracing::error!(message = %id, panic = %panic, "reading a message panicked");
+        Prepared {
+            decoded: Err(super::mime::Unreadable(format!(
+                "the message could not be read (a fault in the escalation service's reader: {panic})"
+            ))),
+            record: None,
+            reply: None,
+        }
+    }
+}
+
+/// A message read as a reply ([`Reader::read_reply`]).
+#[derive(Debug, Clone)]
+pub struct ReplyReading {
+    /// The command read from the new text at the top.
+    pub intent: ReplyIntent,
+    /// Whether the attached documents were read (only for a reply that may be sending the form back).
+    documents_read: bool,
+    /// Per attached document, in order: what it holds.
+    documents: Vec<DocumentReading>,
+    /// With UPDATE: the record in the lines below the word.
+    update_lines: Option<ParsedRecord>,
+}
+
+/// An attached Word document, read.
+#[derive(Debug, Clone)]
+struct DocumentReading {
+    /// The words in its name and text shaped like a case reference, upper-cased; `None` when its text
+    /// could not be read.
+    references: Option<Vec<String>>,
+    /// The record in it, read with the boards' labels.
+    record: Result<ParsedRecord, docx::Unreadable>,
+}
+
+/// A message as read under the time limit.
+pub enum Reading {
+    /// Read (or found unreadable) in time.
+    Ready(Box<Prepared>),
+    /// Its reading took longer than the limit: a failed attempt, like an error. The reading was left to
+    /// finish on its own thread; nothing waits for it.
+    Overran,
+    /// Not read now (too many overrunning readings still running): it is tried again later, and this
+    /// does not count against it.
+    Busy,
+}
+
+/// Read every message in `raws` under `timebox`'s limit, each on a thread of its own (up to one a core,
+/// at most four at once), in order. Awaiting it never blocks the async runtime.
+pub async fn read_all(reader: std::sync::Arc<Reader>, timebox: &Timebox, raws: Vec<Vec<u8>>) -> Vec<Reading> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let read = timebox
+        .run_all(
+            raws,
+            threads,
+            std::sync::Arc::new(move |raw: &Vec<u8>| reader.prepare(raw)),
+        )
+        .await;
+    read.into_iter()
+        .map(|timed| match timed {
+            Timed::Done(p) => Reading::Ready(Box::new(p)),
+            Timed::Overran => Reading::Overran,
+            Timed::Busy => Reading::Busy,
+            // `prepare` catches its own panics: this is a fault in the thread around it.
+            Timed::Panicked(panic) => Reading::Ready(Box::new(Prepared::faulty(None, &panic))),
+        })
+        .collect()
+}
+
+/// The words of `text` shaped like a case reference (`BRAD-2027-0042`), whatever their prefix, upper-cased:
+/// [`reference_in`] tells which are a given board's.
+fn reference_shaped(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| {
+            let parts: Vec<&str> = w.split('-').collect();
+            parts.len() == 3
+                && parts[1].len() == 4
+                && parts[1].chars().all(|c| c.is_ascii_digit())
+                && parts[2].len() >= 4
+                && parts[2].chars().all(|c| c.is_ascii_digit())
+        })
+        .map(str::to_ascii_uppercase)
+        .collect()
 }
 
 /// The record fields as the `ingest --json` contract reports them (NHS number as ten digits when valid;
@@ -394,14 +579,6 @@ pub fn reference_in(subject: &str, prefixes: &[&str]) -> Option<String> {
                 && parts[2].chars().all(|c| c.is_ascii_digit())
         })
         .map(str::to_ascii_uppercase)
-}
-
-/// Every case reference with `prefix` in a text.
-fn references_in(text: &str, prefix: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
-        .filter(|w| reference_in(w, &[prefix]).is_some())
-        .map(str::to_ascii_uppercase)
-        .collect()
 }
 
 /// What proves who sent a command (ARCHITECTURE.md, "Trust model").
@@ -521,6 +698,7 @@ impl<'a> Pipeline<'a> {
                     })
                     .collect(),
             }),
+            timebox: Timebox::new(config.settings.reading.budget(), config.settings.reading.max_abandoned),
             templates: Templates::load(config.settings.templates_dir.as_deref())?,
             key,
             salt: String::new(),
@@ -585,46 +763,36 @@ impl<'a> Pipeline<'a> {
         (self.config.boards.len() == 1).then(|| &self.config.boards[0])
     }
 
-    /// Decode `raw` and read the record in it: the pure, CPU-bound part of processing a message.
+    /// Decode `raw` and read everything in it, here and now, with no time limit (the daemon reads with
+    /// [`Pipeline::prepare_all`]).
     pub fn prepare(&self, raw: &[u8]) -> Prepared {
         self.reader.prepare(raw)
     }
 
-    /// [`Pipeline::prepare`] for many messages, in order, on every core the machine has (up to four):
-    /// this thread takes a share and the runtime's blocking threads the rest. A reader that fails outright
-    /// (a bug in a parser) makes its messages unreadable, never the daemon stop.
-    pub async fn prepare_all(&self, raws: &[&[u8]]) -> Vec<Prepared> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-        if threads < 2 || raws.len() < 16 {
-            return raws.iter().map(|r| self.prepare(r)).collect();
-        }
-        let mut chunks = raws.chunks(raws.len().div_ceil(threads));
-        let first = chunks.next().unwrap_or_default();
-        let others: Vec<_> = chunks
-            .map(|chunk| {
-                let reader = self.reader.clone();
-                let owned: Vec<Vec<u8>> = chunk.iter().map(|r| r.to_vec()).collect();
-                let task =
-                    tokio::task::spawn_blocking(move || owned.iter().map(|r| reader.prepare(r)).collect::<Vec<_>>());
-                (chunk.len(), task)
-            })
-            .collect();
-        let mut out: Vec<Prepared> = first.iter().map(|r| self.prepare(r)).collect();
-        for (len, task) in others {
-            match task.await {
-                Ok(v) => out.extend(v),
-                Err(e) => {
-                    tracing::error!(error = %e, "reading {len} messages failed; they are kept as unreadable");
-                    out.extend((0..len).map(|_| Prepared {
-                        decoded: Err(super::mime::Unreadable(
-                            "the message could not be read (the reader failed)".into(),
-                        )),
-                        record: None,
-                    }))
-                }
-            }
-        }
-        out
+    /// [`Pipeline::prepare`] for many messages, in order, each within the time limit, on threads of their
+    /// own ([`read_all`]). A reader that fails outright (a bug in a parser) makes its messages unreadable,
+    /// never the daemon stop.
+    pub async fn prepare_all(&self, raws: &[&[u8]]) -> Vec<Reading> {
+        read_all(
+            self.reader.clone(),
+            &self.timebox,
+            raws.iter().map(|r| r.to_vec()).collect(),
+        )
+        .await
+    }
+
+    /// One message read within the time limit.
+    async fn read_one(&self, raw: &[u8]) -> Reading {
+        let mut read = self.prepare_all(&[raw]).await;
+        read.pop().unwrap_or(Reading::Busy)
+    }
+
+    /// What to say of a message whose reading took longer than the limit.
+    fn overran_error(&self) -> String {
+        format!(
+            "reading it took longer than the {} ms the bot gives one message (a shape of email its readers do not handle in time)",
+            self.timebox.limit().as_millis()
+        )
     }
 
     /// Decode `raw` and read the escalation record in it, as the pipeline does.
@@ -646,12 +814,8 @@ impl<'a> Pipeline<'a> {
     /// A reply that sends the board's form back filled in — a Word document attached, `UPDATE` and the
     /// form's lines, or the form's lines with no command word — becomes an update of the record. A reply
     /// with another command is that command (a document attached to it is not read).
-    pub fn record_update(
-        &self,
-        msg: &Inbound,
-        reference: &str,
-        mut intent: crate::core::reply::ReplyIntent,
-    ) -> crate::core::reply::ReplyIntent {
+    pub fn record_update(msg: &Inbound, reference: &str, reading: &ReplyReading) -> ReplyIntent {
+        let mut intent = reading.intent.clone();
         let asked = matches!(intent.command, Ok(ReplyCommand::Update));
         // No command word at all (a known word that failed to parse is that command's error to tell).
         let no_command = intent.command_word.is_none();
@@ -672,29 +836,29 @@ impl<'a> Pipeline<'a> {
             fields
         };
         let mut found = None;
-        for doc in &msg.documents {
+        // `reading.documents` are the documents read, in order ([`Reader::read_reply`] reads them for a
+        // reply with no command word or with UPDATE, the only ones that come here).
+        for (doc, read) in msg.documents.iter().zip(&reading.documents) {
             let name = if doc.filename.is_empty() {
                 "the attached document".to_string()
             } else {
                 format!("the attached {}", doc.filename)
             };
             // A document about another case (its reference in it) is not this case's form.
-            let other_case = docx::read_text(&doc.bytes, &|_| false)
-                .ok()
-                .map(|t| format!("{} {}", doc.filename, t))
-                .and_then(|t| {
-                    let prefix = reference.split('-').next().unwrap_or_default();
-                    references_in(&t, prefix)
-                        .into_iter()
-                        .find(|r| !r.eq_ignore_ascii_case(reference))
-                });
+            let prefix = reference.split('-').next().unwrap_or_default();
+            let other_case = read.references.as_ref().and_then(|words| {
+                words
+                    .iter()
+                    .find(|r| reference_in(r, &[prefix]).is_some() && !r.eq_ignore_ascii_case(reference))
+                    .cloned()
+            });
             if let Some(other) = other_case {
                 found.get_or_insert(Err(format!(
                     "{name} is the record of case {other}, not of case {reference}: nothing was changed. Please attach this case's record."
                 )));
                 continue;
             }
-            match docx::read_record(&doc.bytes, &self.reader.labels) {
+            match &read.record {
                 Ok(parsed) if parsed.labelled() >= 2 => {
                     found = Some(Ok((fields_of(&parsed.record), name)));
                     break;
@@ -709,25 +873,12 @@ impl<'a> Pipeline<'a> {
                 }
             }
         }
-        if found.is_none() {
-            let below_word = if asked {
-                intent
-                    .reply_text
-                    .lines()
-                    .skip_while(|l| l.trim().is_empty())
-                    .skip(1)
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            } else {
-                intent.reply_text.clone()
-            };
-            let parsed = crate::core::intake::parse_labelled(&below_word, &self.reader.labels);
+        if found.is_none() && asked {
             // Text updates the record only under the word UPDATE: lines that happen to look like the
             // form's in an ordinary reply are not an update.
-            if asked && parsed.fields_found >= 1 {
-                found = Some(Ok((fields_of(&parsed.record), "the text of the email".to_string())));
-            } else if asked {
-                found = Some(Err("UPDATE needs the form's lines you change below it (\"Views of the adult at risk: …\"), or the record document attached after editing it.".to_string()));
+            match reading.update_lines.as_ref().filter(|parsed| parsed.fields_found >= 1) {
+                Some(parsed) => found = Some(Ok((fields_of(&parsed.record), "the text of the email".to_string()))),
+                None => found = Some(Err("UPDATE needs the form's lines you change below it (\"Views of the adult at risk: …\"), or the record document attached after editing it.".to_string())),
             }
         }
         match found {
@@ -761,20 +912,85 @@ impl<'a> Pipeline<'a> {
         messages: &[(Source, Vec<u8>)],
         now: DateTime<Utc>,
     ) -> Vec<Ack> {
-        // Decoding and reading, the CPU-bound part, for the whole batch at once on every core.
+        // Decoding and reading, the CPU-bound part, for the whole batch at once, off the runtime.
         let raws: Vec<&[u8]> = messages.iter().map(|(_, raw)| raw.as_slice()).collect();
-        let prepared = self.prepare_all(&raws).await;
+        let read = self.prepare_all(&raws).await;
+        self.process_read(store, board, messages, read, now).await
+    }
+
+    /// [`Pipeline::process_batch`] for messages read already (`read`, one per message, in order; the daemon
+    /// reads each board's mail apart, so that one board's slow message delays no other). A message whose
+    /// reading overran is a failed attempt, as an error is: the third quarantines it. One not read now
+    /// (too many overrunning readings still running) is left for later.
+    pub async fn process_read<S: Batching>(
+        &self,
+        store: &S,
+        board: &str,
+        messages: &[(Source, Vec<u8>)],
+        read: Vec<Reading>,
+        now: DateTime<Utc>,
+    ) -> Vec<Ack> {
+        let mut acks = vec![Ack::Retry; messages.len()];
+        let mut ready = Vec::with_capacity(messages.len());
+        for ((i, message), reading) in messages.iter().enumerate().zip(read) {
+            match reading {
+                Reading::Ready(p) => ready.push((i, message, *p)),
+                Reading::Overran => {
+                    let (source, raw) = message;
+                    let report = self.reading_overran(store, source, raw, Some(board), now, false).await;
+                    acks[i] = match report {
+                        Ok(r) => {
+                            r.count(board);
+                            r.ack()
+                        }
+                        Err(e) => {
+                            crate::monitor::monitor().message(board, "retry", None);
+                            tracing::error!(board, error = %e, "a message's failed attempt could not be counted; it will be tried again");
+                            Ack::Retry
+                        }
+                    };
+                }
+                Reading::Busy => {
+                    crate::monitor::monitor().message(board, "retry", None);
+                    tracing::warn!(board, "a message was not read now: too many overrunning readings are still running; it will be read later");
+                }
+            }
+        }
+        let (places, batch): (Vec<usize>, Vec<(&Message, Prepared)>) =
+            ready.into_iter().map(|(i, m, p)| (i, (m, p))).unzip();
+        for (i, ack) in places
+            .into_iter()
+            .zip(self.process_prepared_batch(store, board, batch, now).await)
+        {
+            if let Some(a) = acks.get_mut(i) {
+                *a = ack;
+            }
+        }
+        acks
+    }
+
+    /// Messages read in time, in one unit of work; one at a time should that fail.
+    async fn process_prepared_batch<S: Batching>(
+        &self,
+        store: &S,
+        board: &str,
+        batch: Vec<(&Message, Prepared)>,
+        now: DateTime<Utc>,
+    ) -> Vec<Ack> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let messages: Vec<&Message> = batch.iter().map(|(m, _)| *m).collect();
         let together = async {
             let unit = store.begin_unit().await?;
             // Every message kept in a few statements, not a round trip each.
-            let kept: Vec<InboundMessage> = messages
+            let kept: Vec<InboundMessage> = batch
                 .iter()
-                .zip(&prepared)
                 .map(|((source, raw), p)| Self::kept(source, raw, &p.decoded, Some(board), now))
                 .collect();
             let recorded = unit.record_inbound_many(&kept).await?;
-            let mut reports = Vec::with_capacity(messages.len());
-            for (((source, raw), prepared), recorded) in messages.iter().zip(prepared).zip(recorded) {
+            let mut reports = Vec::with_capacity(batch.len());
+            for (((source, raw), prepared), recorded) in batch.into_iter().zip(recorded) {
                 reports.push(
                     self.process_prepared(&unit, source, raw, prepared, Some(recorded), Some(board), now, false)
                         .await?,
@@ -823,10 +1039,10 @@ impl<'a> Pipeline<'a> {
     }
 
     /// [`Pipeline::process`], isolated: a panic on the way is caught and logged with the message's id,
-    /// and every failure (a panic, or a database error such as a value too long or a full disk) is counted
-    /// against the message in the store. A message that has failed [`MAX_ATTEMPTS`] times is not tried
-    /// again: it is kept, marked quarantined, audited, and moved to the quarantine folder, where the board
-    /// team can see it. Never a crash loop.
+    /// and every failure (a panic, a database error such as a value too long or a full disk, or a reading
+    /// that took longer than the limit) is counted against the message in the store. A message that has
+    /// failed [`MAX_ATTEMPTS`] times is not tried again: it is kept, marked quarantined, audited, and moved
+    /// to the quarantine folder, where the board team can see it. Never a crash loop.
     pub async fn process_isolated<S: Store>(
         &self,
         store: &S,
@@ -845,9 +1061,16 @@ impl<'a> Pipeline<'a> {
                     .await;
             }
         }
-        let attempt = std::panic::AssertUnwindSafe(self.process(store, source, raw, board_hint, now, dry_run))
-            .catch_unwind()
-            .await;
+        let prepared = match self.read_one(raw).await {
+            Reading::Ready(p) => *p,
+            Reading::Overran => return self.reading_overran(store, source, raw, board_hint, now, dry_run).await,
+            Reading::Busy => return Ok(Self::not_read_now(board_hint)),
+        };
+        let attempt = std::panic::AssertUnwindSafe(
+            self.process_prepared(store, source, raw, prepared, None, board_hint, now, dry_run),
+        )
+        .catch_unwind()
+        .await;
         let error = match attempt {
             Ok(Ok(report)) => return Ok(report),
             Ok(Err(e)) => e.to_string(),
@@ -875,6 +1098,60 @@ impl<'a> Pipeline<'a> {
             "The message could not be processed this time (attempt {tried} of {MAX_ATTEMPTS}): {error}. It is kept and will be tried again."
         ));
         Ok(report)
+    }
+
+    /// A message whose reading overran the limit: a failed attempt, counted in the store. The attempt that
+    /// reaches [`MAX_ATTEMPTS`] quarantines it at once (an error's waits for the next arrival, which costs
+    /// nothing; another reading would cost the whole limit again, and more of an abandoned thread).
+    async fn reading_overran<S: Store>(
+        &self,
+        store: &S,
+        source: &Source,
+        raw: &[u8],
+        board_hint: Option<&str>,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Report, StoreError> {
+        let error = self.overran_error();
+        tracing::warn!(
+            message = %super::mime::content_id(raw),
+            mailbox = %source.mailbox,
+            uid = ?source.uid,
+            %error,
+            "a message took too long to read; it is counted as a failed attempt"
+        );
+        let tried = if dry_run {
+            1
+        } else {
+            store
+                .note_failed_attempt(&attempt_key(source, raw), &error, now)
+                .await?
+        };
+        if tried >= MAX_ATTEMPTS && !dry_run {
+            return self
+                .quarantine_failing(store, source, raw, board_hint, tried, now)
+                .await;
+        }
+        let mut report = Report::new("refused");
+        report.retry = true;
+        report.board = board_hint.map(str::to_string);
+        report.problems.push(format!(
+            "The message could not be processed this time (attempt {tried} of {MAX_ATTEMPTS}): {error}. It is kept and will be tried again."
+        ));
+        Ok(report)
+    }
+
+    /// A message not read now (too many overrunning readings still running): tried again later, not
+    /// counted against it.
+    fn not_read_now(board_hint: Option<&str>) -> Report {
+        let mut report = Report::new("refused");
+        report.retry = true;
+        report.board = board_hint.map(str::to_string);
+        report.problems.push(
+            "The message was not read now: readings of other messages that took too long are still running. It is kept and will be read later."
+                .into(),
+        );
+        report
     }
 
     /// Keep a message that failed every time it was tried, marked quarantined, with an audit event.
@@ -937,8 +1214,23 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Report, StoreError> {
-        self.process_prepared(store, source, raw, self.prepare(raw), None, board_hint, now, dry_run)
-            .await
+        match self.read_one(raw).await {
+            Reading::Ready(prepared) => {
+                let prepared = *prepared;
+                self.process_prepared(store, source, raw, prepared, None, board_hint, now, dry_run)
+                    .await
+            }
+            // Not isolated: nothing is counted here ([`Pipeline::process_isolated`] counts it).
+            Reading::Overran => {
+                let mut report = Self::not_read_now(board_hint);
+                report.problems = vec![format!(
+                    "The message could not be processed this time: {}. It is kept and will be tried again.",
+                    self.overran_error()
+                )];
+                Ok(report)
+            }
+            Reading::Busy => Ok(Self::not_read_now(board_hint)),
+        }
     }
 
     /// The inbound row that keeps a message.
@@ -976,7 +1268,7 @@ impl<'a> Pipeline<'a> {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Report, StoreError> {
-        let Prepared { decoded, record } = prepared;
+        let Prepared { decoded, record, reply } = prepared;
         let message_id = match &decoded {
             Ok(m) => m.message_id.clone(),
             Err(_) => super::mime::content_id(raw),
@@ -1015,7 +1307,7 @@ impl<'a> Pipeline<'a> {
                 }
             }
         };
-        self.process_decoded(store, raw, decoded, record, board_hint, inbound_id, now, dry_run)
+        self.process_decoded(store, raw, decoded, record, reply, board_hint, inbound_id, now, dry_run)
             .await
     }
 
@@ -1138,6 +1430,7 @@ impl<'a> Pipeline<'a> {
         raw: &[u8],
         decoded: Result<Inbound, super::mime::Unreadable>,
         record: Option<ParsedRecord>,
+        reply: Option<ReplyReading>,
         board_hint: Option<&str>,
         inbound_id: Option<i64>,
         now: DateTime<Utc>,
@@ -1267,20 +1560,26 @@ impl<'a> Pipeline<'a> {
                 .await?;
             return Ok(r);
         };
+        // Read with the rest ([`Reader::prepare`]); read here only for a message prepared without it.
+        let reply = reply.unwrap_or_else(|| self.reader.read_reply(&msg));
         let composer = self.composer(board);
-        if is_staff(board, &sender.email) && Self::asks_for_digest(&msg) {
+        if is_staff(board, &sender.email) && Self::asks_for_digest(&reply.intent) {
             return self
                 .digest_on_demand(store, &composer, &msg, &sender, inbound_id, now, dry_run)
                 .await;
         }
         if let Some(request) = Self::approval_request(&composer, &msg) {
             return self
-                .decide_approval(store, &composer, &msg, &sender, &request, inbound_id, now, dry_run)
+                .decide_approval(
+                    store, &composer, &msg, &reply, &sender, &request, inbound_id, now, dry_run,
+                )
                 .await;
         }
         if let Some(located) = self.locate(&composer, &msg) {
             return self
-                .reply(store, &composer, &msg, &sender, located, inbound_id, now, dry_run)
+                .reply(
+                    store, &composer, &msg, &reply, &sender, located, inbound_id, now, dry_run,
+                )
                 .await;
         }
         self.new_case(store, &composer, &msg, record, &sender, inbound_id, now, dry_run)
@@ -1288,8 +1587,7 @@ impl<'a> Pipeline<'a> {
     }
 
     /// Whether the new text at the top of the message is the word DIGEST (alone on its first line).
-    fn asks_for_digest(msg: &Inbound) -> bool {
-        let intent = Self::reply_intent(msg);
+    fn asks_for_digest(intent: &ReplyIntent) -> bool {
         let first = intent
             .reply_text
             .lines()
@@ -1767,6 +2065,7 @@ impl<'a> Pipeline<'a> {
         store: &S,
         composer: &Composer<'_>,
         msg: &Inbound,
+        reading: &ReplyReading,
         sender: &Person,
         request: &str,
         inbound_id: Option<i64>,
@@ -1774,8 +2073,8 @@ impl<'a> Pipeline<'a> {
         dry_run: bool,
     ) -> Result<Report, StoreError> {
         let board = composer.board;
-        let intent = Self::reply_intent(msg);
-        let report = Report::for_reply(board, &intent);
+        let intent = &reading.intent;
+        let report = Report::for_reply(board, intent);
         let is_staff = is_staff(board, &sender.email);
         let sent_to_sender = store.outbox_email(request).await?.is_some_and(|o| {
             o.email
@@ -1859,7 +2158,16 @@ impl<'a> Pipeline<'a> {
         if dry_run {
             return Ok(Acted::Done(report));
         }
-        let Prepared { decoded, record } = self.prepare(&raw);
+        // Read again as it was on arrival, within the time limit.
+        let (decoded, record) = match self.read_one(&raw).await {
+            Reading::Ready(p) => (p.decoded, p.record),
+            Reading::Overran => return Err(StoreError::Data(format!("the held message: {}", self.overran_error()))),
+            Reading::Busy => {
+                return Err(StoreError::Data(
+                    "the held message was not read now: readings that took too long are still running".into(),
+                ))
+            }
+        };
         let original = decoded.map_err(|e| StoreError::Data(format!("the held message cannot be read: {}", e.0)))?;
         let original_sender = original.from.clone().unwrap_or_else(|| Person::email(&held.sender));
         if !unfinished
@@ -2059,6 +2367,7 @@ impl<'a> Pipeline<'a> {
         store: &S,
         composer: &Composer<'_>,
         msg: &Inbound,
+        reading: &ReplyReading,
         sender: &Person,
         located: Located,
         inbound_id: Option<i64>,
@@ -2066,7 +2375,9 @@ impl<'a> Pipeline<'a> {
         dry_run: bool,
     ) -> Result<Report, StoreError> {
         let acted = self
-            .act_on_reply(store, composer, msg, sender, &located, inbound_id, now, dry_run)
+            .act_on_reply(
+                store, composer, msg, reading, sender, &located, inbound_id, now, dry_run,
+            )
             .await?;
         self.answer(store, composer, msg, sender, acted, inbound_id, now, dry_run)
             .await
@@ -2117,6 +2428,7 @@ impl<'a> Pipeline<'a> {
         store: &S,
         composer: &Composer<'_>,
         msg: &Inbound,
+        reading: &ReplyReading,
         sender: &Person,
         located: &Located,
         inbound_id: Option<i64>,
@@ -2124,7 +2436,7 @@ impl<'a> Pipeline<'a> {
         dry_run: bool,
     ) -> Result<Acted, StoreError> {
         let board = composer.board;
-        let intent = self.record_update(msg, &located.reference, Self::reply_intent(msg));
+        let intent = Self::record_update(msg, &located.reference, reading);
         let mut report = Report::for_reply(board, &intent);
         let reference = located.reference.clone();
         report.case = Some(reference.clone());
