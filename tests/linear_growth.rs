@@ -77,13 +77,22 @@ fn linear<T>(what: &str, n: usize, make: impl Fn(usize) -> T, run: impl Fn(&T)) 
     let large = make(10 * n);
     // Warm up (allocator, caches, lazily built tables).
     run(&small);
-    let t1 = fastest(5, || run(black_box(&small)));
-    let t10 = fastest(3, || run(black_box(&large)));
-    let ratio = t10.as_secs_f64() / t1.as_secs_f64().max(1e-6);
-    println!("{what}: n = {n}: {t1:?}, 10 n: {t10:?} (x{ratio:.1})");
-    assert!(
-        ratio <= 20.0,
-        "{what}: 10 times the input took {ratio:.1} times as long ({t1:?} at n = {n}, {t10:?} at 10 n): not linear"
+    // Measured up to three times: a busy machine (another build, the rest of the suite) can slow one
+    // measurement, never a quadratic parser down to linear; one measurement within the bound passes.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let t1 = fastest(5, || run(black_box(&small)));
+        let t10 = fastest(3, || run(black_box(&large)));
+        let ratio = t10.as_secs_f64() / t1.as_secs_f64().max(1e-6);
+        println!("{what}: n = {n}: {t1:?}, 10 n: {t10:?} (x{ratio:.1})");
+        if ratio <= 20.0 {
+            return;
+        }
+        seen.push(format!("x{ratio:.1} ({t1:?} at n = {n}, {t10:?} at 10 n)"));
+    }
+    panic!(
+        "{what}: 10 times the input took {} as long: not linear",
+        seen.join(", then ")
     );
 }
 
@@ -318,7 +327,7 @@ fn word_documents_grow_linearly() {
 fn mime_decoding_grows_linearly() {
     let limits = Limits::default();
     let shapes: [Shape<Vec<u8>>; 7] = [
-        ("deep MIME", 5_000, |n| {
+        ("deep MIME", 1_000, |n| {
             // Nested multiparts: refused past the depth limit, but only after mail-parser has read them.
             let mut s = String::from(EMAIL_HEAD);
             for i in 0..n {
@@ -443,11 +452,9 @@ fn reading_a_reply_grows_linearly() {
 }
 
 /// Many different addresses on one line (an ESCALATE naming hundreds of people): `intake::find_emails`,
-/// which every reader uses, keeps the addresses found in a list and looks each new one up in it, so this
-/// shape is quadratic in the number of addresses until it keeps them in a set (core/intake.rs, being
-/// rewritten in issue 22's reader work). The reading limit stops such an email meanwhile.
+/// which every reader uses, keeps the addresses it has found in a set, and the name beside each address
+/// is looked for in a bounded stretch of its line.
 #[test]
-#[ignore = "find_emails (core/intake.rs) is quadratic in distinct addresses; un-ignore with its fix"]
 fn reading_many_addresses_grows_linearly() {
     let labels = labels();
     let addresses = |n: usize| {

@@ -880,6 +880,8 @@ fn is_email_char(c: char) -> bool {
 /// The email addresses written in `text`, in order.
 pub fn find_emails(text: &str) -> Vec<String> {
     let mut out = Vec::new();
+    // Each address once, found in a set: a line of many addresses stays linear.
+    let mut seen = std::collections::HashSet::new();
     let chars: Vec<char> = text.chars().collect();
     for (i, &c) in chars.iter().enumerate() {
         if c != '@' {
@@ -905,7 +907,7 @@ pub fn find_emails(text: &str) -> Vec<String> {
             .to_string();
         if !local.is_empty() && domain.contains('.') && !domain.starts_with('.') {
             let addr = format!("{local}@{domain}");
-            if !out.contains(&addr) {
+            if seen.insert(addr.clone()) {
                 out.push(addr);
             }
         }
